@@ -1,0 +1,109 @@
+// Package jobs is the contract between the importer and the worker: the
+// asynq task type and payload, and the batch record with its row ledger.
+package jobs
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+)
+
+// TypeAssign is the asynq task type of one contact's assignments.
+const TypeAssign = "bulkassign:assign"
+
+// Queue is the asynq queue every assignment task goes to.
+const Queue = "bulkassign"
+
+// Status is where a row ended.
+type Status string
+
+// The three final statuses of a row.
+const (
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusInvalid   Status = "invalid"
+)
+
+// Row is one input row as the importer read it and the ledger keeps it.
+//
+// For a valid row ContactID and MemberID are normalised (trimmed,
+// lower-case) and Replace is the parsed flag. For an invalid row the fields
+// hold the trimmed text of the file, ReplaceText the trimmed text of the
+// removeExistingAgents cell, and Reason/Error say what is wrong.
+type Row struct {
+	Line        int      `json:"l"`
+	ContactID   string   `json:"c"`
+	MemberID    string   `json:"m"`
+	Replace     bool     `json:"r,omitempty"`
+	ReplaceText string   `json:"rt,omitempty"`
+	Extra       []string `json:"x,omitempty"`
+	Reason      string   `json:"why,omitempty"`
+	Error       string   `json:"err,omitempty"`
+}
+
+// Valid reports whether the row will be sent to the API.
+func (r Row) Valid() bool { return r.Reason == "" }
+
+// ReplaceCell is the removeExistingAgents value as the report shows it.
+func (r Row) ReplaceCell() string {
+	if r.ReplaceText != "" {
+		return r.ReplaceText
+	}
+	if r.Replace {
+		return "true"
+	}
+	return "false"
+}
+
+// Result is the outcome of one row in the ledger.
+type Result struct {
+	Status     Status `json:"s"`
+	HTTPStatus int    `json:"h,omitempty"`
+	Attempts   int    `json:"a,omitempty"`
+	// Reason is a short, stable code counted in summary.json
+	// ("http_404", "timeout", "invalid_contact_id", ...).
+	Reason string `json:"why,omitempty"`
+	// Error is the human explanation shown in failed.csv.
+	Error string `json:"err,omitempty"`
+}
+
+// Op is one call to make for a contact: the member, the mode, and the file
+// lines it stands for (more than one when exact duplicates were merged).
+type Op struct {
+	MemberID string `json:"m"`
+	Replace  bool   `json:"r,omitempty"`
+	Lines    []int  `json:"l"`
+}
+
+// AssignPayload is the payload of a TypeAssign task: one contact's calls in
+// file order.
+type AssignPayload struct {
+	Batch   string `json:"b"`
+	Contact string `json:"c"`
+	Ops     []Op   `json:"o"`
+}
+
+// NewAssignTask builds the task for one contact. Its task id is derived
+// from the batch and contact so that enqueueing the same plan twice is a
+// no-op.
+func NewAssignTask(p AssignPayload, opts ...asynq.Option) (*asynq.Task, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload for contact %s: %w", p.Contact, err)
+	}
+	opts = append([]asynq.Option{asynq.Queue(Queue), asynq.TaskID(TaskID(p.Batch, p.Contact))}, opts...)
+	return asynq.NewTask(TypeAssign, b, opts...), nil
+}
+
+// TaskID is the asynq task id of a contact's task within a batch.
+func TaskID(batch, contact string) string { return batch + ":" + contact }
+
+// ParseAssignPayload decodes a TypeAssign payload.
+func ParseAssignPayload(b []byte) (AssignPayload, error) {
+	var p AssignPayload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("decode assign payload: %w", err)
+	}
+	return p, nil
+}
