@@ -1,0 +1,451 @@
+package jobs
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Batch statuses as the batch record keeps them.
+const (
+	// BatchImporting: rows are being written and tasks queued; workers wait.
+	BatchImporting = "importing"
+	// BatchRunning: every task is queued; workers apply rows.
+	BatchRunning = "running"
+	// BatchPaused: workers hold the batch's tasks until it is resumed.
+	BatchPaused = "paused"
+	// BatchDone: every row has its final status.
+	BatchDone = "done"
+)
+
+// ErrNotFound is returned for a batch id that has no record.
+var ErrNotFound = errors.New("batch not found")
+
+// Batch is the batch record: what was imported and how far it got.
+type Batch struct {
+	ID          string
+	Name        string
+	Source      string
+	Status      string
+	PauseCode   string
+	PauseReason string
+	Rows        int64
+	Succeeded   int64
+	Failed      int64
+	Invalid     int64
+	APICalls    int64
+	Retries     int64
+	RateLimited int64
+	Contacts    int64
+	Extras      []string
+	CreatedAt   time.Time
+	StartedAt   time.Time
+	FinishedAt  time.Time
+	Errors      map[string]int64
+}
+
+// Done is the number of rows with a final status.
+func (b Batch) Done() int64 { return b.Succeeded + b.Failed + b.Invalid }
+
+// Stats are counter increments that travel with a ledger update.
+type Stats struct {
+	Calls       int64
+	Retries     int64
+	RateLimited int64
+}
+
+// Store keeps batch records and row ledgers in Redis, every key under one
+// namespace prefix.
+type Store struct {
+	rdb redis.UniversalClient
+	ns  string
+	now func() time.Time
+}
+
+// StoreOptions configures a Store; the zero value means defaults.
+type StoreOptions struct {
+	// Namespace prefixes every key; default "bulkassign".
+	Namespace string
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
+	if opts.Namespace == "" {
+		opts.Namespace = "bulkassign"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{rdb: rdb, ns: opts.Namespace, now: opts.Now}
+}
+
+func (s *Store) batchesKey() string           { return s.ns + ":batches" }
+func (s *Store) metaKey(id string) string     { return s.ns + ":batch:" + id }
+func (s *Store) rowsKey(id string) string     { return s.ns + ":batch:" + id + ":rows" }
+func (s *Store) resultsKey(id string) string  { return s.ns + ":batch:" + id + ":results" }
+func (s *Store) errorsKey(id string) string   { return s.ns + ":batch:" + id + ":errors" }
+func (s *Store) attemptsKey(id string) string { return s.ns + ":batch:" + id + ":attempts" }
+
+func (s *Store) keys(id string) []string {
+	return []string{s.metaKey(id), s.rowsKey(id), s.resultsKey(id), s.errorsKey(id), s.attemptsKey(id)}
+}
+
+// Create writes a new batch record in status importing.
+func (s *Store) Create(ctx context.Context, id, name, source string) error {
+	now := s.now()
+	ok, err := s.rdb.HSetNX(ctx, s.metaKey(id), "id", id).Result()
+	if err != nil {
+		return fmt.Errorf("create batch %s: %w", id, err)
+	}
+	if !ok {
+		return fmt.Errorf("create batch %s: id already in use", id)
+	}
+	pipe := s.rdb.TxPipeline()
+	pipe.HSet(ctx, s.metaKey(id), "name", name, "source", source, "status", BatchImporting,
+		"createdAt", now.UnixMilli(), "rows", 0, "succeeded", 0, "failed", 0, "invalid", 0)
+	pipe.ZAdd(ctx, s.batchesKey(), redis.Z{Score: float64(now.UnixMilli()), Member: id})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("create batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// AddRows stores rows of a batch being imported; invalid rows get their
+// final result at once.
+func (s *Store) AddRows(ctx context.Context, id string, rows []Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	fields := make([]any, 0, 2*len(rows))
+	for _, r := range rows {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode row %d: %w", r.Line, err)
+		}
+		fields = append(fields, r.Line, b)
+	}
+	// Scripts cannot fall back from EVALSHA to EVAL inside a pipeline:
+	// load the script first.
+	if err := recordScript.Load(ctx, s.rdb).Err(); err != nil {
+		return fmt.Errorf("store rows of batch %s: %w", id, err)
+	}
+	pipe := s.rdb.Pipeline()
+	pipe.HSet(ctx, s.rowsKey(id), fields...)
+	for _, r := range rows {
+		if r.Valid() {
+			continue
+		}
+		res := Result{Status: StatusInvalid, Reason: r.Reason, Error: r.Error}
+		keys, args := s.recordArgs(id, []int{r.Line}, res, Stats{})
+		recordScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("store rows of batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// Start ends the import: it records the row and contact counts and the
+// extra column names, and sets the batch running. A batch whose rows are all
+// invalid is done at once.
+func (s *Store) Start(ctx context.Context, id string, rows, contacts int, extras []string) error {
+	ex, err := json.Marshal(extras)
+	if err != nil {
+		return fmt.Errorf("encode extras: %w", err)
+	}
+	err = startScript.Run(ctx, s.rdb, []string{s.metaKey(id)},
+		rows, contacts, ex, s.now().UnixMilli()).Err()
+	if err != nil {
+		return fmt.Errorf("start batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete removes every key of a batch.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	pipe := s.rdb.TxPipeline()
+	pipe.Unlink(ctx, s.keys(id)...)
+	pipe.ZRem(ctx, s.batchesKey(), id)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("delete batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// PauseUnauthorized is the pause code of a batch stopped because the CRM
+// refused the API key.
+const PauseUnauthorized = "unauthorized"
+
+// SetStatus moves a running or paused batch to status; a pause has a code
+// callers branch on and a reason operators read. A batch that is done stays
+// done.
+func (s *Store) SetStatus(ctx context.Context, id, status, code, reason string) error {
+	err := statusScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, status, code, reason).Err()
+	if err != nil {
+		return fmt.Errorf("set batch %s %s: %w", id, status, err)
+	}
+	return nil
+}
+
+// Status returns the batch's status and pause reason; ErrNotFound when the
+// batch is gone.
+func (s *Store) Status(ctx context.Context, id string) (status, reason string, err error) {
+	v, err := s.rdb.HMGet(ctx, s.metaKey(id), "status", "pauseReason").Result()
+	if err != nil {
+		return "", "", fmt.Errorf("read batch %s: %w", id, err)
+	}
+	if v[0] == nil {
+		return "", "", fmt.Errorf("batch %s: %w", id, ErrNotFound)
+	}
+	status, _ = v[0].(string)
+	reason, _ = v[1].(string)
+	return status, reason, nil
+}
+
+// Progress is what a worker needs to resume a contact's task: the results
+// already recorded and the attempts already spent, by line.
+type Progress struct {
+	Done     map[int]bool
+	Attempts map[int]int
+}
+
+// Progress reads the state of the given lines.
+func (s *Store) Progress(ctx context.Context, id string, lines []int) (Progress, error) {
+	fields := make([]string, len(lines))
+	for i, l := range lines {
+		fields[i] = strconv.Itoa(l)
+	}
+	pipe := s.rdb.Pipeline()
+	res := pipe.HMGet(ctx, s.resultsKey(id), fields...)
+	att := pipe.HMGet(ctx, s.attemptsKey(id), fields...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Progress{}, fmt.Errorf("read progress of batch %s: %w", id, err)
+	}
+	p := Progress{Done: map[int]bool{}, Attempts: map[int]int{}}
+	for i, v := range res.Val() {
+		if v != nil {
+			p.Done[lines[i]] = true
+		}
+	}
+	for i, v := range att.Val() {
+		if str, ok := v.(string); ok {
+			n, _ := strconv.Atoi(str)
+			p.Attempts[lines[i]] = n
+		}
+	}
+	return p, nil
+}
+
+// NoteAttempt records a failed call for the lines of one operation that
+// will be tried again, with the counters that go with it.
+func (s *Store) NoteAttempt(ctx context.Context, id string, line int, st Stats) error {
+	pipe := s.rdb.Pipeline()
+	pipe.HIncrBy(ctx, s.attemptsKey(id), strconv.Itoa(line), 1)
+	addStats(ctx, pipe, s.metaKey(id), st)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("note attempt in batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// AddStats adds counters of calls that did not end a row.
+func (s *Store) AddStats(ctx context.Context, id string, st Stats) error {
+	pipe := s.rdb.Pipeline()
+	addStats(ctx, pipe, s.metaKey(id), st)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("add counters to batch %s: %w", id, err)
+	}
+	return nil
+}
+
+func addStats(ctx context.Context, pipe redis.Pipeliner, key string, st Stats) {
+	if st.Calls != 0 {
+		pipe.HIncrBy(ctx, key, "apiCalls", st.Calls)
+	}
+	if st.Retries != 0 {
+		pipe.HIncrBy(ctx, key, "retries", st.Retries)
+	}
+	if st.RateLimited != 0 {
+		pipe.HIncrBy(ctx, key, "rateLimited", st.RateLimited)
+	}
+}
+
+// Record gives lines their final result, once: a line that already has a
+// result keeps it and is not counted again, so duplicate deliveries and
+// retries never double-count. It reports whether this update completed the
+// batch, which is true for exactly one caller.
+func (s *Store) Record(ctx context.Context, id string, lines []int, res Result, st Stats) (completed bool, err error) {
+	keys, args := s.recordArgs(id, lines, res, st)
+	n, err := recordScript.Run(ctx, s.rdb, keys, args...).Int()
+	if err != nil {
+		return false, fmt.Errorf("record lines %v of batch %s: %w", lines, id, err)
+	}
+	return n == 1, nil
+}
+
+// recordArgs are the keys and arguments of record.lua.
+func (s *Store) recordArgs(id string, lines []int, res Result, st Stats) ([]string, []any) {
+	b, _ := json.Marshal(res) // a Result always encodes
+	args := make([]any, 0, 7+len(lines))
+	args = append(args, b, string(res.Status), res.Reason, s.now().UnixMilli(), st.Calls, st.Retries, st.RateLimited)
+	for _, l := range lines {
+		args = append(args, l)
+	}
+	return []string{s.metaKey(id), s.resultsKey(id), s.errorsKey(id)}, args
+}
+
+// Get reads a batch record.
+func (s *Store) Get(ctx context.Context, id string) (Batch, error) {
+	pipe := s.rdb.Pipeline()
+	meta := pipe.HGetAll(ctx, s.metaKey(id))
+	errs := pipe.HGetAll(ctx, s.errorsKey(id))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Batch{}, fmt.Errorf("read batch %s: %w", id, err)
+	}
+	m := meta.Val()
+	if len(m) == 0 {
+		return Batch{}, fmt.Errorf("batch %s: %w", id, ErrNotFound)
+	}
+	b := Batch{
+		ID: id, Name: m["name"], Source: m["source"], Status: m["status"], PauseCode: m["pauseCode"], PauseReason: m["pauseReason"],
+		Rows: atoi(m["rows"]), Succeeded: atoi(m["succeeded"]), Failed: atoi(m["failed"]), Invalid: atoi(m["invalid"]),
+		APICalls: atoi(m["apiCalls"]), Retries: atoi(m["retries"]), RateLimited: atoi(m["rateLimited"]),
+		Contacts:  atoi(m["contacts"]),
+		CreatedAt: millis(m["createdAt"]), StartedAt: millis(m["startedAt"]), FinishedAt: millis(m["finishedAt"]),
+		Errors: map[string]int64{},
+	}
+	if ex := m["extras"]; ex != "" {
+		if err := json.Unmarshal([]byte(ex), &b.Extras); err != nil {
+			return Batch{}, fmt.Errorf("batch %s: extras: %w", id, err)
+		}
+	}
+	for k, v := range errs.Val() {
+		b.Errors[k] = atoi(v)
+	}
+	return b, nil
+}
+
+// IDs lists batch ids, newest first.
+func (s *Store) IDs(ctx context.Context) ([]string, error) {
+	ids, err := s.rdb.ZRevRange(ctx, s.batchesKey(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list batches: %w", err)
+	}
+	return ids, nil
+}
+
+// Entry is a row and its result; Result.Status is empty while the row has
+// none yet.
+type Entry struct {
+	Row    Row
+	Result Result
+}
+
+// Entries yields a batch's rows in line order with their results, reading
+// Redis in chunks so memory does not grow with the batch.
+func (s *Store) Entries(ctx context.Context, id string) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		lines, err := s.lines(ctx, id)
+		if err != nil {
+			yield(Entry{}, err)
+			return
+		}
+		const chunk = 1000
+		for start := 0; start < len(lines); start += chunk {
+			part := lines[start:min(start+chunk, len(lines))]
+			fields := make([]string, len(part))
+			for i, l := range part {
+				fields[i] = strconv.Itoa(l)
+			}
+			pipe := s.rdb.Pipeline()
+			rows := pipe.HMGet(ctx, s.rowsKey(id), fields...)
+			results := pipe.HMGet(ctx, s.resultsKey(id), fields...)
+			if _, err := pipe.Exec(ctx); err != nil {
+				yield(Entry{}, fmt.Errorf("read rows of batch %s: %w", id, err))
+				return
+			}
+			for i := range part {
+				var e Entry
+				if err := unmarshalField(rows.Val()[i], &e.Row); err != nil {
+					yield(Entry{}, fmt.Errorf("batch %s line %d: %w", id, part[i], err))
+					return
+				}
+				if err := unmarshalField(results.Val()[i], &e.Result); err != nil {
+					yield(Entry{}, fmt.Errorf("batch %s line %d: %w", id, part[i], err))
+					return
+				}
+				if !yield(e, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// lines returns the batch's line numbers in order. Line numbers are small
+// integers, so this is a few bytes a row even for a million rows.
+func (s *Store) lines(ctx context.Context, id string) ([]int, error) {
+	var lines []int
+	iter := s.rdb.HScan(ctx, s.rowsKey(id), 0, "", 5000).Iterator()
+	for i := 0; iter.Next(ctx); i++ {
+		if i%2 == 1 { // HSCAN yields field, value, field, value...
+			continue
+		}
+		l, err := strconv.Atoi(iter.Val())
+		if err != nil {
+			return nil, fmt.Errorf("batch %s: bad line field %q", id, iter.Val())
+		}
+		lines = append(lines, l)
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("scan rows of batch %s: %w", id, err)
+	}
+	slices.Sort(lines)
+	return lines, nil
+}
+
+func unmarshalField(v any, dst any) error {
+	s, ok := v.(string)
+	if !ok {
+		return nil
+	}
+	return json.Unmarshal([]byte(s), dst)
+}
+
+func atoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+func millis(s string) time.Time {
+	n := atoi(s)
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}
+
+//go:embed record.lua
+var recordLua string
+
+//go:embed start.lua
+var startLua string
+
+//go:embed status.lua
+var statusLua string
+
+var (
+	recordScript = redis.NewScript(recordLua)
+	startScript  = redis.NewScript(startLua)
+	statusScript = redis.NewScript(statusLua)
+)
