@@ -1,0 +1,261 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/hibiken/asynq"
+)
+
+// DeferError asks asynq to run the task again later without using up an
+// attempt: the batch is paused or still importing, or the API kept
+// answering 429.
+type DeferError struct {
+	RetryIn time.Duration
+	Why     string
+}
+
+func (e *DeferError) Error() string { return fmt.Sprintf("deferred %s: %s", e.RetryIn, e.Why) }
+
+// TransientError is a failed call that will be tried again.
+type TransientError struct {
+	// Attempt is how many calls this row has had.
+	Attempt int
+	// RetryAfter is the wait the API asked for, if any.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *TransientError) Error() string {
+	return fmt.Sprintf("attempt %d: %v", e.Attempt, e.Err)
+}
+
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// IsFailure tells asynq which errors count as a failed attempt: a deferral
+// does not.
+func IsFailure(err error) bool {
+	var de *DeferError
+	return !errors.As(err, &de)
+}
+
+// RetryDelay returns asynq's RetryDelayFunc: a deferral waits what it asks;
+// a transient failure waits base·2^(attempt-1), at most max, with jitter,
+// and at least the Retry-After the API gave.
+func RetryDelay(base, max time.Duration) asynq.RetryDelayFunc {
+	return func(n int, err error, _ *asynq.Task) time.Duration {
+		var de *DeferError
+		if errors.As(err, &de) {
+			return de.RetryIn
+		}
+		attempt := n + 1
+		var te *TransientError
+		if errors.As(err, &te) {
+			attempt = te.Attempt
+		}
+		return backoff(base, max, attempt, te)
+	}
+}
+
+func backoff(base, max time.Duration, attempt int, te *TransientError) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	// Equal jitter: half fixed, half random, so retries of many rows that
+	// failed together spread out.
+	d = d/2 + rand.N(d/2+1)
+	if te != nil && te.RetryAfter > d {
+		d = te.RetryAfter
+	}
+	return d
+}
+
+// HandlerOptions configures a Handler; the zero value means defaults.
+type HandlerOptions struct {
+	// MaxAttempts is the calls a row gets for transient failures before it
+	// is dead-lettered; default 5.
+	MaxAttempts int
+	// PausedRetry is how soon a task of a paused batch is looked at again;
+	// default 2s.
+	PausedRetry time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler is the asynq handler of jobs.TypeAssign tasks.
+type Handler struct {
+	store   *jobs.Store
+	client  *Client
+	limiter Limiter
+	opts    HandlerOptions
+}
+
+// NewHandler returns a Handler recording outcomes in store.
+func NewHandler(store *jobs.Store, client *Client, limiter Limiter, opts HandlerOptions) *Handler {
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 5
+	}
+	if opts.PausedRetry <= 0 {
+		opts.PausedRetry = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Handler{store: store, client: client, limiter: limiter, opts: opts}
+}
+
+// maxRateLimited bounds the 429s one task absorbs before it steps aside and
+// lets asynq bring it back later.
+const maxRateLimited = 20
+
+// ProcessTask applies one contact's rows in file order, skipping rows that
+// already have a result (a retry or a duplicate delivery).
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	p, err := jobs.ParseAssignPayload(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	log := h.opts.Logger.With(slog.String("batch", p.Batch), slog.String("contact", p.Contact))
+	status, _, err := h.store.Status(ctx, p.Batch)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		log.Warn("dropping task of a batch that no longer exists")
+		return nil
+	case err != nil:
+		return err
+	case status == jobs.BatchDone:
+		return nil
+	case status != jobs.BatchRunning:
+		return &DeferError{RetryIn: h.opts.PausedRetry, Why: "batch is " + status}
+	}
+	first := make([]int, len(p.Ops))
+	for i, op := range p.Ops {
+		first[i] = op.Lines[0]
+	}
+	prog, err := h.store.Progress(ctx, p.Batch, first)
+	if err != nil {
+		return err
+	}
+	for i, op := range p.Ops {
+		if prog.Done[op.Lines[0]] {
+			continue
+		}
+		if err := h.apply(ctx, log, p, i, prog.Attempts[op.Lines[0]]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply makes the calls for op i until it has a final result, or returns
+// the error that sends the task back to asynq.
+func (h *Handler) apply(ctx context.Context, log *slog.Logger, p jobs.AssignPayload, i int, attempts int) error {
+	op := p.Ops[i]
+	var st jobs.Stats
+	for limited := 0; ; {
+		if err := h.limiter.Wait(ctx); err != nil {
+			return h.abandon(p, st, err)
+		}
+		out := h.client.Assign(ctx, p.Contact, op.MemberID, op.Replace)
+		if ctx.Err() != nil && out.Kind != OK {
+			// Shutting down: this call does not count against the row.
+			return h.abandon(p, st, context.Cause(ctx))
+		}
+		st.Calls++
+		if out.Kind == RateLimited {
+			st.RateLimited++
+			h.limiter.Slow(ctx, out.RetryAfter)
+			if limited++; limited >= maxRateLimited {
+				return h.defer429(p, st, out)
+			}
+			continue
+		}
+		attempts++
+		res := jobs.Result{HTTPStatus: out.HTTPStatus, Attempts: attempts, Reason: out.Reason}
+		switch out.Kind {
+		case OK:
+			res.Status = jobs.StatusSucceeded
+			return h.record(ctx, p.Batch, op.Lines, res, st)
+		case Permanent:
+			res.Status, res.Error = jobs.StatusFailed, out.Err.Error()
+			return h.record(ctx, p.Batch, op.Lines, res, st)
+		case Unauthorized:
+			reason := fmt.Sprintf("the CRM refused the API key (HTTP %d): check --api-key / BULKASSIGN_API_KEY, then resume the batch", out.HTTPStatus)
+			if err := h.store.SetStatus(ctx, p.Batch, jobs.BatchPaused, jobs.PauseUnauthorized, reason); err != nil {
+				return err
+			}
+			log.Error("batch paused: API key refused", slog.Int("http_status", out.HTTPStatus))
+			return h.abandon(p, st, &DeferError{RetryIn: h.opts.PausedRetry, Why: "API key refused"})
+		}
+		// Transient.
+		if attempts < h.opts.MaxAttempts {
+			st.Retries++
+			if err := h.store.NoteAttempt(ctx, p.Batch, op.Lines[0], st); err != nil {
+				return err
+			}
+			return &TransientError{Attempt: attempts, RetryAfter: out.RetryAfter, Err: out.Err}
+		}
+		res.Status = jobs.StatusFailed
+		res.Error = fmt.Sprintf("gave up after %d attempts: %v", attempts, out.Err)
+		log.Warn("row dead-lettered", slog.Int("line", op.Lines[0]), slog.String("reason", out.Reason), slog.Int("attempts", attempts))
+		if err := h.record(ctx, p.Batch, op.Lines, res, st); err != nil {
+			return err
+		}
+		if err := h.blockRest(ctx, p, i); err != nil {
+			return err
+		}
+		return fmt.Errorf("line %d dead-lettered after %d attempts: %v: %w", op.Lines[0], attempts, out.Err, asynq.SkipRetry)
+	}
+}
+
+func (h *Handler) record(ctx context.Context, batch string, lines []int, res jobs.Result, st jobs.Stats) error {
+	completed, err := h.store.Record(ctx, batch, lines, res, st)
+	if err != nil {
+		return err
+	}
+	if completed {
+		h.opts.Logger.Info("batch complete", slog.String("batch", batch))
+	}
+	return nil
+}
+
+// blockRest fails the contact's rows after op i, which ran out of
+// attempts: applying them without it would leave the contact in a state
+// the file never described.
+func (h *Handler) blockRest(ctx context.Context, p jobs.AssignPayload, i int) error {
+	for _, op := range p.Ops[i+1:] {
+		res := jobs.Result{
+			Status: jobs.StatusFailed,
+			Reason: "blocked",
+			Error:  fmt.Sprintf("not sent: line %d for the same contact failed first; re-import failed.csv, which keeps the order", p.Ops[i].Lines[0]),
+		}
+		if err := h.record(ctx, p.Batch, op.Lines, res, jobs.Stats{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// abandon keeps the counters of calls made so far and returns err.
+func (h *Handler) abandon(p jobs.AssignPayload, st jobs.Stats, err error) error {
+	if st != (jobs.Stats{}) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if serr := h.store.AddStats(ctx, p.Batch, st); serr != nil {
+			h.opts.Logger.Warn("counters not saved", slog.String("batch", p.Batch), slog.Any("error", serr))
+		}
+	}
+	return err
+}
+
+// defer429 steps a task aside after many 429s in a row.
+func (h *Handler) defer429(p jobs.AssignPayload, st jobs.Stats, out Outcome) error {
+	return h.abandon(p, st, &DeferError{RetryIn: max(out.RetryAfter, time.Second), Why: "the API keeps answering 429"})
+}
