@@ -1,0 +1,170 @@
+// Package config holds bulkassign's settings: defaults, flags with their
+// BULKASSIGN_* environment twins, and validation.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/bulkassign/bulkassign/worker"
+	"github.com/hibiken/asynq"
+)
+
+// EnvPrefix is the prefix of every setting's environment variable:
+// --api-key is BULKASSIGN_API_KEY.
+const EnvPrefix = "BULKASSIGN"
+
+// Config is every setting the commands share.
+type Config struct {
+	// CRM API.
+	APIURL         string
+	APIKey         string
+	PathTemplate   string
+	KeyHeader      string
+	RequestTimeout time.Duration
+
+	// Queue and workers.
+	Redis       string
+	Namespace   string
+	Rate        float64
+	Burst       int
+	Concurrency int
+	MaxAttempts int
+	RetryBase   time.Duration
+	RetryMax    time.Duration
+
+	// Output.
+	Out      string
+	LogLevel string
+}
+
+// Default returns the settings used when nothing is given.
+func Default() Config {
+	return Config{
+		APIURL:         worker.DefaultAPIURL,
+		PathTemplate:   worker.DefaultPathTemplate,
+		KeyHeader:      worker.DefaultKeyHeader,
+		RequestTimeout: 30 * time.Second,
+		Namespace:      "bulkassign",
+		Concurrency:    16,
+		MaxAttempts:    5,
+		RetryBase:      time.Second,
+		RetryMax:       time.Minute,
+		Out:            "reports",
+		LogLevel:       "warn",
+	}
+}
+
+// RegisterAPI adds the CRM API flags to fs.
+func (c *Config) RegisterAPI(fs *flag.FlagSet) {
+	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "base URL of the CRM API")
+	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "CRM API key (prefer the env var BULKASSIGN_API_KEY: flags show in ps)")
+	fs.StringVar(&c.PathTemplate, "path-template", c.PathTemplate, "assign call path, with {aiContactId} and {teamMemberId}")
+	fs.StringVar(&c.KeyHeader, "key-header", c.KeyHeader, "HTTP header that carries the API key")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "timeout of one API call")
+}
+
+// RegisterRedis adds the Redis flags to fs. embedded says what an empty
+// --redis means for this command.
+func (c *Config) RegisterRedis(fs *flag.FlagSet, embedded bool) {
+	help := "Redis URL (redis://[user:password@]host:port/db)"
+	if embedded {
+		help += "; empty runs an embedded in-process queue"
+	}
+	fs.StringVar(&c.Redis, "redis", c.Redis, help)
+	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "prefix of every Redis key and name of the asynq queue")
+}
+
+// RegisterWorker adds the flags of processes that make calls to fs.
+func (c *Config) RegisterWorker(fs *flag.FlagSet) {
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "API calls per second, across all workers; 0 = unlimited")
+	fs.IntVar(&c.Burst, "burst", c.Burst, "calls allowed at once above --rate (default 1)")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "API calls in flight in this process")
+	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "calls a row gets for transient failures before it is dead-lettered")
+	fs.DurationVar(&c.RetryBase, "retry-base", c.RetryBase, "first backoff after a transient failure; doubles each attempt")
+	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "longest backoff between attempts")
+}
+
+// RegisterOutput adds the report and logging flags to fs.
+func (c *Config) RegisterOutput(fs *flag.FlagSet) {
+	fs.StringVar(&c.Out, "out", c.Out, "report folder; the report goes to OUT/<batch id>/")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+}
+
+var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Validate checks the settings and says how to fix the first bad one.
+func (c Config) Validate() error {
+	var errs []error
+	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("--api-url %q: want http(s)://host[:port]", c.APIURL))
+	}
+	if !strings.Contains(c.PathTemplate, "{aiContactId}") || !strings.Contains(c.PathTemplate, "{teamMemberId}") {
+		errs = append(errs, fmt.Errorf("--path-template %q must contain {aiContactId} and {teamMemberId}", c.PathTemplate))
+	}
+	if c.KeyHeader == "" {
+		errs = append(errs, errors.New("--key-header must not be empty"))
+	}
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--request-timeout %s must be positive", c.RequestTimeout))
+	}
+	if !namespaceRE.MatchString(c.Namespace) {
+		errs = append(errs, fmt.Errorf("--namespace %q: use 1-64 letters, digits, - or _", c.Namespace))
+	}
+	if c.Rate < 0 {
+		errs = append(errs, fmt.Errorf("--rate %g must be 0 (unlimited) or more", c.Rate))
+	}
+	if c.Burst < 0 {
+		errs = append(errs, fmt.Errorf("--burst %d must not be negative", c.Burst))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 10000 {
+		errs = append(errs, fmt.Errorf("--concurrency %d: want 1 to 10000", c.Concurrency))
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
+		errs = append(errs, fmt.Errorf("--max-attempts %d: want 1 to 100", c.MaxAttempts))
+	}
+	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
+		errs = append(errs, fmt.Errorf("--retry-base %s and --retry-max %s: want 0 < base <= max", c.RetryBase, c.RetryMax))
+	}
+	if c.Redis != "" {
+		if _, err := c.RedisOpt(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RedisOpt parses --redis for asynq. The URL's password never appears in
+// the error.
+func (c Config) RedisOpt() (asynq.RedisConnOpt, error) {
+	opt, err := asynq.ParseRedisURI(c.Redis)
+	if err != nil {
+		return nil, fmt.Errorf("--redis: want redis://[user:password@]host:port/db or rediss://…: %s", redactURL(c.Redis))
+	}
+	return opt, nil
+}
+
+// RedisDisplay names --redis in messages, with any password hidden.
+func (c Config) RedisDisplay() string {
+	if c.Redis == "" {
+		return "the embedded queue"
+	}
+	return redactURL(c.Redis)
+}
+
+// redactURL hides a URL's password.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		if err != nil {
+			return "(unparsable URL)"
+		}
+		return s
+	}
+	return u.Redacted()
+}
