@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/bulkassign/bulkassign/config"
+	"github.com/bulkassign/bulkassign/importer"
+	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/worker"
+	"github.com/hibiken/asynq"
+	"github.com/peterbourgon/ff/v3"
+	"github.com/redis/go-redis/v9"
+)
+
+// envOptions makes every flag read its BULKASSIGN_* twin.
+var envOptions = []ff.Option{ff.WithEnvVarPrefix(config.EnvPrefix)}
+
+// queue is an open connection to the queue's Redis: the ledger, the asynq
+// client and the connection options workers use.
+type queue struct {
+	opt    asynq.RedisConnOpt
+	rdb    redis.UniversalClient
+	store  *jobs.Store
+	client *asynq.Client
+	close  func()
+}
+
+// openQueue connects to cfg.Redis, or, when it is empty and embedded is
+// allowed, starts an in-process Redis-compatible server that lives as long
+// as the command.
+func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, error) {
+	var (
+		opt  asynq.RedisConnOpt
+		stop = func() {}
+	)
+	switch {
+	case cfg.Redis != "":
+		o, err := cfg.RedisOpt()
+		if err != nil {
+			return nil, err
+		}
+		opt = o
+	case embedded:
+		m := miniredis.NewMiniRedis()
+		if err := m.Start(); err != nil {
+			return nil, fmt.Errorf("start the embedded queue: %w", err)
+		}
+		opt, stop = asynq.RedisClientOpt{Addr: m.Addr()}, m.Close
+	default:
+		return nil, fmt.Errorf("no Redis: pass --redis redis://host:6379/0 or set BULKASSIGN_REDIS")
+	}
+	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		stop()
+		return nil, fmt.Errorf("--redis: unsupported connection type")
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		stop()
+		return nil, fmt.Errorf("connect to Redis at %s: %w (is it running? start one with: redis-server)", cfg.RedisDisplay(), err)
+	}
+	q := &queue{
+		opt:    opt,
+		rdb:    rdb,
+		store:  jobs.NewStore(rdb, jobs.StoreOptions{Namespace: cfg.Namespace}),
+		client: asynq.NewClient(opt),
+	}
+	q.close = func() {
+		q.client.Close()
+		rdb.Close()
+		stop()
+	}
+	return q, nil
+}
+
+func (q *queue) importer(cfg config.Config) *importer.Importer {
+	return importer.New(q.store, q.client, cfg.Namespace)
+}
+
+// newWorker builds the asynq server that applies rows, with its API client
+// and rate limiter.
+func newWorker(q *queue, cfg config.Config, log *slog.Logger) (*asynq.Server, *asynq.ServeMux, error) {
+	client, err := worker.NewClient(worker.ClientOptions{
+		BaseURL:      cfg.APIURL,
+		PathTemplate: cfg.PathTemplate,
+		KeyHeader:    cfg.KeyHeader,
+		APIKey:       cfg.APIKey,
+		Timeout:      cfg.RequestTimeout,
+		MaxConns:     cfg.Concurrency,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	limiter := worker.NewLocalLimiter(cfg.Rate, cfg.Burst)
+	h := worker.NewHandler(q.store, client, limiter, worker.HandlerOptions{
+		MaxAttempts: cfg.MaxAttempts,
+		Logger:      log,
+	})
+	srv, mux := worker.NewServer(q.opt, h, worker.ServerOptions{
+		Queue:        cfg.Namespace,
+		Concurrency:  cfg.Concurrency,
+		RetryBase:    cfg.RetryBase,
+		RetryMax:     cfg.RetryMax,
+		PollInterval: min(cfg.RetryBase, time.Second),
+		Logger:       log,
+	})
+	return srv, mux, nil
+}
+
+// newLogger writes text logs to w at the configured level.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

@@ -1,0 +1,85 @@
+// Command bulkassign applies bulk contact→agent assignments through a CRM's
+// API: it queues one job per contact on Redis with asynq, rate-limited
+// workers make the calls, and every batch ends with an exact report.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+)
+
+// Exit codes, as the design fixes them.
+const (
+	exitOK      = 0
+	exitFatal   = 1
+	exitPartial = 2
+)
+
+// exitError carries the exit code of a command that did not fully succeed.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode prints err, if any, and returns the process exit code.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "bulkassign:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitFatal
+}
+
+// run is the whole program; tests call it.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &ffcli.Command{
+		Name:       "bulkassign",
+		ShortUsage: "bulkassign <command> [flags] [args]",
+		ShortHelp:  "apply bulk contact→agent assignments through the CRM API",
+		FlagSet:    newFlagSet("bulkassign", stderr),
+		Subcommands: []*ffcli.Command{
+			a.runCommand(),
+			a.simulateCommand(),
+		},
+		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+	}
+	if err := root.Parse(args); err != nil {
+		return err
+	}
+	return root.Run(ctx)
+}
+
+func newFlagSet(name string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	return fs
+}
+
+// app holds what every command writes to and reads from.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}

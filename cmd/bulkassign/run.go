@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/bulkassign/bulkassign/config"
+	"github.com/bulkassign/bulkassign/importer"
+	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/report"
+	"github.com/bulkassign/bulkassign/simulator"
+	"github.com/peterbourgon/ff/v3/ffcli"
+)
+
+func (a *app) runCommand() *ffcli.Command {
+	cfg := config.Default()
+	fs := newFlagSet("bulkassign run", a.stderr)
+	cfg.RegisterAPI(fs)
+	cfg.RegisterRedis(fs, true)
+	cfg.RegisterWorker(fs)
+	cfg.RegisterOutput(fs)
+	format := fs.String("format", "", "input format: csv, json or jsonl (default: from the extension, else sniffed)")
+	name := fs.String("name", "", "label of the batch")
+	progress := fs.Duration("progress-every", 5*time.Second, "how often to print a progress line when stderr is not a terminal")
+	sim := simulatorFlags(fs, "sim-")
+	simulate := fs.Bool("simulate", false, "start the built-in CRM simulator in-process and send the calls to it (no CRM, key or Redis needed)")
+	return &ffcli.Command{
+		Name:       "run",
+		ShortUsage: "bulkassign run [flags] FILE   (FILE may be - for stdin)",
+		ShortHelp:  "import, process and report a file in one process",
+		LongHelp: `Validates the whole file, queues one task per contact, applies them with
+rate-limited workers, and writes summary.json, succeeded.csv and failed.csv
+to OUT/<batch id>/. Exit 0 when every row succeeded, 2 when some failed or
+were invalid, 1 on a fatal error (unusable file, refused API key, ...).
+
+Every flag has an environment twin: --api-key is BULKASSIGN_API_KEY.`,
+		FlagSet: fs,
+		Options: envOptions,
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("run: want one FILE argument (or - for stdin), got %d", len(args))
+			}
+			if *simulate {
+				opts, err := sim.options("")
+				if err != nil {
+					return err
+				}
+				url, stop, err := simulator.Start(ctx, "127.0.0.1:0", simulator.New(opts))
+				if err != nil {
+					return err
+				}
+				defer stop(context.Background())
+				fmt.Fprintf(a.stderr, "simulator: the CRM simulator answers at %s\n", url)
+				cfg.APIURL = url
+			} else if cfg.APIKey == "" {
+				return errors.New("no API key: set BULKASSIGN_API_KEY (or --api-key), or try --simulate")
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return a.run(ctx, cfg, args[0], importer.Options{File: args[0], Name: *name}, *format, *progress)
+		},
+	}
+}
+
+func (a *app) run(ctx context.Context, cfg config.Config, file string, opts importer.Options, format string, every time.Duration) error {
+	log, err := newLogger(a.stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	if opts.Format, err = importer.ParseFormat(format); err != nil {
+		return err
+	}
+	in, err := a.open(file)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+
+	q, err := openQueue(ctx, cfg, true)
+	if err != nil {
+		return err
+	}
+	defer q.close()
+	if cfg.Redis == "" {
+		fmt.Fprintln(a.stderr, "queue: embedded in-process queue (nothing outlives this command; use --redis for a durable queue)")
+	}
+
+	sum, err := q.importer(cfg).Import(ctx, in, opts)
+	if err != nil {
+		return err
+	}
+	printImport(a.stderr, sum)
+
+	srv, mux, err := newWorker(q, cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start workers: %w", err)
+	}
+	b, werr := watch(ctx, q.store, sum.BatchID, a.stderr, every)
+	srv.Shutdown()
+	return a.finish(q, cfg, b, werr)
+}
+
+// finish writes the report of a batch that ended, or stopped, and returns
+// the command's outcome.
+func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error) error {
+	// The report is written even when the command was interrupted: what was
+	// applied is known exactly, and the rest is reported as not processed.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := report.Dir(cfg.Out, b.ID)
+	s, err := report.WriteBatch(ctx, q.store, b.ID, dir)
+	if err != nil {
+		return errors.Join(werr, err)
+	}
+	printSummary(a.stdout, s, dir)
+	switch {
+	case werr != nil:
+		return werr
+	case b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized:
+		return fmt.Errorf("batch %s stopped: %s", b.ID, b.PauseReason)
+	case s.Failed+s.Invalid > 0:
+		return &exitError{code: exitPartial, err: fmt.Errorf("%d of %d rows failed or were invalid: see %s", s.Failed+s.Invalid, s.Rows, dir)}
+	}
+	return nil
+}
+
+// open opens the input file; "-" is stdin.
+func (a *app) open(file string) (io.ReadCloser, error) {
+	if file == "-" {
+		return io.NopCloser(a.stdin), nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("open input: %w", err)
+	}
+	return f, nil
+}
+
+func printImport(w io.Writer, s importer.Summary) {
+	fmt.Fprintf(w, "import: %s (%s): %d rows, %d valid, %d invalid, %d duplicates merged; %d contacts, %d calls to make\n",
+		s.File, s.Format, s.Rows, s.Valid, s.Invalid, s.Merged, s.Contacts, s.Calls)
+}
+
+func printSummary(w io.Writer, s report.Summary, dir string) {
+	fmt.Fprintf(w, "batch %s %s: %d rows: %d succeeded, %d failed, %d invalid; %d API calls, %d retries, %d rate-limited, %.1fs\n",
+		s.BatchID, s.Status, s.Rows, s.Succeeded, s.Failed, s.Invalid, s.APICalls, s.Retries, s.RateLimited, s.DurationSeconds)
+	fmt.Fprintf(w, "report: %s\n", dir)
+}

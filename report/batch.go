@@ -1,0 +1,52 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"iter"
+
+	"github.com/bulkassign/bulkassign/jobs"
+)
+
+// NotProcessed is the reason code of a row that had no result when the
+// report was written: the batch was stopped before it was sent.
+const NotProcessed = "not_processed"
+
+// WriteBatch writes the report of a batch from its ledger into dir. Rows
+// still without a result (an interrupted or cancelled batch) are reported
+// as failed with reason not_processed, and counted so in the summary, so
+// the files and summary.json always add up to the batch's rows.
+func WriteBatch(ctx context.Context, store *jobs.Store, id, dir string) (Summary, error) {
+	b, err := store.Get(ctx, id)
+	if err != nil {
+		return Summary{}, err
+	}
+	s := Summary{
+		BatchID: b.ID, Name: b.Name, Source: b.Source, Status: b.Status,
+		Rows: b.Rows, Succeeded: b.Succeeded, Failed: b.Failed, Invalid: b.Invalid,
+		APICalls: b.APICalls, Retries: b.Retries, RateLimited: b.RateLimited,
+		StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, Errors: b.Errors,
+	}
+	if !s.FinishedAt.IsZero() {
+		s.DurationSeconds = s.FinishedAt.Sub(s.StartedAt).Seconds()
+	}
+	if missing := b.Rows - b.Done(); missing > 0 {
+		s.Failed += missing
+		s.Errors[NotProcessed] += missing
+	}
+	why := fmt.Sprintf("not processed: the batch was %s before this row was sent", b.Status)
+	entries := func(yield func(Entry, error) bool) {
+		for e, err := range store.Entries(ctx, id) {
+			if err == nil && e.Result.Status == "" && e.Row.Valid() {
+				e.Result = jobs.Result{Status: jobs.StatusFailed, Reason: NotProcessed, Error: why}
+			}
+			if !yield(Entry(e), err) {
+				return
+			}
+		}
+	}
+	if err := Write(dir, s, b.Extras, iter.Seq2[Entry, error](entries)); err != nil {
+		return s, fmt.Errorf("write report of batch %s: %w", id, err)
+	}
+	return s, nil
+}
