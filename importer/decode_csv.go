@@ -1,0 +1,219 @@
+package importer
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/bulkassign/bulkassign/jobs"
+)
+
+// CSV is read with encoding/csv directly rather than through gocsv. gocsv
+// binds a fixed struct: its headers must match struct tags exactly (after
+// its own global name normaliser), so it cannot map our aliases, keep an
+// open-ended list of extra columns or fail on two columns meaning the same
+// field; its row errors number lines as "record index + 2", which is wrong
+// after a blank line or a quoted cell spanning lines; and its streaming
+// entry points (UnmarshalDecoderToCallback and friends) push rows from a
+// goroutine instead of letting Next pull them. What would remain of gocsv
+// here, NewSimpleDecoderFromCSVReader, only wraps csv.Reader.Read and hides
+// the FieldPos and InputOffset methods that give the file's own line numbers
+// and bound memory. So gocsv adds nothing but an indirection.
+
+// csvColumn says where one CSV column goes.
+type csvColumn struct {
+	field field
+	extra int // index in extras when field is fieldExtra
+}
+
+// csvSource reads rows from a CSV file with a header row.
+type csvSource struct {
+	name       string
+	pr         *posReader
+	cr         *csv.Reader
+	cols       []csvColumn
+	extraNames []string
+}
+
+func newCSVSource(name string, r io.Reader) (*csvSource, error) {
+	pr := &posReader{r: r}
+	cr := csv.NewReader(pr)
+	cr.FieldsPerRecord = -1 // checked in next, with a better message
+	cr.ReuseRecord = true
+	cr.TrimLeadingSpace = true // `a, "b,c"` is two cells, not a bare quote
+	s := &csvSource{name: name, pr: pr, cr: cr}
+
+	header, err := cr.Read()
+	if err == io.EOF {
+		return nil, &FileError{File: name, Err: errors.New("empty file")}
+	}
+	if err != nil {
+		return nil, s.readError(err)
+	}
+	line, _ := cr.FieldPos(0)
+	pr.release(cr.InputOffset())
+
+	s.cols = make([]csvColumn, len(header))
+	seen := map[field]string{} // field -> header that named it
+	for i, h := range header {
+		if !utf8.ValidString(h) {
+			return nil, s.fail(line, "the header is not valid UTF-8 text: save the file as UTF-8")
+		}
+		h = cleanHeader(h)
+		f := fields[normalizeHeader(h)]
+		switch f {
+		case fieldExtra:
+			if h == "" {
+				h = fmt.Sprintf("column %d", i+1)
+			}
+			s.cols[i] = csvColumn{field: fieldExtra, extra: len(s.extraNames)}
+			s.extraNames = append(s.extraNames, h)
+			continue
+		case fieldContact, fieldMember, fieldReplace:
+			if prev, dup := seen[f]; dup {
+				return nil, s.fail(line, "columns %q and %q both mean %s: keep only one of them", prev, h, fieldName(f))
+			}
+			seen[f] = h
+		}
+		s.cols[i] = csvColumn{field: f}
+	}
+	for _, f := range []field{fieldContact, fieldMember} {
+		if _, ok := seen[f]; !ok {
+			return nil, s.fail(line, "%s", missingColumn(f, header))
+		}
+	}
+	return s, nil
+}
+
+// missingColumn explains a header without the contact or member column.
+func missingColumn(f field, header []string) string {
+	var found []string
+	for _, h := range header {
+		if h = cleanHeader(h); h != "" && len(found) < 6 {
+			found = append(found, fmt.Sprintf("%q", h))
+		}
+	}
+	aliases := "contact_id or contactId"
+	if f == fieldMember {
+		aliases = "team_member_id, agent_id or agentId"
+	}
+	msg := fmt.Sprintf("no %s column (also accepted: %s); the header has %s: "+
+		"the first line must name the columns, e.g. aiContactId,teamMemberId,removeExistingAgents",
+		fieldName(f), aliases, strings.Join(found, ", "))
+	if len(found) == 0 {
+		msg = fmt.Sprintf("no %s column: the first line must name the columns, "+
+			"e.g. aiContactId,teamMemberId,removeExistingAgents", fieldName(f))
+	}
+	if len(header) == 1 {
+		for _, sep := range []string{";", "\t", "|"} {
+			if strings.Contains(header[0], sep) {
+				msg += fmt.Sprintf(" (the file seems to separate cells with %q: save it with commas)", sep)
+				break
+			}
+		}
+	}
+	return msg
+}
+
+func (s *csvSource) extras() []string { return s.extraNames }
+
+func (s *csvSource) next() (jobs.Row, error) {
+	for {
+		rec, err := s.cr.Read()
+		if err == io.EOF {
+			return jobs.Row{}, io.EOF
+		}
+		if err != nil {
+			return jobs.Row{}, s.readError(err)
+		}
+		line, _ := s.cr.FieldPos(0)
+		s.pr.release(s.cr.InputOffset())
+		if blank(rec) {
+			continue // a spreadsheet's empty row, not an assignment
+		}
+		if len(rec) != len(s.cols) {
+			fix := "quote cells that contain commas"
+			if len(rec) < len(s.cols) {
+				fix = "every line needs a cell for each column, even an empty one"
+			}
+			return jobs.Row{}, s.fail(line, "wrong number of fields (%d, header has %d): %s", len(rec), len(s.cols), fix)
+		}
+		var contact, member, replace value
+		var extra []string
+		for i, cell := range rec {
+			if !utf8.ValidString(cell) {
+				return jobs.Row{}, s.fail(line, "column %d is not valid UTF-8 text: save the file as UTF-8", i+1)
+			}
+			c := s.cols[i]
+			if c.field == fieldIgnore {
+				continue
+			}
+			v := undoFormula(strings.TrimSpace(cell))
+			switch c.field {
+			case fieldContact:
+				contact.text = v
+			case fieldMember:
+				member.text = v
+			case fieldReplace:
+				replace.text = v
+			case fieldExtra:
+				if v != "" {
+					if extra == nil {
+						extra = make([]string, len(s.extraNames))
+					}
+					extra[c.extra] = v
+				}
+			}
+		}
+		return makeRow(line, contact, member, replace, trimExtras(extra)), nil
+	}
+}
+
+func (s *csvSource) fail(line int, format string, args ...any) *FileError {
+	return &FileError{File: s.name, Line: line, Err: fmt.Errorf(format, args...)}
+}
+
+// readError turns an error of csv.Reader into a *FileError that says what
+// to fix.
+func (s *csvSource) readError(err error) error {
+	var pe *csv.ParseError
+	switch {
+	case errors.Is(err, errTooLong):
+		return s.fail(s.pr.nextLine(false), "a record longer than 1 MiB starts here: look for a quoted cell whose closing \" is missing")
+	case errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrBareQuote):
+		return s.fail(pe.Line, "a \" in an unquoted cell (column %d): put the whole cell in double quotes and write the \" as \"\"", pe.Column)
+	case errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrQuote):
+		if pe.Line != pe.StartLine {
+			return s.fail(pe.StartLine, "a quoted cell that starts here is not closed properly (the problem is on line %d, column %d): end every quoted cell with \" and write a \" inside it as \"\"", pe.Line, pe.Column)
+		}
+		return s.fail(pe.StartLine, "a quoted cell is not closed properly (column %d): end every quoted cell with \" and write a \" inside it as \"\"", pe.Column)
+	case errors.As(err, &pe):
+		return s.fail(pe.StartLine, "%v", pe.Err)
+	}
+	return &FileError{File: s.name, Err: fmt.Errorf("read: %w", err)}
+}
+
+// blank reports whether every cell of a record is empty or white space.
+func blank(rec []string) bool {
+	for _, c := range rec {
+		if strings.TrimSpace(c) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// undoFormula removes the quote the report puts before a cell a spreadsheet
+// would run as a formula, so that failed.csv can be fed back in as it is.
+func undoFormula(s string) string {
+	if len(s) >= 2 && s[0] == '\'' {
+		switch s[1] {
+		case '=', '+', '-', '@':
+			return s[1:]
+		}
+	}
+	return s
+}
