@@ -14,13 +14,6 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// taskRetries is asynq's retry budget of a task. The worker counts each
-// row's attempts in the ledger and dead-letters a row itself when it has
-// had --max-attempts; asynq's own count must never run out first, because
-// asynq archives a task whose count is spent even when it was only deferred
-// (paused batch, 429).
-const taskRetries = 1_000_000
-
 // Options describes one import.
 type Options struct {
 	// File names the input in messages and in the batch record ("-" for stdin).
@@ -157,7 +150,7 @@ func (im *Importer) enqueue(ctx context.Context, plan *Plan, batch string) error
 	for range 8 {
 		g.Go(func() error {
 			for p := range payloads {
-				t, err := jobs.NewAssignTask(p, asynq.Queue(im.queue), asynq.MaxRetry(taskRetries))
+				t, err := jobs.NewAssignTask(p, asynq.Queue(im.queue))
 				if err != nil {
 					return err
 				}

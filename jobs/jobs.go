@@ -84,15 +84,23 @@ type AssignPayload struct {
 	Ops     []Op   `json:"o"`
 }
 
+// TaskRetries is asynq's retry budget of a task. The worker counts each
+// row's attempts in the ledger and dead-letters a row itself when it has
+// had --max-attempts; asynq's own count must never run out first, because
+// asynq archives a task whose count is spent even when it was only deferred
+// (paused batch, 429).
+const TaskRetries = 1_000_000
+
 // NewAssignTask builds the task for one contact. Its task id is derived
 // from the batch and contact so that enqueueing the same plan twice is a
-// no-op.
+// no-op. opts come after the defaults (queue Queue, TaskRetries) and
+// override them.
 func NewAssignTask(p AssignPayload, opts ...asynq.Option) (*asynq.Task, error) {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode payload for contact %s: %w", p.Contact, err)
 	}
-	opts = append([]asynq.Option{asynq.Queue(Queue), asynq.TaskID(TaskID(p.Batch, p.Contact))}, opts...)
+	opts = append([]asynq.Option{asynq.Queue(Queue), asynq.MaxRetry(TaskRetries), asynq.TaskID(TaskID(p.Batch, p.Contact))}, opts...)
 	return asynq.NewTask(TypeAssign, b, opts...), nil
 }
 

@@ -1,7 +1,8 @@
 -- Give lines their final result, once, and count them; complete the batch
--- when the last row is in.
--- KEYS: meta, results, errors
--- ARGV: result json, status, reason, now ms, calls, retries, rateLimited, lines...
+-- when the last row is in, and let its keys expire after the retention.
+-- KEYS: meta, results, errors, then the batch's other keys (for expiry)
+-- ARGV: result json, status, reason, now ms, calls, retries, rateLimited,
+--       lines...
 local meta, results, errs = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', meta) == 0 then
   return -1
@@ -23,11 +24,17 @@ for i = 1, 3 do
   end
 end
 local st = redis.call('HMGET', meta, 'status', 'rows', 'succeeded', 'failed', 'invalid')
-if st[1] == 'importing' or st[1] == 'done' then
+if st[1] ~= 'running' and st[1] ~= 'paused' then
   return 0
 end
 if tonumber(st[3]) + tonumber(st[4]) + tonumber(st[5]) >= tonumber(st[2]) then
   redis.call('HSET', meta, 'status', 'done', 'finishedAt', ARGV[4])
+  local ttl = tonumber(redis.call('HGET', meta, 'retention') or '0')
+  if ttl > 0 then
+    for _, k in ipairs(KEYS) do
+      redis.call('EXPIRE', k, ttl)
+    end
+  end
   return 1
 end
 return 0

@@ -1,6 +1,6 @@
 -- End the import of a batch: counts, extra columns, status running; a batch
 -- whose rows all have results already (all invalid) is done at once.
--- KEYS: meta
+-- KEYS: meta, then the batch's other keys (for expiry)
 -- ARGV: rows, contacts, extras json, now ms
 local meta = KEYS[1]
 if redis.call('HGET', meta, 'status') ~= 'importing' then
@@ -10,6 +10,12 @@ redis.call('HSET', meta, 'rows', ARGV[1], 'contacts', ARGV[2], 'extras', ARGV[3]
 local st = redis.call('HMGET', meta, 'succeeded', 'failed', 'invalid')
 if tonumber(st[1]) + tonumber(st[2]) + tonumber(st[3]) >= tonumber(ARGV[1]) then
   redis.call('HSET', meta, 'status', 'done', 'finishedAt', ARGV[4])
+  local ttl = tonumber(redis.call('HGET', meta, 'retention') or '0')
+  if ttl > 0 then
+    for _, k in ipairs(KEYS) do
+      redis.call('EXPIRE', k, ttl)
+    end
+  end
   return 1
 end
 return 0

@@ -1,12 +1,22 @@
--- Move a batch that is not done to a new status (running, paused).
--- KEYS: meta
--- ARGV: status, pause code, pause reason
+-- Move a batch that is not finished to a new status: running, paused, or
+-- cancelled (final: its keys then expire after the retention).
+-- KEYS: meta, then the batch's other keys (for expiry)
+-- ARGV: status, pause code, pause reason, now ms
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then
   return redis.error_reply('batch not found')
 end
-if cur == 'done' then
+if cur == 'done' or cur == 'cancelled' then
   return 0
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'pauseCode', ARGV[2], 'pauseReason', ARGV[3])
+if ARGV[1] == 'cancelled' then
+  redis.call('HSET', KEYS[1], 'finishedAt', ARGV[4])
+  local ttl = tonumber(redis.call('HGET', KEYS[1], 'retention') or '0')
+  if ttl > 0 then
+    for _, k in ipairs(KEYS) do
+      redis.call('EXPIRE', k, ttl)
+    end
+  end
+end
 return 1

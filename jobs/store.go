@@ -24,7 +24,13 @@ const (
 	BatchPaused = "paused"
 	// BatchDone: every row has its final status.
 	BatchDone = "done"
+	// BatchCancelled: an operator stopped the batch; rows not yet sent
+	// never will be.
+	BatchCancelled = "cancelled"
 )
+
+// Finished reports whether a batch status is final.
+func Finished(status string) bool { return status == BatchDone || status == BatchCancelled }
 
 // ErrNotFound is returned for a batch id that has no record.
 var ErrNotFound = errors.New("batch not found")
@@ -65,9 +71,10 @@ type Stats struct {
 // Store keeps batch records and row ledgers in Redis, every key under one
 // namespace prefix.
 type Store struct {
-	rdb redis.UniversalClient
-	ns  string
-	now func() time.Time
+	rdb       redis.UniversalClient
+	ns        string
+	now       func() time.Time
+	retention int64 // seconds
 }
 
 // StoreOptions configures a Store; the zero value means defaults.
@@ -76,7 +83,13 @@ type StoreOptions struct {
 	Namespace string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Retention is how long the keys of a batch this store creates are kept
+	// once it is finished; default 7 days, negative keeps them forever.
+	Retention time.Duration
 }
+
+// DefaultRetention is how long a finished batch is kept in Redis.
+const DefaultRetention = 7 * 24 * time.Hour
 
 // NewStore returns a Store on rdb.
 func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
@@ -86,7 +99,10 @@ func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{rdb: rdb, ns: opts.Namespace, now: opts.Now}
+	if opts.Retention == 0 {
+		opts.Retention = DefaultRetention
+	}
+	return &Store{rdb: rdb, ns: opts.Namespace, now: opts.Now, retention: max(int64(opts.Retention/time.Second), 0)}
 }
 
 func (s *Store) batchesKey() string           { return s.ns + ":batches" }
@@ -95,9 +111,11 @@ func (s *Store) rowsKey(id string) string     { return s.ns + ":batch:" + id + "
 func (s *Store) resultsKey(id string) string  { return s.ns + ":batch:" + id + ":results" }
 func (s *Store) errorsKey(id string) string   { return s.ns + ":batch:" + id + ":errors" }
 func (s *Store) attemptsKey(id string) string { return s.ns + ":batch:" + id + ":attempts" }
+func (s *Store) deadKey(id string) string     { return s.ns + ":batch:" + id + ":dead" }
 
+// keys are all of a batch's keys, the meta key first.
 func (s *Store) keys(id string) []string {
-	return []string{s.metaKey(id), s.rowsKey(id), s.resultsKey(id), s.errorsKey(id), s.attemptsKey(id)}
+	return []string{s.metaKey(id), s.resultsKey(id), s.errorsKey(id), s.attemptsKey(id), s.rowsKey(id), s.deadKey(id)}
 }
 
 // Create writes a new batch record in status importing.
@@ -112,7 +130,7 @@ func (s *Store) Create(ctx context.Context, id, name, source string) error {
 	}
 	pipe := s.rdb.TxPipeline()
 	pipe.HSet(ctx, s.metaKey(id), "name", name, "source", source, "status", BatchImporting,
-		"createdAt", now.UnixMilli(), "rows", 0, "succeeded", 0, "failed", 0, "invalid", 0)
+		"createdAt", now.UnixMilli(), "retention", s.retention, "rows", 0, "succeeded", 0, "failed", 0, "invalid", 0)
 	pipe.ZAdd(ctx, s.batchesKey(), redis.Z{Score: float64(now.UnixMilli()), Member: id})
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("create batch %s: %w", id, err)
@@ -163,7 +181,7 @@ func (s *Store) Start(ctx context.Context, id string, rows, contacts int, extras
 	if err != nil {
 		return fmt.Errorf("encode extras: %w", err)
 	}
-	err = startScript.Run(ctx, s.rdb, []string{s.metaKey(id)},
+	err = startScript.Run(ctx, s.rdb, s.keys(id),
 		rows, contacts, ex, s.now().UnixMilli()).Err()
 	if err != nil {
 		return fmt.Errorf("start batch %s: %w", id, err)
@@ -186,11 +204,11 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 // refused the API key.
 const PauseUnauthorized = "unauthorized"
 
-// SetStatus moves a running or paused batch to status; a pause has a code
+// SetStatus moves a batch that is not finished to status; a pause has a code
 // callers branch on and a reason operators read. A batch that is done stays
 // done.
 func (s *Store) SetStatus(ctx context.Context, id, status, code, reason string) error {
-	err := statusScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, status, code, reason).Err()
+	err := statusScript.Run(ctx, s.rdb, s.keys(id), status, code, reason, s.now().UnixMilli()).Err()
 	if err != nil {
 		return fmt.Errorf("set batch %s %s: %w", id, status, err)
 	}
@@ -249,10 +267,7 @@ func (s *Store) Progress(ctx context.Context, id string, lines []int) (Progress,
 // NoteAttempt records a failed call for the lines of one operation that
 // will be tried again, with the counters that go with it.
 func (s *Store) NoteAttempt(ctx context.Context, id string, line int, st Stats) error {
-	pipe := s.rdb.Pipeline()
-	pipe.HIncrBy(ctx, s.attemptsKey(id), strconv.Itoa(line), 1)
-	addStats(ctx, pipe, s.metaKey(id), st)
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := s.addStats(ctx, id, st, strconv.Itoa(line)); err != nil {
 		return fmt.Errorf("note attempt in batch %s: %w", id, err)
 	}
 	return nil
@@ -260,25 +275,45 @@ func (s *Store) NoteAttempt(ctx context.Context, id string, line int, st Stats) 
 
 // AddStats adds counters of calls that did not end a row.
 func (s *Store) AddStats(ctx context.Context, id string, st Stats) error {
-	pipe := s.rdb.Pipeline()
-	addStats(ctx, pipe, s.metaKey(id), st)
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := s.addStats(ctx, id, st, ""); err != nil {
 		return fmt.Errorf("add counters to batch %s: %w", id, err)
 	}
 	return nil
 }
 
-func addStats(ctx context.Context, pipe redis.Pipeliner, key string, st Stats) {
-	if st.Calls != 0 {
-		pipe.HIncrBy(ctx, key, "apiCalls", st.Calls)
+// addStats adds st and, when line is not empty, an attempt of line, unless
+// the batch is gone: a worker finishing a call of a deleted batch must not
+// bring its record back.
+func (s *Store) addStats(ctx context.Context, id string, st Stats, line string) error {
+	if st == (Stats{}) && line == "" {
+		return nil
 	}
-	if st.Retries != 0 {
-		pipe.HIncrBy(ctx, key, "retries", st.Retries)
-	}
-	if st.RateLimited != 0 {
-		pipe.HIncrBy(ctx, key, "rateLimited", st.RateLimited)
-	}
+	return statsScript.Run(ctx, s.rdb, []string{s.metaKey(id), s.attemptsKey(id)},
+		st.Calls, st.Retries, st.RateLimited, line).Err()
 }
+
+// statsLua adds counters and an attempt to a batch that exists.
+// KEYS: meta, attempts; ARGV: calls, retries, rateLimited, line (or empty)
+const statsLua = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+if ARGV[4] ~= '' then
+  redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then
+    redis.call('PEXPIRE', KEYS[2], ttl)
+  end
+end
+local names = {'apiCalls', 'retries', 'rateLimited'}
+for i = 1, 3 do
+  local n = tonumber(ARGV[i])
+  if n ~= 0 then
+    redis.call('HINCRBY', KEYS[1], names[i], n)
+  end
+end
+return 1
+`
 
 // Record gives lines their final result, once: a line that already has a
 // result keeps it and is not counted again, so duplicate deliveries and
@@ -301,7 +336,7 @@ func (s *Store) recordArgs(id string, lines []int, res Result, st Stats) ([]stri
 	for _, l := range lines {
 		args = append(args, l)
 	}
-	return []string{s.metaKey(id), s.resultsKey(id), s.errorsKey(id)}, args
+	return s.keys(id), args
 }
 
 // Get reads a batch record.
@@ -330,9 +365,65 @@ func (s *Store) Get(ctx context.Context, id string) (Batch, error) {
 		}
 	}
 	for k, v := range errs.Val() {
-		b.Errors[k] = atoi(v)
+		if n := atoi(v); n != 0 { // a retried row leaves its old reason at 0
+			b.Errors[k] = n
+		}
 	}
 	return b, nil
+}
+
+// Reopen takes failed lines back for a retry: their results go, the
+// counters move with them, and the batch runs again. It returns how many
+// lines were reopened; lines that did not fail are left alone.
+func (s *Store) Reopen(ctx context.Context, id string, lines []int) (int, error) {
+	args := make([]any, len(lines))
+	for i, l := range lines {
+		args[i] = l
+	}
+	n, err := reopenScript.Run(ctx, s.rdb, s.keys(id), args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("reopen lines of batch %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// MarkDead keeps the task of a contact whose rows were dead-lettered, so
+// that it can be retried even after asynq's archive dropped it.
+func (s *Store) MarkDead(ctx context.Context, p AssignPayload) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode payload for contact %s: %w", p.Contact, err)
+	}
+	if err := s.rdb.HSet(ctx, s.deadKey(p.Batch), p.Contact, b).Err(); err != nil {
+		return fmt.Errorf("dead-letter contact %s of batch %s: %w", p.Contact, p.Batch, err)
+	}
+	return nil
+}
+
+// Dead returns the dead-lettered tasks of a batch, by contact.
+func (s *Store) Dead(ctx context.Context, id string) ([]AssignPayload, error) {
+	m, err := s.rdb.HGetAll(ctx, s.deadKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read dead letters of batch %s: %w", id, err)
+	}
+	out := make([]AssignPayload, 0, len(m))
+	for _, v := range m {
+		var p AssignPayload
+		if err := json.Unmarshal([]byte(v), &p); err != nil {
+			return nil, fmt.Errorf("batch %s: dead letter: %w", id, err)
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b AssignPayload) int { return a.Ops[0].Lines[0] - b.Ops[0].Lines[0] })
+	return out, nil
+}
+
+// Undead forgets a contact's dead letter once its task is queued again.
+func (s *Store) Undead(ctx context.Context, id, contact string) error {
+	if err := s.rdb.HDel(ctx, s.deadKey(id), contact).Err(); err != nil {
+		return fmt.Errorf("batch %s: clear dead letter of %s: %w", id, contact, err)
+	}
+	return nil
 }
 
 // IDs lists batch ids, newest first.
@@ -362,34 +453,44 @@ func (s *Store) Entries(ctx context.Context, id string) iter.Seq2[Entry, error] 
 		}
 		const chunk = 1000
 		for start := 0; start < len(lines); start += chunk {
-			part := lines[start:min(start+chunk, len(lines))]
-			fields := make([]string, len(part))
-			for i, l := range part {
-				fields[i] = strconv.Itoa(l)
-			}
-			pipe := s.rdb.Pipeline()
-			rows := pipe.HMGet(ctx, s.rowsKey(id), fields...)
-			results := pipe.HMGet(ctx, s.resultsKey(id), fields...)
-			if _, err := pipe.Exec(ctx); err != nil {
-				yield(Entry{}, fmt.Errorf("read rows of batch %s: %w", id, err))
+			entries, err := s.Lookup(ctx, id, lines[start:min(start+chunk, len(lines))])
+			if err != nil {
+				yield(Entry{}, err)
 				return
 			}
-			for i := range part {
-				var e Entry
-				if err := unmarshalField(rows.Val()[i], &e.Row); err != nil {
-					yield(Entry{}, fmt.Errorf("batch %s line %d: %w", id, part[i], err))
-					return
-				}
-				if err := unmarshalField(results.Val()[i], &e.Result); err != nil {
-					yield(Entry{}, fmt.Errorf("batch %s line %d: %w", id, part[i], err))
-					return
-				}
+			for _, e := range entries {
 				if !yield(e, nil) {
 					return
 				}
 			}
 		}
 	}
+}
+
+// Lookup reads the given lines of a batch with their results; a line the
+// batch does not have comes back as an Entry with only Row.Line set.
+func (s *Store) Lookup(ctx context.Context, id string, lines []int) ([]Entry, error) {
+	fields := make([]string, len(lines))
+	for i, l := range lines {
+		fields[i] = strconv.Itoa(l)
+	}
+	pipe := s.rdb.Pipeline()
+	rows := pipe.HMGet(ctx, s.rowsKey(id), fields...)
+	results := pipe.HMGet(ctx, s.resultsKey(id), fields...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("read rows of batch %s: %w", id, err)
+	}
+	out := make([]Entry, len(lines))
+	for i, l := range lines {
+		out[i].Row.Line = l
+		if err := unmarshalField(rows.Val()[i], &out[i].Row); err != nil {
+			return nil, fmt.Errorf("batch %s line %d: %w", id, l, err)
+		}
+		if err := unmarshalField(results.Val()[i], &out[i].Result); err != nil {
+			return nil, fmt.Errorf("batch %s line %d: %w", id, l, err)
+		}
+	}
+	return out, nil
 }
 
 // lines returns the batch's line numbers in order. Line numbers are small
@@ -444,8 +545,13 @@ var startLua string
 //go:embed status.lua
 var statusLua string
 
+//go:embed reopen.lua
+var reopenLua string
+
 var (
+	reopenScript = redis.NewScript(reopenLua)
 	recordScript = redis.NewScript(recordLua)
 	startScript  = redis.NewScript(startLua)
 	statusScript = redis.NewScript(statusLua)
+	statsScript  = redis.NewScript(statsLua)
 )
