@@ -130,7 +130,8 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return nil
 	case err != nil:
 		return err
-	case status == jobs.BatchDone:
+	case jobs.Finished(status):
+		// Done (a duplicate delivery) or cancelled: nothing left to send.
 		return nil
 	case status != jobs.BatchRunning:
 		return &DeferError{RetryIn: h.opts.PausedRetry, Why: "batch is " + status}
@@ -205,6 +206,11 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, p jobs.AssignPayl
 		res.Status = jobs.StatusFailed
 		res.Error = fmt.Sprintf("gave up after %d attempts: %v", attempts, out.Err)
 		log.Warn("row dead-lettered", slog.Int("line", op.Lines[0]), slog.String("reason", out.Reason), slog.Int("attempts", attempts))
+		// Keep the task for `dlq retry` before any row is final, so a crash
+		// in between cannot leave failed rows that cannot be retried.
+		if err := h.store.MarkDead(ctx, p); err != nil {
+			return err
+		}
 		if err := h.record(ctx, p.Batch, op.Lines, res, st); err != nil {
 			return err
 		}

@@ -47,14 +47,8 @@ func NewLocalLimiter(perSecond float64, burst int) *LocalLimiter {
 
 // Wait blocks until a call may be made or ctx ends.
 func (l *LocalLimiter) Wait(ctx context.Context) error {
-	if d := l.pause(); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-t.C:
-		}
+	if err := sleep(ctx, l.pause()); err != nil {
+		return err
 	}
 	return l.lim.Wait(ctx)
 }
