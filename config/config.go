@@ -31,6 +31,7 @@ type Config struct {
 	// Queue and workers.
 	Redis       string
 	Namespace   string
+	Retention   time.Duration
 	Rate        float64
 	Burst       int
 	Concurrency int
@@ -51,6 +52,7 @@ func Default() Config {
 		KeyHeader:      worker.DefaultKeyHeader,
 		RequestTimeout: 30 * time.Second,
 		Namespace:      "bulkassign",
+		Retention:      7 * 24 * time.Hour,
 		Concurrency:    16,
 		MaxAttempts:    5,
 		RetryBase:      time.Second,
@@ -78,6 +80,7 @@ func (c *Config) RegisterRedis(fs *flag.FlagSet, embedded bool) {
 	}
 	fs.StringVar(&c.Redis, "redis", c.Redis, help)
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "prefix of every Redis key and name of the asynq queue")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long a finished batch stays in Redis (0 or less: forever)")
 }
 
 // RegisterWorker adds the flags of processes that make calls to fs.

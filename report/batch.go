@@ -3,7 +3,6 @@ package report
 import (
 	"context"
 	"fmt"
-	"iter"
 
 	"github.com/bulkassign/bulkassign/jobs"
 )
@@ -35,17 +34,20 @@ func WriteBatch(ctx context.Context, store *jobs.Store, id, dir string) (Summary
 		s.Errors[NotProcessed] += missing
 	}
 	why := fmt.Sprintf("not processed: the batch was %s before this row was sent", b.Status)
+	if !jobs.Finished(b.Status) {
+		why = fmt.Sprintf("not processed yet: the batch is %s; `bulkassign report --wait` waits for it to finish", b.Status)
+	}
 	entries := func(yield func(Entry, error) bool) {
 		for e, err := range store.Entries(ctx, id) {
 			if err == nil && e.Result.Status == "" && e.Row.Valid() {
 				e.Result = jobs.Result{Status: jobs.StatusFailed, Reason: NotProcessed, Error: why}
 			}
-			if !yield(Entry(e), err) {
+			if !yield(e, err) {
 				return
 			}
 		}
 	}
-	if err := Write(dir, s, b.Extras, iter.Seq2[Entry, error](entries)); err != nil {
+	if err := Write(dir, s, b.Extras, entries); err != nil {
 		return s, fmt.Errorf("write report of batch %s: %w", id, err)
 	}
 	return s, nil

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"os"
 	"path/filepath"
@@ -57,11 +58,8 @@ type Summary struct {
 	Errors          map[string]int64 `json:"errors"` // reason code -> rows
 }
 
-// Entry is one input row with its outcome.
-type Entry struct {
-	Row    jobs.Row
-	Result jobs.Result
-}
+// Entry is one row with its outcome.
+type Entry = jobs.Entry
 
 // fixedHead and fixedTail are the CSV columns around the input's extras.
 var (
@@ -205,9 +203,15 @@ func syncDir(dir string) {
 	_ = d.Close()
 }
 
+// WriteFailed writes entries that failed or were invalid as one CSV in
+// failed.csv's format, which can be imported again.
+func WriteFailed(w io.Writer, extras []string, entries iter.Seq2[Entry, error]) error {
+	return writeCSVs(io.Discard, w, extras, entries)
+}
+
 // writeCSVs streams entries into the succeeded and failed files. csv.Writer
 // buffers through its own bufio.Writer, so rows go out in 4 KiB writes.
-func writeCSVs(okFile, failFile *os.File, extras []string, entries iter.Seq2[Entry, error]) error {
+func writeCSVs(okFile, failFile io.Writer, extras []string, entries iter.Seq2[Entry, error]) error {
 	ok, failed := csv.NewWriter(okFile), csv.NewWriter(failFile)
 
 	header := make([]string, 0, len(fixedHead)+len(extras)+len(fixedTail))

@@ -67,7 +67,7 @@ func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, e
 	q := &queue{
 		opt:    opt,
 		rdb:    rdb,
-		store:  jobs.NewStore(rdb, jobs.StoreOptions{Namespace: cfg.Namespace}),
+		store:  jobs.NewStore(rdb, jobs.StoreOptions{Namespace: cfg.Namespace, Retention: retention(cfg.Retention)}),
 		client: asynq.NewClient(opt),
 	}
 	q.close = func() {
@@ -96,7 +96,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger) (*asynq.Server, *a
 	if err != nil {
 		return nil, nil, err
 	}
-	limiter := worker.NewLocalLimiter(cfg.Rate, cfg.Burst)
+	limiter := worker.NewSharedLimiter(q.rdb, cfg.Namespace, cfg.APIURL, cfg.APIKey, cfg.Rate, cfg.Burst)
 	h := worker.NewHandler(q.store, client, limiter, worker.HandlerOptions{
 		MaxAttempts: cfg.MaxAttempts,
 		Logger:      log,
@@ -110,6 +110,15 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger) (*asynq.Server, *a
 		Logger:       log,
 	})
 	return srv, mux, nil
+}
+
+// retention maps --retention to the store's option, where 0 means the
+// default and a negative value keeps batches forever.
+func retention(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // newLogger writes text logs to w at the configured level.

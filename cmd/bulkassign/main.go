@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/bulkassign/bulkassign/jobs"
+
 	"github.com/peterbourgon/ff/v3/ffcli"
 )
 
@@ -62,6 +64,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		FlagSet:    newFlagSet("bulkassign", stderr),
 		Subcommands: []*ffcli.Command{
 			a.runCommand(),
+			a.importCommand(),
+			a.workerCommand(),
+			a.reportCommand(),
+			a.batchesCommand(),
+			a.controlCommand("pause", "hold a batch: workers leave its rows alone until resumed", jobs.BatchPaused),
+			a.controlCommand("resume", "let workers take a paused batch again", jobs.BatchRunning),
+			a.controlCommand("cancel", "stop a batch for good: rows not yet sent are reported as not processed", jobs.BatchCancelled),
+			a.dlqCommand(),
 			a.simulateCommand(),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },

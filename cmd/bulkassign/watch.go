@@ -12,7 +12,7 @@ import (
 	"golang.org/x/term"
 )
 
-// watch follows a batch until it is done or stopped for a bad API key,
+// watch follows a batch until it is finished or stopped for a bad API key,
 // showing progress: a bar on a terminal, a line every `every` otherwise.
 // It returns the batch as last read; an error only if ctx ended or Redis
 // failed.
@@ -29,7 +29,7 @@ func watch(ctx context.Context, store *jobs.Store, id string, w io.Writer, every
 			return jobs.Batch{ID: id}, err
 		}
 		show(b)
-		if b.Status == jobs.BatchDone || (b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized) {
+		if jobs.Finished(b.Status) || (b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized) {
 			return b, nil
 		}
 		select {
@@ -67,7 +67,7 @@ func newProgress(w io.Writer, every time.Duration) func(jobs.Batch) {
 	var lastDone int64
 	return func(b jobs.Batch) {
 		now := time.Now()
-		finished := b.Status == jobs.BatchDone
+		finished := jobs.Finished(b.Status)
 		if !finished && now.Sub(last) < every {
 			return
 		}

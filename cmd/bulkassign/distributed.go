@@ -1,0 +1,392 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bulkassign/bulkassign/config"
+	"github.com/bulkassign/bulkassign/importer"
+	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/report"
+	"github.com/hibiken/asynq"
+	"github.com/peterbourgon/ff/v3/ffcli"
+)
+
+func (a *app) importCommand() *ffcli.Command {
+	cfg := config.Default()
+	fs := newFlagSet("bulkassign import", a.stderr)
+	cfg.RegisterRedis(fs, false)
+	format := fs.String("format", "", "input format: csv, json or jsonl (default: from the extension, else sniffed)")
+	name := fs.String("name", "", "label of the batch")
+	dryRun := fs.Bool("dry-run", false, "validate and print what would be queued, queue nothing")
+	return &ffcli.Command{
+		Name:       "import",
+		ShortUsage: "bulkassign import --redis URL [flags] FILE",
+		ShortHelp:  "validate a file and queue it as a batch; the batch id is the last line on stdout",
+		FlagSet:    fs,
+		Options:    envOptions,
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("import: want one FILE argument (or - for stdin), got %d", len(args))
+			}
+			f, err := importer.ParseFormat(*format)
+			if err != nil {
+				return err
+			}
+			in, err := a.open(args[0])
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			opts := importer.Options{File: args[0], Format: f, Name: *name, DryRun: *dryRun}
+			if *dryRun {
+				sum, err := importer.New(nil, nil, "").Import(ctx, in, opts)
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(sum)
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			q, err := openQueue(ctx, cfg, false)
+			if err != nil {
+				return err
+			}
+			defer q.close()
+			sum, err := q.importer(cfg).Import(ctx, in, opts)
+			if err != nil {
+				return err
+			}
+			printImport(a.stderr, sum)
+			fmt.Fprintln(a.stdout, sum.BatchID)
+			return nil
+		},
+	}
+}
+
+func (a *app) workerCommand() *ffcli.Command {
+	cfg := config.Default()
+	fs := newFlagSet("bulkassign worker", a.stderr)
+	cfg.RegisterAPI(fs)
+	cfg.RegisterRedis(fs, false)
+	cfg.RegisterWorker(fs)
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return &ffcli.Command{
+		Name:       "worker",
+		ShortUsage: "bulkassign worker --redis URL [flags]",
+		ShortHelp:  "process queued batches until stopped (SIGTERM drains in-flight calls)",
+		LongHelp: `Runs an asynq server that applies every queued batch. Start as many as
+you like, on as many machines: --rate is the total for the API key across
+all of them. The API key comes from this process's own settings
+(BULKASSIGN_API_KEY) and is never written to Redis.`,
+		FlagSet: fs,
+		Options: envOptions,
+		Exec: func(ctx context.Context, args []string) error {
+			if cfg.APIKey == "" {
+				return errors.New("no API key: set BULKASSIGN_API_KEY (or --api-key)")
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			log, err := newLogger(a.stderr, cfg.LogLevel)
+			if err != nil {
+				return err
+			}
+			q, err := openQueue(ctx, cfg, false)
+			if err != nil {
+				return err
+			}
+			defer q.close()
+			srv, mux, err := newWorker(q, cfg, log)
+			if err != nil {
+				return err
+			}
+			if err := srv.Start(mux); err != nil {
+				return fmt.Errorf("start worker: %w", err)
+			}
+			log.Info("worker started", slog.String("redis", cfg.RedisDisplay()), slog.String("queue", cfg.Namespace),
+				slog.Int("concurrency", cfg.Concurrency), slog.Float64("rate", cfg.Rate))
+			<-ctx.Done()
+			log.Info("stopping: letting in-flight calls finish")
+			srv.Shutdown()
+			log.Info("worker stopped")
+			return nil
+		},
+	}
+}
+
+func (a *app) reportCommand() *ffcli.Command {
+	cfg := config.Default()
+	fs := newFlagSet("bulkassign report", a.stderr)
+	cfg.RegisterRedis(fs, false)
+	cfg.RegisterOutput(fs)
+	wait := fs.Bool("wait", false, "wait until the batch is finished, showing progress")
+	every := fs.Duration("progress-every", 5*time.Second, "how often to print a progress line when stderr is not a terminal")
+	return &ffcli.Command{
+		Name:       "report",
+		ShortUsage: "bulkassign report --redis URL [--wait] [--out DIR] ID",
+		ShortHelp:  "write a batch's report; exit 0 all succeeded, 2 some failed or invalid, 1 unknown batch",
+		FlagSet:    fs,
+		Options:    envOptions,
+		Exec: func(ctx context.Context, args []string) error {
+			q, id, err := a.batchArg(ctx, cfg, args)
+			if err != nil {
+				return err
+			}
+			defer q.close()
+			b, err := q.store.Get(ctx, id)
+			if err != nil {
+				return err
+			}
+			var werr error
+			if *wait {
+				b, werr = watch(ctx, q.store, id, a.stderr, *every)
+			}
+			return a.finish(q, cfg, b, werr)
+		},
+	}
+}
+
+// batchArg checks the one ID argument and opens the queue.
+func (a *app) batchArg(ctx context.Context, cfg config.Config, args []string) (*queue, string, error) {
+	if len(args) != 1 {
+		return nil, "", fmt.Errorf("want one batch ID argument, got %d", len(args))
+	}
+	if !report.ValidBatchID(args[0]) {
+		return nil, "", fmt.Errorf("batch id %q: ids are letters, digits, - and _ (see bulkassign batches)", args[0])
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, "", err
+	}
+	q, err := openQueue(ctx, cfg, false)
+	if err != nil {
+		return nil, "", err
+	}
+	return q, args[0], nil
+}
+
+func (a *app) batchesCommand() *ffcli.Command {
+	cfg := config.Default()
+	fs := newFlagSet("bulkassign batches", a.stderr)
+	cfg.RegisterRedis(fs, false)
+	return &ffcli.Command{
+		Name:       "batches",
+		ShortUsage: "bulkassign batches --redis URL",
+		ShortHelp:  "list batches with status, progress, rate and age",
+		FlagSet:    fs,
+		Options:    envOptions,
+		Exec: func(ctx context.Context, args []string) error {
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			q, err := openQueue(ctx, cfg, false)
+			if err != nil {
+				return err
+			}
+			defer q.close()
+			ids, err := q.store.IDs(ctx)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tDONE\tSUCCEEDED\tFAILED\tINVALID\tROWS/S\tAGE")
+			now := time.Now()
+			for _, id := range ids {
+				b, err := q.store.Get(ctx, id)
+				if errors.Is(err, jobs.ErrNotFound) {
+					continue // expired after its retention
+				}
+				if err != nil {
+					return err
+				}
+				status := b.Status
+				if b.PauseReason != "" && b.Status == jobs.BatchPaused {
+					status += " (" + b.PauseCode + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d (%.0f%%)\t%d\t%d\t%d\t%.1f\t%s\n",
+					b.ID, b.Name, status, b.Done(), b.Rows, percent(b.Done(), b.Rows),
+					b.Succeeded, b.Failed, b.Invalid, rowsPerSecond(b, now), now.Sub(b.CreatedAt).Round(time.Second))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// rowsPerSecond is a batch's average pace since it started.
+func rowsPerSecond(b jobs.Batch, now time.Time) float64 {
+	end := b.FinishedAt
+	if end.IsZero() {
+		end = now
+	}
+	if b.StartedAt.IsZero() || !end.After(b.StartedAt) {
+		return 0
+	}
+	return float64(b.Done()-b.Invalid) / end.Sub(b.StartedAt).Seconds()
+}
+
+// controlCommand is pause, resume or cancel.
+func (a *app) controlCommand(name, help, status string) *ffcli.Command {
+	cfg := config.Default()
+	fs := newFlagSet("bulkassign "+name, a.stderr)
+	cfg.RegisterRedis(fs, false)
+	return &ffcli.Command{
+		Name:       name,
+		ShortUsage: "bulkassign " + name + " --redis URL ID",
+		ShortHelp:  help,
+		FlagSet:    fs,
+		Options:    envOptions,
+		Exec: func(ctx context.Context, args []string) error {
+			q, id, err := a.batchArg(ctx, cfg, args)
+			if err != nil {
+				return err
+			}
+			defer q.close()
+			b, err := q.store.Get(ctx, id)
+			if err != nil {
+				return err
+			}
+			if jobs.Finished(b.Status) {
+				return fmt.Errorf("batch %s is already %s", id, b.Status)
+			}
+			if b.Status == jobs.BatchImporting {
+				return fmt.Errorf("batch %s is still importing; try again when it runs", id)
+			}
+			reason := ""
+			if status == jobs.BatchPaused {
+				reason = "paused by an operator"
+			}
+			if err := q.store.SetStatus(ctx, id, status, "", reason); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "batch %s %s\n", id, status)
+			if status == jobs.BatchCancelled {
+				fmt.Fprintf(a.stdout, "rows not yet sent will not be; `bulkassign report %s` lists them as not processed\n", id)
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) dlqCommand() *ffcli.Command {
+	cfg := config.Default()
+	fs := newFlagSet("bulkassign dlq", a.stderr)
+	cfg.RegisterRedis(fs, false)
+	sub := func(name, usage, help string, exec func(context.Context, *queue, string) error) *ffcli.Command {
+		sfs := newFlagSet("bulkassign dlq "+name, a.stderr)
+		cfg.RegisterRedis(sfs, false)
+		return &ffcli.Command{
+			Name: name, ShortUsage: usage, ShortHelp: help, FlagSet: sfs, Options: envOptions,
+			Exec: func(ctx context.Context, args []string) error {
+				q, id, err := a.batchArg(ctx, cfg, args)
+				if err != nil {
+					return err
+				}
+				defer q.close()
+				if _, err := q.store.Get(ctx, id); err != nil {
+					return err
+				}
+				return exec(ctx, q, id)
+			},
+		}
+	}
+	return &ffcli.Command{
+		Name:       "dlq",
+		ShortUsage: "bulkassign dlq list|retry|export --redis URL ID",
+		ShortHelp:  "list, retry and export a batch's dead-lettered rows",
+		FlagSet:    fs,
+		Options:    envOptions,
+		Subcommands: []*ffcli.Command{
+			sub("list", "bulkassign dlq list --redis URL ID", "list the contacts whose rows ran out of attempts", func(ctx context.Context, q *queue, id string) error {
+				return a.dlqList(ctx, q, id)
+			}),
+			sub("retry", "bulkassign dlq retry --redis URL ID", "queue dead-lettered rows again (the counters move back with them)", func(ctx context.Context, q *queue, id string) error {
+				n, err := jobs.Retry(ctx, q.store, q.client, asynq.NewInspector(q.opt), cfg.Namespace, id)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "batch %s: %d rows queued again; follow with: bulkassign report --wait %s\n", id, n, id)
+				return nil
+			}),
+			sub("export", "bulkassign dlq export --redis URL ID > dead.csv", "write dead-lettered rows as a CSV that can be imported again", func(ctx context.Context, q *queue, id string) error {
+				return a.dlqExport(ctx, q, id)
+			}),
+		},
+		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+	}
+}
+
+// deadEntries reads the dead-lettered rows of a batch, in line order.
+func deadEntries(ctx context.Context, q *queue, id string) ([]jobs.Entry, error) {
+	dead, err := q.store.Dead(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var lines []int
+	for _, p := range dead {
+		for _, op := range p.Ops {
+			lines = append(lines, op.Lines...)
+		}
+	}
+	slices.Sort(lines)
+	entries, err := q.store.Lookup(ctx, id, lines)
+	if err != nil {
+		return nil, err
+	}
+	// Rows of a dead contact that succeeded before it failed stay out.
+	return slices.DeleteFunc(entries, func(e jobs.Entry) bool { return e.Result.Status != jobs.StatusFailed }), nil
+}
+
+func (a *app) dlqList(ctx context.Context, q *queue, id string) error {
+	entries, err := deadEntries(ctx, q, id)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		fmt.Fprintf(a.stdout, "batch %s has no dead-lettered rows\n", id)
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LINE\tCONTACT\tMEMBER\tREPLACE\tATTEMPTS\tREASON\tERROR")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Row.Line, e.Row.ContactID, e.Row.MemberID,
+			e.Row.ReplaceCell(), e.Result.Attempts, e.Result.Reason, e.Result.Error)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stderr, "%d dead-lettered rows; `bulkassign dlq retry %s` queues them again\n", len(entries), id)
+	return nil
+}
+
+func (a *app) dlqExport(ctx context.Context, q *queue, id string) error {
+	b, err := q.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	entries, err := deadEntries(ctx, q, id)
+	if err != nil {
+		return err
+	}
+	return report.WriteFailed(a.stdout, b.Extras, seqOf(entries))
+}
+
+// seqOf yields entries as report.WriteFailed takes them.
+func seqOf(entries []jobs.Entry) func(func(jobs.Entry, error) bool) {
+	return func(yield func(jobs.Entry, error) bool) {
+		for _, e := range entries {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+}
