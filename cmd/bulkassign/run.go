@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulkassign/bulkassign/config"
+	"github.com/bulkassign/bulkassign/examples"
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/report"
@@ -30,7 +32,7 @@ func (a *app) runCommand() *ffcli.Command {
 	simulate := fs.Bool("simulate", false, "start the built-in CRM simulator in-process and send the calls to it (no CRM, key or Redis needed)")
 	return &ffcli.Command{
 		Name:       "run",
-		ShortUsage: "bulkassign run [flags] FILE   (FILE may be - for stdin)",
+		ShortUsage: "bulkassign run [flags] FILE   (FILE may be - for stdin; with --simulate and no FILE, the built-in sample)",
 		ShortHelp:  "import, process and report a file in one process",
 		LongHelp: `Validates the whole file, queues one task per contact, applies them with
 rate-limited workers, and writes summary.json, succeeded.csv and failed.csv
@@ -41,7 +43,16 @@ Every flag has an environment twin: --api-key is BULKASSIGN_API_KEY.`,
 		FlagSet: fs,
 		Options: envOptions,
 		Exec: func(ctx context.Context, args []string) error {
-			if len(args) != 1 {
+			var file string
+			open := func() (io.ReadCloser, error) { return a.open(file) }
+			switch {
+			case len(args) == 1:
+				file = args[0]
+			case len(args) == 0 && *simulate:
+				// The demo: the embedded sample against the simulator.
+				file = examples.AssignmentsName
+				open = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(examples.Assignments)), nil }
+			default:
 				return fmt.Errorf("run: want one FILE argument (or - for stdin), got %d", len(args))
 			}
 			if *simulate {
@@ -62,12 +73,14 @@ Every flag has an environment twin: --api-key is BULKASSIGN_API_KEY.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return a.run(ctx, cfg, args[0], importer.Options{File: args[0], Name: *name}, *format, *progress)
+			return a.run(ctx, cfg, open, importer.Options{File: file, Name: *name}, *format, *progress)
 		},
 	}
 }
 
-func (a *app) run(ctx context.Context, cfg config.Config, file string, opts importer.Options, format string, every time.Duration) error {
+// run imports, applies and reports one file in this process; open gives
+// the input.
+func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCloser, error), opts importer.Options, format string, every time.Duration) error {
 	log, err := newLogger(a.stderr, cfg.LogLevel)
 	if err != nil {
 		return err
@@ -75,7 +88,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, file string, opts impo
 	if opts.Format, err = importer.ParseFormat(format); err != nil {
 		return err
 	}
-	in, err := a.open(file)
+	in, err := open()
 	if err != nil {
 		return err
 	}
