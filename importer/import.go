@@ -92,7 +92,9 @@ func (im *Importer) Import(ctx context.Context, r io.Reader, opts Options) (Summ
 	}
 	if err != nil {
 		if !opts.DryRun {
-			im.abort(sum.BatchID)
+			if aerr := im.abort(sum.BatchID); aerr != nil {
+				err = fmt.Errorf("%w (the unfinished batch %s could not be removed either: %v; workers will not run it: it stays importing)", err, sum.BatchID, aerr)
+			}
 		}
 		return sum, err
 	}
@@ -179,10 +181,10 @@ func (im *Importer) enqueue(ctx context.Context, plan *Plan, batch string) error
 // abort removes a batch whose import failed. Tasks already queued for it
 // are dropped by the workers, which hold tasks of an importing batch and
 // drop those of a batch that no longer exists: none of its rows is sent.
-func (im *Importer) abort(batch string) {
+func (im *Importer) abort(batch string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_ = im.store.Delete(ctx, batch)
+	return im.store.Delete(ctx, batch)
 }
 
 // NewBatchID returns a new batch id: sortable by time, unique by a random
