@@ -87,6 +87,9 @@ type HandlerOptions struct {
 	PausedRetry time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// Observe, if set, is told the outcome and duration of every API call
+	// (for metrics).
+	Observe func(out Outcome, took time.Duration)
 }
 
 // Handler is the asynq handler of jobs.TypeAssign tasks.
@@ -164,7 +167,11 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, p jobs.AssignPayl
 		if err := h.limiter.Wait(ctx); err != nil {
 			return h.abandon(p, st, err)
 		}
+		start := time.Now()
 		out := h.client.Assign(ctx, p.Contact, op.MemberID, op.Replace)
+		if h.opts.Observe != nil {
+			h.opts.Observe(out, time.Since(start))
+		}
 		if ctx.Err() != nil && out.Kind != OK {
 			// Shutting down: this call does not count against the row.
 			return h.abandon(p, st, context.Cause(ctx))
