@@ -3,6 +3,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,6 +56,8 @@ type Outcome struct {
 	Reason string
 	// Err explains the failure; nil for OK.
 	Err error
+	// NotSent means no request was made: the key had been refused before.
+	NotSent bool
 }
 
 // ClientOptions configures a Client; the zero value means defaults.
@@ -135,7 +138,7 @@ func (c *Client) Assign(ctx context.Context, contact, member string, replace boo
 		defer c.probe.Unlock()
 	}
 	if st := int(c.refused.Load()); st != 0 {
-		return Outcome{Kind: Unauthorized, HTTPStatus: st, Reason: reasonForStatus(st), Err: fmt.Errorf("HTTP %d: %w", st, ErrUnauthorized)}
+		return Outcome{Kind: Unauthorized, HTTPStatus: st, Reason: reasonForStatus(st), Err: fmt.Errorf("HTTP %d: %w", st, ErrUnauthorized), NotSent: true}
 	}
 	out := c.call(ctx, contact, member, replace)
 	switch {
@@ -167,6 +170,11 @@ func (c *Client) call(ctx context.Context, contact, member string, replace bool)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil && resp.StatusCode/100 == 2 {
 		return classifyError(ctx, err)
+	}
+	if c.opts.APIKey != "" {
+		// An API that echoes the key in its messages must not put it in
+		// our errors, logs and failed.csv.
+		body = bytes.ReplaceAll(body, []byte(c.opts.APIKey), []byte("[api key]"))
 	}
 	return Classify(resp.StatusCode, resp.Header, body, c.opts.Now())
 }

@@ -176,7 +176,9 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, p jobs.AssignPayl
 			// Shutting down: this call does not count against the row.
 			return h.abandon(p, st, context.Cause(ctx))
 		}
-		st.Calls++
+		if !out.NotSent {
+			st.Calls++
+		}
 		if out.Kind == RateLimited {
 			st.RateLimited++
 			h.limiter.Slow(ctx, out.RetryAfter)

@@ -1,0 +1,742 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bulkassign/bulkassign/internal/redistest"
+	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/simulator"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// pair is one assign call the CRM received.
+type pair struct{ contact, member string }
+
+// env is a handler under test: real Redis, the simulator behind an HTTP
+// server, the real client.
+type env struct {
+	ctx     context.Context
+	ns      string
+	rdb     *redis.Client
+	conn    asynq.RedisConnOpt
+	store   *jobs.Store
+	sim     *simulator.Simulator
+	handler *Handler
+	queue   *asynq.Client
+	insp    *asynq.Inspector
+
+	mu   sync.Mutex
+	seen []pair
+}
+
+type envOptions struct {
+	sim         simulator.Options
+	apiKey      string
+	maxAttempts int
+	pausedRetry time.Duration
+	timeout     time.Duration // of one call; default 10s
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	url := redistest.URL(t)
+	e := &env{ctx: t.Context(), ns: redistest.Namespace(t, url), sim: simulator.New(o.sim)}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rdb = redis.NewClient(opt)
+	t.Cleanup(func() { _ = e.rdb.Close() })
+	if e.conn, err = asynq.ParseRedisURI(url); err != nil {
+		t.Fatal(err)
+	}
+	e.queue = asynq.NewClient(e.conn)
+	t.Cleanup(func() { _ = e.queue.Close() })
+	e.insp = asynq.NewInspector(e.conn)
+	t.Cleanup(func() { _ = e.insp.Close() })
+	e.store = jobs.NewStore(e.rdb, jobs.StoreOptions{Namespace: e.ns})
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if parts := strings.Split(r.URL.Path, "/"); len(parts) == 7 && parts[5] == "assign-team-member" {
+			e.mu.Lock()
+			e.seen = append(e.seen, pair{parts[4], parts[6]})
+			e.mu.Unlock()
+		}
+		e.sim.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	key := o.apiKey
+	if key == "" {
+		key = o.sim.APIKey
+	}
+	if o.timeout == 0 {
+		o.timeout = 10 * time.Second
+	}
+	client, err := NewClient(ClientOptions{BaseURL: srv.URL, APIKey: key, Timeout: o.timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.handler = NewHandler(e.store, client, NewLocalLimiter(0, 1), HandlerOptions{
+		MaxAttempts: o.maxAttempts,
+		PausedRetry: o.pausedRetry,
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	return e
+}
+
+// run starts an asynq server on the test's queue until the test ends.
+func (e *env) run(t *testing.T) {
+	t.Helper()
+	srv, mux := NewServer(e.conn, e.handler, ServerOptions{
+		Queue:           e.ns,
+		Concurrency:     8,
+		RetryBase:       10 * time.Millisecond,
+		RetryMax:        50 * time.Millisecond,
+		PollInterval:    50 * time.Millisecond,
+		ShutdownTimeout: 5 * time.Second,
+		Logger:          slog.New(slog.DiscardHandler),
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatalf("start asynq server: %v", err)
+	}
+	t.Cleanup(srv.Shutdown)
+}
+
+func (e *env) sent() []pair {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.seen)
+}
+
+// row is a valid input row: line, contact, member, replace.
+func row(line int, contact, member string, replace bool) jobs.Row {
+	return jobs.Row{Line: line, ContactID: contact, MemberID: member, Replace: replace}
+}
+
+// oneEach returns n rows from line 2 on, one contact each, all to member.
+func oneEach(n int, member string) []jobs.Row {
+	rows := make([]jobs.Row, n)
+	for i := range rows {
+		rows[i] = row(i+2, fmt.Sprintf("c%03d", i), member, false)
+	}
+	return rows
+}
+
+// plan groups valid rows per contact in file order, one op per row.
+func plan(batch string, rows []jobs.Row) []jobs.AssignPayload {
+	var out []jobs.AssignPayload
+	idx := map[string]int{}
+	for _, r := range rows {
+		if !r.Valid() {
+			continue
+		}
+		i, ok := idx[r.ContactID]
+		if !ok {
+			i = len(out)
+			idx[r.ContactID] = i
+			out = append(out, jobs.AssignPayload{Batch: batch, Contact: r.ContactID})
+		}
+		out[i].Ops = append(out[i].Ops, jobs.Op{MemberID: r.MemberID, Replace: r.Replace, Lines: []int{r.Line}})
+	}
+	return out
+}
+
+// load writes a running batch of rows and returns its plan, not queued.
+func (e *env) load(t *testing.T, id string, rows []jobs.Row) []jobs.AssignPayload {
+	t.Helper()
+	ps := plan(id, rows)
+	if err := e.store.Create(e.ctx, id, id, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.AddRows(e.ctx, id, rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Start(e.ctx, id, len(rows), len(ps), nil); err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+func (e *env) task(t *testing.T, p jobs.AssignPayload) *asynq.Task {
+	t.Helper()
+	task, err := jobs.NewAssignTask(p, asynq.Queue(e.ns), asynq.MaxRetry(1000000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
+func (e *env) enqueue(t *testing.T, ps []jobs.AssignPayload) {
+	t.Helper()
+	for _, p := range ps {
+		if _, err := e.queue.EnqueueContext(e.ctx, e.task(t, p)); err != nil {
+			t.Fatalf("enqueue %s: %v", p.Contact, err)
+		}
+	}
+}
+
+func (e *env) batch(t *testing.T, id string) jobs.Batch {
+	t.Helper()
+	b, err := e.store.Get(e.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (e *env) waitDone(t *testing.T, id string) jobs.Batch {
+	t.Helper()
+	var b jobs.Batch
+	eventually(t, 90*time.Second, "batch "+id+" done", func() bool {
+		b = e.batch(t, id)
+		return b.Status == jobs.BatchDone
+	})
+	return b
+}
+
+// results returns the ledger by line.
+func (e *env) results(t *testing.T, id string) map[int]jobs.Result {
+	t.Helper()
+	out := map[int]jobs.Result{}
+	for en, err := range e.store.Entries(e.ctx, id) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[en.Row.Line] = en.Result
+	}
+	return out
+}
+
+func (e *env) queueInfo(t *testing.T) *asynq.QueueInfo {
+	t.Helper()
+	qi, err := e.insp.GetQueueInfo(e.ns)
+	if err != nil {
+		t.Fatalf("queue info: %v", err)
+	}
+	return qi
+}
+
+func (e *env) archived(t *testing.T) []*asynq.TaskInfo {
+	t.Helper()
+	ts, err := e.insp.ListArchivedTasks(e.ns, asynq.PageSize(1000))
+	if err != nil {
+		t.Fatalf("list archived: %v", err)
+	}
+	return ts
+}
+
+// checkCalls asserts that the batch counted every request the CRM got.
+func (e *env) checkCalls(t *testing.T, b jobs.Batch) {
+	t.Helper()
+	if got := e.sim.Stats().Requests; b.APICalls != got {
+		t.Errorf("batch counted %d API calls, the CRM got %d", b.APICalls, got)
+	}
+}
+
+// faulty reports which rows' pairs a simulator with opts fails on the first
+// call, asking a twin simulator (faults are a deterministic function of
+// the pair and the options).
+func faulty(opts simulator.Options, rows []jobs.Row) map[int]bool {
+	twin := simulator.New(opts)
+	out := map[int]bool{}
+	for _, r := range rows {
+		req := httptest.NewRequest(http.MethodPost, "/api/public/contact/"+r.ContactID+"/assign-team-member/"+r.MemberID, nil)
+		rec := httptest.NewRecorder()
+		twin.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			out[r.Line] = true
+		}
+	}
+	return out
+}
+
+func TestHandlerAppliesContactRowsInOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	rows := []jobs.Row{
+		row(2, "alice", "a", false),
+		row(3, "bob", "x", false),
+		row(4, "alice", "b", true),
+		row(5, "alice", "c", false),
+		row(6, "bob", "y", false),
+		row(7, "bob", "x", true),
+		row(8, "bob", "z", false),
+	}
+	rows = append(rows, oneEach(30, "m1")...)
+	for i := 7; i < len(rows); i++ {
+		rows[i].Line = i + 2
+	}
+	e.enqueue(t, e.load(t, "b", rows))
+	e.run(t)
+	b := e.waitDone(t, "b")
+
+	if got := e.sim.Agents("alice"); !slices.Equal(got, []string{"b", "c"}) {
+		t.Errorf("alice's agents = %v, want [b c]", got)
+	}
+	if got := e.sim.Agents("bob"); !slices.Equal(got, []string{"x", "z"}) {
+		t.Errorf("bob's agents = %v, want [x z]", got)
+	}
+	if b.Succeeded != int64(len(rows)) || b.Failed != 0 || b.Retries != 0 || b.RateLimited != 0 {
+		t.Errorf("batch = %+v", b)
+	}
+	e.checkCalls(t, b)
+	for line, r := range e.results(t, "b") {
+		if r.Status != jobs.StatusSucceeded || r.HTTPStatus != 200 || r.Attempts != 1 {
+			t.Errorf("line %d: %+v", line, r)
+		}
+	}
+}
+
+func TestHandlerRetriesTransientFaults(t *testing.T) {
+	t.Parallel()
+	simOpts := simulator.Options{Transient: 0.3, TransientAttempts: 2}
+	e := newEnv(t, envOptions{sim: simOpts, maxAttempts: 5})
+	rows := oneEach(40, "m1")
+	// A contact with several rows, some faulty, still ends in file order.
+	rows = append(rows, row(50, "multi", "p1", false), row(51, "multi", "p2", true), row(52, "multi", "p3", false),
+		row(53, "multi", "p4", false), row(54, "multi", "p5", false))
+	faults := faulty(simOpts, rows)
+	if len(faults) == 0 || len(faults) == len(rows) {
+		t.Fatalf("%d of %d rows faulty: the test needs both kinds", len(faults), len(rows))
+	}
+	e.enqueue(t, e.load(t, "b", rows))
+	e.run(t)
+	b := e.waitDone(t, "b")
+
+	if b.Succeeded != int64(len(rows)) || b.Failed != 0 {
+		t.Errorf("succeeded %d failed %d, want %d and 0", b.Succeeded, b.Failed, len(rows))
+	}
+	if want := int64(2 * len(faults)); b.Retries != want {
+		t.Errorf("retries = %d, want %d", b.Retries, want)
+	}
+	e.checkCalls(t, b)
+	for line, r := range e.results(t, "b") {
+		want := 1
+		if faults[line] {
+			want = 3
+		}
+		if r.Status != jobs.StatusSucceeded || r.Attempts != want {
+			t.Errorf("line %d (faulty %v): %+v, want succeeded after %d attempts", line, faults[line], r, want)
+		}
+	}
+	if got := e.sim.Agents("multi"); !slices.Equal(got, []string{"p2", "p3", "p4", "p5"}) {
+		t.Errorf("multi's agents = %v", got)
+	}
+	if a := e.archived(t); len(a) != 0 {
+		t.Errorf("%d tasks archived", len(a))
+	}
+}
+
+func TestHandlerRetriesTimeouts(t *testing.T) {
+	t.Parallel()
+	// Every pair's first call hangs longer than the request timeout.
+	e := newEnv(t, envOptions{sim: simulator.Options{Hang: 1, HangFor: time.Minute}, timeout: 200 * time.Millisecond, maxAttempts: 3})
+	rows := oneEach(5, "m1")
+	e.enqueue(t, e.load(t, "b", rows))
+	e.run(t)
+	b := e.waitDone(t, "b")
+	if b.Succeeded != int64(len(rows)) || b.Retries != int64(len(rows)) {
+		t.Errorf("succeeded %d retries %d, want %d each", b.Succeeded, b.Retries, len(rows))
+	}
+	e.checkCalls(t, b)
+	for line, r := range e.results(t, "b") {
+		if r.Status != jobs.StatusSucceeded || r.Attempts != 2 {
+			t.Errorf("line %d: %+v, want succeeded on the second attempt", line, r)
+		}
+	}
+}
+
+func TestHandlerDeadLettersAndBlocksLaterRows(t *testing.T) {
+	t.Parallel()
+	simOpts := simulator.Options{Transient: 1, TransientAttempts: 3}
+	e := newEnv(t, envOptions{sim: simOpts, maxAttempts: 2})
+	rows := []jobs.Row{
+		row(2, "d1", "m1", false),
+		row(3, "d1", "m2", true),
+		row(4, "d2", "m1", false),
+		row(5, "d1", "m3", false),
+	}
+	e.enqueue(t, e.load(t, "b", rows))
+	e.run(t)
+	b := e.waitDone(t, "b")
+
+	if b.Failed != 4 || b.Succeeded != 0 {
+		t.Errorf("failed %d succeeded %d, want 4 and 0", b.Failed, b.Succeeded)
+	}
+	if b.Errors["blocked"] != 2 || b.Retries != 2 {
+		t.Errorf("errors %v retries %d", b.Errors, b.Retries)
+	}
+	e.checkCalls(t, b)
+	res := e.results(t, "b")
+	for _, line := range []int{2, 4} {
+		r := res[line]
+		if r.Status != jobs.StatusFailed || r.Attempts != 2 || r.HTTPStatus < 500 || r.Reason != fmt.Sprint("http_", r.HTTPStatus) ||
+			!strings.Contains(r.Error, "gave up after 2 attempts") {
+			t.Errorf("line %d: %+v, want failed after 2 attempts with a 5xx", line, r)
+		}
+	}
+	for _, line := range []int{3, 5} {
+		r := res[line]
+		if r.Status != jobs.StatusFailed || r.Reason != "blocked" || r.Attempts != 0 || !strings.Contains(r.Error, "line 2") {
+			t.Errorf("line %d: %+v, want failed as blocked by line 2", line, r)
+		}
+	}
+	for _, p := range e.sent() {
+		if p.contact == "d1" && p.member != "m1" {
+			t.Errorf("blocked row sent: %+v", p)
+		}
+	}
+	if got := e.sim.Agents("d1"); got != nil {
+		t.Errorf("d1's agents = %v", got)
+	}
+	var ids []string
+	eventually(t, 30*time.Second, "both tasks archived", func() bool {
+		ids = ids[:0]
+		for _, ti := range e.archived(t) {
+			ids = append(ids, ti.ID)
+		}
+		return len(ids) == 2
+	})
+	slices.Sort(ids)
+	if want := []string{jobs.TaskID("b", "d1"), jobs.TaskID("b", "d2")}; !slices.Equal(ids, want) {
+		t.Errorf("archived %v, want %v", ids, want)
+	}
+}
+
+func TestHandlerPermanentFailures(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{sim: simulator.Options{Members: []simulator.Member{
+		{ID: "m1", Active: true},
+		{ID: "m2", Active: false},
+	}}})
+	rows := []jobs.Row{
+		row(2, "p1", "ghost", false), // unknown member: 404
+		row(3, "p1", "m1", false),
+		row(4, "p2", "m2", false), // inactive member: 404
+		row(5, "p2", "m1", true),
+		row(6, "bad.id", "m1", false), // malformed for the CRM: 400
+	}
+	e.enqueue(t, e.load(t, "b", rows))
+	e.run(t)
+	b := e.waitDone(t, "b")
+
+	if b.Failed != 3 || b.Succeeded != 2 || b.Retries != 0 {
+		t.Errorf("batch = %+v", b)
+	}
+	if b.Errors["http_404"] != 2 || b.Errors["http_400"] != 1 {
+		t.Errorf("errors = %v", b.Errors)
+	}
+	e.checkCalls(t, b)
+	res := e.results(t, "b")
+	for line, status := range map[int]int{2: 404, 4: 404, 6: 400} {
+		r := res[line]
+		if r.Status != jobs.StatusFailed || r.HTTPStatus != status || r.Attempts != 1 || r.Error == "" {
+			t.Errorf("line %d: %+v, want failed with HTTP %d after 1 attempt", line, r, status)
+		}
+	}
+	for _, c := range []string{"p1", "p2"} {
+		if got := e.sim.Agents(c); !slices.Equal(got, []string{"m1"}) {
+			t.Errorf("%s's agents = %v, want [m1]", c, got)
+		}
+	}
+	if n := e.sim.Stats().Requests; n != 5 {
+		t.Errorf("the CRM got %d calls, want 5 (no retry of a 4xx)", n)
+	}
+	if a := e.archived(t); len(a) != 0 {
+		t.Errorf("%d tasks archived for permanent failures", len(a))
+	}
+}
+
+func TestHandlerUnauthorizedPausesBatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{
+		sim:         simulator.Options{APIKey: "the-right-key"},
+		apiKey:      secretKey,
+		pausedRetry: time.Hour, // deferred tasks stay put for the checks
+	})
+	rows := oneEach(50, "m1")
+	e.enqueue(t, e.load(t, "b", rows))
+	e.run(t)
+	eventually(t, 60*time.Second, "every task deferred", func() bool {
+		qi := e.queueInfo(t)
+		return qi.Retry == len(rows) && qi.Active == 0 && qi.Pending == 0
+	})
+	b := e.batch(t, "b")
+	if b.Status != jobs.BatchPaused || b.PauseCode != jobs.PauseUnauthorized || b.PauseReason == "" {
+		t.Errorf("batch status %q code %q reason %q, want paused for the key", b.Status, b.PauseCode, b.PauseReason)
+	}
+	if n := e.sim.Stats().Requests; n > 2 || n < 1 {
+		t.Errorf("the CRM got %d calls with a wrong key, want 1 or 2", n)
+	}
+	if b.Done() != 0 {
+		t.Errorf("rows counted with a wrong key: succeeded %d failed %d", b.Succeeded, b.Failed)
+	}
+	e.checkCalls(t, b)
+	qi := e.queueInfo(t)
+	if qi.Archived != 0 || qi.Failed != 0 {
+		t.Errorf("archived %d failed %d, want none", qi.Archived, qi.Failed)
+	}
+	// The key is nowhere in Redis: not in the batch, not in asynq's task
+	// records and their error messages.
+	for _, pattern := range []string{e.ns + "*", "asynq:{" + e.ns + "}*"} {
+		keys, err := e.rdb.Keys(e.ctx, pattern).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if v := dumpKey(t, e.rdb, k); strings.Contains(v, secretKey) {
+				t.Errorf("key %s holds the API key", k)
+			}
+		}
+	}
+}
+
+// dumpKey returns the contents of a Redis key as text.
+func dumpKey(t *testing.T, rdb *redis.Client, key string) string {
+	t.Helper()
+	ctx := t.Context()
+	typ, err := rdb.Type(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	switch typ {
+	case "string":
+		v, err = rdb.Get(ctx, key).Result()
+	case "hash":
+		v, err = rdb.HGetAll(ctx, key).Result()
+	case "list":
+		v, err = rdb.LRange(ctx, key, 0, -1).Result()
+	case "set":
+		v, err = rdb.SMembers(ctx, key).Result()
+	case "zset":
+		v, err = rdb.ZRange(ctx, key, 0, -1).Result()
+	case "none":
+		return ""
+	default:
+		t.Fatalf("key %s of type %s", key, typ)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(v)
+}
+
+func TestHandlerRateLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{sim: simulator.Options{Rate: 50, Burst: 10}, maxAttempts: 1})
+	rows := oneEach(40, "m1")
+	e.enqueue(t, e.load(t, "b", rows))
+	e.run(t)
+	b := e.waitDone(t, "b")
+
+	if b.Succeeded != int64(len(rows)) || b.Failed != 0 {
+		t.Errorf("succeeded %d failed %d, want all %d succeeded", b.Succeeded, b.Failed, len(rows))
+	}
+	got429 := e.sim.Stats().ByStatus[http.StatusTooManyRequests]
+	if got429 == 0 {
+		t.Fatal("the CRM never answered 429: the test does not test rate limiting")
+	}
+	if b.RateLimited != got429 {
+		t.Errorf("rateLimited = %d, the CRM answered 429 %d times", b.RateLimited, got429)
+	}
+	if b.Retries != 0 {
+		t.Errorf("retries = %d: a 429 is not a retry", b.Retries)
+	}
+	e.checkCalls(t, b)
+	for line, r := range e.results(t, "b") {
+		if r.Status != jobs.StatusSucceeded || r.Attempts != 1 {
+			t.Errorf("line %d: %+v", line, r)
+		}
+	}
+	if a := e.archived(t); len(a) != 0 {
+		t.Errorf("%d tasks archived", len(a))
+	}
+}
+
+func TestHandlerDuplicateDelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	rows := []jobs.Row{row(2, "dup", "m1", false), row(3, "dup", "m1", false), row(4, "dup", "m2", true), row(5, "other", "m1", false)}
+	e.load(t, "b", rows)
+	// Lines 2 and 3 are exact duplicates travelling as one call.
+	task := e.task(t, jobs.AssignPayload{Batch: "b", Contact: "dup", Ops: []jobs.Op{
+		{MemberID: "m1", Lines: []int{2, 3}},
+		{MemberID: "m2", Replace: true, Lines: []int{4}},
+	}})
+	for i := range 3 {
+		if err := e.handler.ProcessTask(e.ctx, task); err != nil {
+			t.Fatalf("delivery %d: %v", i+1, err)
+		}
+		b := e.batch(t, "b")
+		if b.Succeeded != 3 || b.APICalls != 2 || b.Status != jobs.BatchRunning {
+			t.Fatalf("after delivery %d: %+v", i+1, b)
+		}
+		if n := e.sim.Stats().Requests; n != 2 {
+			t.Fatalf("after delivery %d the CRM got %d calls, want 2", i+1, n)
+		}
+	}
+	other := e.task(t, plan("b", rows)[1])
+	for range 2 {
+		if err := e.handler.ProcessTask(e.ctx, other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := e.batch(t, "b")
+	if b.Status != jobs.BatchDone || b.Succeeded != 4 || b.APICalls != 3 {
+		t.Errorf("batch = %+v", b)
+	}
+	e.checkCalls(t, b)
+	if got := e.sim.Agents("dup"); !slices.Equal(got, []string{"m2"}) {
+		t.Errorf("dup's agents = %v", got)
+	}
+}
+
+func TestHandlerBatchStates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{pausedRetry: 3 * time.Second})
+	p := jobs.AssignPayload{Batch: "b", Contact: "c1", Ops: []jobs.Op{{MemberID: "m1", Lines: []int{2}}}}
+	task := e.task(t, p)
+
+	// No batch: the task is dropped.
+	if err := e.handler.ProcessTask(e.ctx, task); err != nil {
+		t.Errorf("task of an unknown batch: %v", err)
+	}
+	// Importing: deferred without using up an attempt.
+	if err := e.store.Create(e.ctx, "b", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.AddRows(e.ctx, "b", []jobs.Row{row(2, "c1", "m1", false)}); err != nil {
+		t.Fatal(err)
+	}
+	err := e.handler.ProcessTask(e.ctx, task)
+	var de *DeferError
+	if !errors.As(err, &de) || de.RetryIn != 3*time.Second || IsFailure(err) {
+		t.Errorf("task of an importing batch: %v, want a deferral of 3s", err)
+	}
+	if err := e.store.Start(e.ctx, "b", 1, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Paused: deferred.
+	if err := e.store.SetStatus(e.ctx, "b", jobs.BatchPaused, "manual", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.handler.ProcessTask(e.ctx, task); !errors.As(err, &de) {
+		t.Errorf("task of a paused batch: %v, want a deferral", err)
+	}
+	if n := e.sim.Stats().Requests; n != 0 {
+		t.Errorf("the CRM got %d calls before the batch ran", n)
+	}
+	// A bad payload is not retried.
+	bad := asynq.NewTask(jobs.TypeAssign, []byte("{not json"))
+	if err := e.handler.ProcessTask(e.ctx, bad); !errors.Is(err, asynq.SkipRetry) {
+		t.Errorf("bad payload: %v, want SkipRetry", err)
+	}
+	// Deleted while queued: dropped, and the batch stays gone.
+	if err := e.store.Delete(e.ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.handler.ProcessTask(e.ctx, task); err != nil {
+		t.Errorf("task of a deleted batch: %v", err)
+	}
+	if _, err := e.store.Get(e.ctx, "b"); !errors.Is(err, jobs.ErrNotFound) {
+		t.Errorf("deleted batch: Get = %v", err)
+	}
+}
+
+func TestHandlerPausedBatchWaitsForResume(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{pausedRetry: 50 * time.Millisecond})
+	rows := oneEach(10, "m1")
+	ps := e.load(t, "b", rows)
+	if err := e.store.SetStatus(e.ctx, "b", jobs.BatchPaused, "manual", "held by the operator"); err != nil {
+		t.Fatal(err)
+	}
+	e.enqueue(t, ps)
+	e.run(t)
+	// Every task is deferred, comes back and is deferred again while the
+	// batch is paused.
+	eventually(t, 60*time.Second, "every task deferred", func() bool {
+		qi := e.queueInfo(t)
+		return qi.Retry == len(rows)
+	})
+	since := time.Now().Truncate(time.Second)
+	eventually(t, 60*time.Second, "every task deferred again", func() bool {
+		ts, err := e.insp.ListRetryTasks(e.ns, asynq.PageSize(1000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, ti := range ts {
+			if ti.LastFailedAt.After(since) && strings.Contains(ti.LastErr, "paused") {
+				n++
+			}
+		}
+		return n == len(rows)
+	})
+	qi := e.queueInfo(t)
+	if qi.Failed != 0 || qi.Archived != 0 {
+		t.Errorf("paused batch: %d failed %d archived, want none", qi.Failed, qi.Archived)
+	}
+	if n := e.sim.Stats().Requests; n != 0 {
+		t.Errorf("the CRM got %d calls for a paused batch", n)
+	}
+	if b := e.batch(t, "b"); b.Done() != 0 || b.Status != jobs.BatchPaused {
+		t.Errorf("paused batch: %+v", b)
+	}
+	if err := e.store.SetStatus(e.ctx, "b", jobs.BatchRunning, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	b := e.waitDone(t, "b")
+	if b.Succeeded != int64(len(rows)) {
+		t.Errorf("succeeded %d, want %d", b.Succeeded, len(rows))
+	}
+	e.checkCalls(t, b)
+	if a := e.archived(t); len(a) != 0 {
+		t.Errorf("%d tasks archived", len(a))
+	}
+}
+
+func TestRetryPolicy(t *testing.T) {
+	t.Parallel()
+	delay := RetryDelay(time.Second, 8*time.Second)
+	task := asynq.NewTask(jobs.TypeAssign, nil)
+	tests := []struct {
+		name     string
+		err      error
+		min, max time.Duration
+		failure  bool
+	}{
+		{"deferral", &DeferError{RetryIn: 42 * time.Second}, 42 * time.Second, 42 * time.Second, false},
+		{"wrapped deferral", fmt.Errorf("x: %w", &DeferError{RetryIn: time.Second}), time.Second, time.Second, false},
+		{"attempt 1", &TransientError{Attempt: 1, Err: errors.New("503")}, 500 * time.Millisecond, time.Second, true},
+		{"attempt 3", &TransientError{Attempt: 3, Err: errors.New("503")}, 2 * time.Second, 4 * time.Second, true},
+		{"attempt 20 capped", &TransientError{Attempt: 20, Err: errors.New("503")}, 4 * time.Second, 8 * time.Second, true},
+		{"retry after wins", &TransientError{Attempt: 1, RetryAfter: 30 * time.Second, Err: errors.New("503")}, 30 * time.Second, 30 * time.Second, true},
+		{"other error", errors.New("redis down"), 500 * time.Millisecond, time.Second, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := IsFailure(tt.err); got != tt.failure {
+				t.Errorf("IsFailure = %v, want %v", got, tt.failure)
+			}
+			for range 100 {
+				if d := delay(0, tt.err, task); d < tt.min || d > tt.max {
+					t.Fatalf("delay = %v, want in [%v, %v]", d, tt.min, tt.max)
+				}
+			}
+		})
+	}
+}
