@@ -92,7 +92,9 @@ type Client struct {
 	probe       sync.Mutex
 	keyAccepted atomic.Bool
 	// refused is the 401/403 status once the key was refused, else 0.
-	refused atomic.Int32
+	refused    atomic.Int32
+	refuseOnce sync.Once
+	refusedCh  chan struct{}
 }
 
 // NewClient checks the options and returns a Client.
@@ -128,8 +130,12 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		tr.MaxIdleConnsPerHost = opts.MaxConns
 		opts.HTTPClient = &http.Client{Transport: tr, Timeout: opts.Timeout}
 	}
-	return &Client{opts: opts, base: base}, nil
+	return &Client{opts: opts, base: base, refusedCh: make(chan struct{})}, nil
 }
+
+// Refused is closed once the CRM has refused the API key. A process with a
+// refused key can do nothing useful: its command stops and says so.
+func (c *Client) Refused() <-chan struct{} { return c.refusedCh }
 
 // Assign makes one assign call and classifies its outcome.
 func (c *Client) Assign(ctx context.Context, contact, member string, replace bool) Outcome {
@@ -144,6 +150,7 @@ func (c *Client) Assign(ctx context.Context, contact, member string, replace boo
 	switch {
 	case out.Kind == Unauthorized:
 		c.refused.Store(int32(out.HTTPStatus))
+		c.refuseOnce.Do(func() { close(c.refusedCh) })
 	case out.HTTPStatus != 0:
 		c.keyAccepted.Store(true)
 	}

@@ -107,20 +107,29 @@ all of them. The API key comes from this process's own settings
 				return err
 			}
 			defer q.close()
-			srv, mux, err := newWorker(q, cfg, log)
+			w, err := newWorker(q, cfg, log)
 			if err != nil {
 				return err
 			}
-			if err := srv.Start(mux); err != nil {
+			if err := w.srv.Start(w.mux); err != nil {
 				return fmt.Errorf("start worker: %w", err)
 			}
 			log.Info("worker started", slog.String("redis", cfg.RedisDisplay()), slog.String("queue", cfg.Namespace),
 				slog.Int("concurrency", cfg.Concurrency), slog.Float64("rate", cfg.Rate))
-			<-ctx.Done()
-			log.Info("stopping: letting in-flight calls finish")
-			srv.Shutdown()
+			select {
+			case <-ctx.Done():
+				log.Info("stopping: letting in-flight calls finish")
+			case <-w.client.Refused():
+				log.Error("the CRM refused the API key: stopping")
+			}
+			w.srv.Shutdown()
 			log.Info("worker stopped")
-			return nil
+			select {
+			case <-w.client.Refused():
+				return errors.New("the CRM refused the API key (HTTP 401/403): fix BULKASSIGN_API_KEY, restart the workers, then `bulkassign resume ID` each paused batch (see `bulkassign batches`)")
+			default:
+				return nil
+			}
 		},
 	}
 }

@@ -82,9 +82,17 @@ func (q *queue) importer(cfg config.Config) *importer.Importer {
 	return importer.New(q.store, q.client, cfg.Namespace)
 }
 
+// workerProc is an asynq server that applies rows, and the API client it
+// calls through.
+type workerProc struct {
+	srv    *asynq.Server
+	mux    *asynq.ServeMux
+	client *worker.Client
+}
+
 // newWorker builds the asynq server that applies rows, with its API client
 // and rate limiter.
-func newWorker(q *queue, cfg config.Config, log *slog.Logger) (*asynq.Server, *asynq.ServeMux, error) {
+func newWorker(q *queue, cfg config.Config, log *slog.Logger) (*workerProc, error) {
 	client, err := worker.NewClient(worker.ClientOptions{
 		BaseURL:      cfg.APIURL,
 		PathTemplate: cfg.PathTemplate,
@@ -94,7 +102,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger) (*asynq.Server, *a
 		MaxConns:     cfg.Concurrency,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	limiter := worker.NewSharedLimiter(q.rdb, cfg.Namespace, cfg.APIURL, cfg.APIKey, cfg.Rate, cfg.Burst)
 	h := worker.NewHandler(q.store, client, limiter, worker.HandlerOptions{
@@ -109,7 +117,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger) (*asynq.Server, *a
 		PollInterval: min(cfg.RetryBase, time.Second),
 		Logger:       log,
 	})
-	return srv, mux, nil
+	return &workerProc{srv: srv, mux: mux, client: client}, nil
 }
 
 // retention maps --retention to the store's option, where 0 means the

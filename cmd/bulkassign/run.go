@@ -109,15 +109,15 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	}
 	printImport(a.stderr, sum)
 
-	srv, mux, err := newWorker(q, cfg, log)
+	w, err := newWorker(q, cfg, log)
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(mux); err != nil {
+	if err := w.srv.Start(w.mux); err != nil {
 		return fmt.Errorf("start workers: %w", err)
 	}
 	b, werr := watch(ctx, q.store, sum.BatchID, a.stderr, every)
-	srv.Shutdown()
+	w.srv.Shutdown()
 	return a.finish(q, cfg, b, werr)
 }
 
