@@ -72,6 +72,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			a.controlCommand("resume", "let workers take a paused batch again", jobs.BatchRunning),
 			a.controlCommand("cancel", "stop a batch for good: rows not yet sent are reported as not processed", jobs.BatchCancelled),
 			a.dlqCommand(),
+			a.serveCommand(),
 			a.simulateCommand(),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/bulkassign/bulkassign/config"
+	"github.com/bulkassign/bulkassign/server"
+	"github.com/bulkassign/bulkassign/worker"
+	"github.com/hibiken/asynq"
+	"github.com/peterbourgon/ff/v3/ffcli"
+)
+
+func (a *app) serveCommand() *ffcli.Command {
+	cfg := config.Default()
+	cfg.LogLevel = "info"
+	fs := newFlagSet("bulkassign serve", a.stderr)
+	cfg.RegisterAPI(fs)
+	cfg.RegisterRedis(fs, false)
+	cfg.RegisterWorker(fs)
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	addr := fs.String("addr", "127.0.0.1:8081", "address to listen on (loopback by default; put a TLS proxy in front before exposing it)")
+	var token string
+	fs.StringVar(&token, "server-token", "", "access token for the page, the API, /monitor and /metrics (BULKASSIGN_SERVER_TOKEN)")
+	fs.StringVar(&token, "token", "", "same as --server-token")
+	maxUpload := fs.Int64("max-upload", server.DefaultMaxUpload, "largest upload accepted, in bytes")
+	workers := fs.Int("workers", 0, "run an in-process worker with this many calls in flight (needs BULKASSIGN_API_KEY); 0 leaves the work to separate bulkassign worker processes")
+	return &ffcli.Command{
+		Name:       "serve",
+		ShortUsage: "BULKASSIGN_SERVER_TOKEN=... bulkassign serve --redis URL [flags]",
+		ShortHelp:  "HTTP API and web page: upload a file, watch progress, download reports; asynq's monitor and metrics",
+		LongHelp: `Serves, behind one access token:
+  /                 the web page: upload, check, queue, follow a batch, download its reports
+  /api/v1/batches   the JSON API (Authorization: Bearer TOKEN)
+  /monitor/         asynq's monitor
+  /metrics          Prometheus metrics
+
+With --workers N the server also applies batches itself; otherwise run
+` + "`bulkassign worker`" + ` processes against the same Redis. The CRM API key is
+only read with --workers, and never reaches a browser or an API answer.`,
+		FlagSet: fs,
+		Options: envOptions,
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) != 0 {
+				return fmt.Errorf("serve: takes no arguments, got %q", args)
+			}
+			if token == "" {
+				return errors.New("no access token: set --token or BULKASSIGN_SERVER_TOKEN (for example: export BULKASSIGN_SERVER_TOKEN=$(openssl rand -hex 16))")
+			}
+			if cfg.Redis == "" {
+				return errors.New("no Redis: pass --redis redis://host:6379/0 or set BULKASSIGN_REDIS")
+			}
+			if *workers < 0 {
+				return fmt.Errorf("--workers %d: want 0 (no in-process worker) or more", *workers)
+			}
+			if *maxUpload <= 0 {
+				return fmt.Errorf("--max-upload %d: want a positive number of bytes", *maxUpload)
+			}
+			if *workers > 0 {
+				if cfg.APIKey == "" {
+					return errors.New("--workers needs the CRM API key: set BULKASSIGN_API_KEY (or --api-key), or run with --workers 0 and separate `bulkassign worker` processes")
+				}
+				cfg.Concurrency = *workers
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			log, err := newLogger(a.stderr, cfg.LogLevel)
+			if err != nil {
+				return err
+			}
+			if len(token) < 16 {
+				log.Warn("the access token is short: use at least 16 random characters (openssl rand -hex 16)")
+			}
+			q, err := openQueue(ctx, cfg, false)
+			if err != nil {
+				return err
+			}
+			defer q.close()
+
+			metrics := server.NewMetrics()
+			if *workers > 0 {
+				srv, mux, err := newObservedWorker(q, cfg, log, metrics.Observe)
+				if err != nil {
+					return err
+				}
+				if err := srv.Start(mux); err != nil {
+					return fmt.Errorf("start workers: %w", err)
+				}
+				defer srv.Shutdown()
+			}
+			inspector := asynq.NewInspector(q.opt)
+			defer inspector.Close()
+			h, err := server.New(server.Deps{
+				Store: q.store, Importer: q.importer(cfg), Client: q.client, Inspector: inspector,
+				RedisOpt: q.opt, Queue: cfg.Namespace, Metrics: metrics, Logger: log,
+			}, server.Options{Token: token, MaxUpload: *maxUpload})
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+
+			ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", *addr)
+			if err != nil {
+				return fmt.Errorf("serve: listen on %s: %w", *addr, err)
+			}
+			if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
+				log.Warn("listening beyond this machine over plain HTTP: the token travels in clear unless a TLS proxy is in front", slog.String("addr", ln.Addr().String()))
+			}
+			hs := &http.Server{
+				Handler:           h,
+				ReadHeaderTimeout: 10 * time.Second,
+				IdleTimeout:       2 * time.Minute,
+				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			}
+			served := make(chan error, 1)
+			go func() { served <- hs.Serve(ln) }()
+			fmt.Fprintf(a.stderr, "bulkassign serve: listening on http://%s (workers: %d, redis: %s, queue: %s)\n",
+				ln.Addr(), *workers, cfg.RedisDisplay(), cfg.Namespace)
+
+			select {
+			case err := <-served:
+				return fmt.Errorf("serve: %w", err)
+			case <-ctx.Done():
+			}
+			log.Info("stopping: finishing requests in flight")
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := hs.Shutdown(sctx); err != nil {
+				_ = hs.Close()
+			}
+			return nil
+		},
+	}
+}
+
+// newObservedWorker is newWorker with the API calls reported to observe.
+// TODO: fold into newWorker (engine.go) as an optional argument.
+func newObservedWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worker.Outcome, time.Duration)) (*asynq.Server, *asynq.ServeMux, error) {
+	client, err := worker.NewClient(worker.ClientOptions{
+		BaseURL:      cfg.APIURL,
+		PathTemplate: cfg.PathTemplate,
+		KeyHeader:    cfg.KeyHeader,
+		APIKey:       cfg.APIKey,
+		Timeout:      cfg.RequestTimeout,
+		MaxConns:     cfg.Concurrency,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	limiter := worker.NewSharedLimiter(q.rdb, cfg.Namespace, cfg.APIURL, cfg.APIKey, cfg.Rate, cfg.Burst)
+	h := worker.NewHandler(q.store, client, limiter, worker.HandlerOptions{
+		MaxAttempts: cfg.MaxAttempts,
+		Logger:      log,
+		Observe:     observe,
+	})
+	srv, mux := worker.NewServer(q.opt, h, worker.ServerOptions{
+		Queue:        cfg.Namespace,
+		Concurrency:  cfg.Concurrency,
+		RetryBase:    cfg.RetryBase,
+		RetryMax:     cfg.RetryMax,
+		PollInterval: min(cfg.RetryBase, time.Second),
+		Logger:       log,
+	})
+	return srv, mux, nil
+}

@@ -1,0 +1,532 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bulkassign/bulkassign/importer"
+	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/report"
+)
+
+// Batch is a batch as the API shows it.
+type Batch struct {
+	ID          string            `json:"batchId"`
+	Name        string            `json:"name"`
+	Source      string            `json:"source"`
+	Status      string            `json:"status"`
+	PauseCode   string            `json:"pauseCode,omitempty"`
+	PauseReason string            `json:"pauseReason,omitempty"`
+	Rows        int64             `json:"rows"`
+	Done        int64             `json:"done"`
+	Pending     int64             `json:"pending"`
+	Succeeded   int64             `json:"succeeded"`
+	Failed      int64             `json:"failed"`
+	Invalid     int64             `json:"invalid"`
+	Contacts    int64             `json:"contacts"`
+	APICalls    int64             `json:"apiCalls"`
+	Retries     int64             `json:"retries"`
+	RateLimited int64             `json:"rateLimited"`
+	Percent     float64           `json:"percent"`
+	RowsPerSec  float64           `json:"rowsPerSecond"`
+	ETASeconds  *float64          `json:"etaSeconds"` // null when unknown or finished
+	CreatedAt   time.Time         `json:"createdAt"`
+	StartedAt   *time.Time        `json:"startedAt"`
+	FinishedAt  *time.Time        `json:"finishedAt"`
+	Errors      map[string]int64  `json:"errors"`
+	Links       map[string]string `json:"links"`
+}
+
+// UploadResult is the answer to POST /api/v1/batches.
+type UploadResult struct {
+	BatchID string           `json:"batchId,omitempty"`
+	DryRun  bool             `json:"dryRun"`
+	Summary importer.Summary `json:"summary"`
+	// InvalidRows are the first invalid rows of the file.
+	InvalidRows []InvalidRow `json:"invalidRows"`
+}
+
+// InvalidRow is a row the importer will not send, and why.
+type InvalidRow struct {
+	Line      int    `json:"line"`
+	ContactID string `json:"aiContactId"`
+	MemberID  string `json:"teamMemberId"`
+	Reason    string `json:"reason"`
+	Error     string `json:"error"`
+}
+
+// maxInvalidShown bounds InvalidRows.
+const maxInvalidShown = 20
+
+// reportFiles are the downloads of a batch, with their content types.
+var reportFiles = map[string]string{
+	report.SucceededFile: "text/csv; charset=utf-8",
+	report.FailedFile:    "text/csv; charset=utf-8",
+	report.SummaryFile:   "application/json",
+}
+
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > s.opts.MaxUpload {
+		s.tooLarge(w)
+		return
+	}
+	body := &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, s.opts.MaxUpload)}
+	r.Body = body
+	q := r.URL.Query()
+	params := map[string]string{"name": q.Get("name"), "format": q.Get("format"), "dryRun": q.Get("dryRun"), "filename": q.Get("filename")}
+
+	var in io.Reader
+	file := "upload"
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "multipart/form-data" {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "read the multipart form: "+err.Error())
+			return
+		}
+		// Small fields may come before the file; the file is read as a
+		// stream straight into the importer, never held in memory.
+		for {
+			part, err := mr.NextPart()
+			if err != nil {
+				if body.hit {
+					s.tooLarge(w)
+					return
+				}
+				writeError(w, http.StatusBadRequest, `no file in the form: send the file in a field named "file"`)
+				return
+			}
+			field := part.FormName()
+			if field == "file" {
+				in = part
+				if n := part.FileName(); n != "" {
+					file = n
+				}
+				break
+			}
+			if _, ok := params[field]; ok {
+				b, err := io.ReadAll(io.LimitReader(part, 1024))
+				if err != nil {
+					if body.hit {
+						s.tooLarge(w)
+						return
+					}
+					writeError(w, http.StatusBadRequest, "read form field "+field+": "+err.Error())
+					return
+				}
+				if params[field] == "" {
+					params[field] = string(b)
+				}
+			}
+		}
+	} else {
+		in = r.Body
+		if params["format"] == "" {
+			params["format"] = formatOfType(mt)
+		}
+	}
+	if params["filename"] != "" && file == "upload" {
+		file = params["filename"]
+	}
+	file = cleanName(file)
+
+	format, err := importer.ParseFormat(params["format"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	dryRun := false
+	if v := params["dryRun"]; v != "" {
+		if dryRun, err = strconv.ParseBool(v); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("dryRun=%q: want true or false", v))
+			return
+		}
+	}
+	name := strings.TrimSpace(params["name"])
+	if len(name) > 200 {
+		name = name[:200]
+	}
+
+	in, invalid := sampleInvalid(in, file, format, maxInvalidShown)
+	sum, err := s.deps.Importer.Import(r.Context(), in, importer.Options{File: file, Format: format, Name: name, DryRun: dryRun})
+	rows := invalid()
+	var fe *importer.FileError
+	switch {
+	case body.hit:
+		s.tooLarge(w)
+		return
+	case errors.As(err, &fe):
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": fe.Error(), "line": fe.Line, "file": fe.File})
+		return
+	case err != nil:
+		s.deps.Logger.Error("upload failed", slog.String("file", file), slog.Any("error", err))
+		writeError(w, http.StatusInternalServerError, "the upload could not be queued: "+err.Error())
+		return
+	}
+	if rows == nil {
+		rows = []InvalidRow{}
+	}
+	status := http.StatusCreated
+	if dryRun {
+		status = http.StatusOK
+	} else {
+		s.deps.Logger.Info("batch queued", slog.String("batch", sum.BatchID), slog.String("file", file),
+			slog.Int("rows", sum.Rows), slog.Int("invalid", sum.Invalid))
+		w.Header().Set("Location", "/api/v1/batches/"+sum.BatchID)
+	}
+	writeJSON(w, status, UploadResult{BatchID: sum.BatchID, DryRun: dryRun, Summary: sum, InvalidRows: rows})
+}
+
+// limitedBody notes when the upload went over the limit, however the
+// error is wrapped on its way up.
+type limitedBody struct {
+	io.ReadCloser
+	hit bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		b.hit = true
+	}
+	return n, err
+}
+
+func (s *Server) tooLarge(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestEntityTooLarge,
+		fmt.Sprintf("upload too large: the limit is %s (serve --max-upload); nothing was queued — split the file", bytesText(s.opts.MaxUpload)))
+}
+
+// sampleInvalid returns a reader that reads r and, on the side, decodes the
+// same bytes to keep the first n invalid rows; call the returned function
+// once the reader is no longer read.
+func sampleInvalid(r io.Reader, file string, format importer.Format, n int) (io.Reader, func() []InvalidRow) {
+	pr, pw := io.Pipe()
+	done := make(chan []InvalidRow, 1)
+	go func() {
+		var out []InvalidRow
+		if dec, err := importer.NewDecoder(pr, file, format); err == nil {
+			for len(out) < n {
+				row, err := dec.Next()
+				if err != nil {
+					break
+				}
+				if !row.Valid() {
+					out = append(out, InvalidRow{Line: row.Line, ContactID: row.ContactID, MemberID: row.MemberID, Reason: row.Reason, Error: row.Error})
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr) // keep the importer's reads flowing
+		done <- out
+	}()
+	return io.TeeReader(r, pw), func() []InvalidRow {
+		_ = pw.Close()
+		return <-done
+	}
+}
+
+// formatOfType maps a raw upload's Content-Type to a format.
+func formatOfType(mt string) string {
+	switch mt {
+	case "text/csv":
+		return "csv"
+	case "application/json":
+		return "json"
+	case "application/x-ndjson", "application/jsonl", "application/x-jsonlines":
+		return "jsonl"
+	}
+	return ""
+}
+
+// cleanName keeps the base name of an uploaded file, short and printable.
+func cleanName(n string) string {
+	n = path.Base(strings.ReplaceAll(n, `\`, "/"))
+	n = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, n)
+	if len(n) > 200 {
+		n = n[len(n)-200:]
+	}
+	if n == "" || n == "." || n == "/" {
+		return "upload"
+	}
+	return n
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	limit := s.opts.Recent
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit: want 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	out, err := s.recent(r.Context(), limit)
+	if err != nil {
+		s.internal(w, "list batches", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"batches": out})
+}
+
+// recent reads the newest batches.
+func (s *Server) recent(ctx context.Context, limit int) ([]Batch, error) {
+	ids, err := s.deps.Store.IDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []Batch{}
+	now := s.opts.Now()
+	for _, id := range ids {
+		if len(out) == limit {
+			break
+		}
+		b, err := s.deps.Store.Get(ctx, id)
+		if errors.Is(err, jobs.ErrNotFound) {
+			continue // expired after its retention
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, view(b, now))
+	}
+	return out, nil
+}
+
+// batch reads the batch named in the path, or answers 400 or 404.
+func (s *Server) batch(w http.ResponseWriter, r *http.Request) (jobs.Batch, bool) {
+	id := r.PathValue("id")
+	if !report.ValidBatchID(id) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("batch id %q: ids are letters, digits, - and _", truncate(id, 64)))
+		return jobs.Batch{}, false
+	}
+	b, err := s.deps.Store.Get(r.Context(), id)
+	if errors.Is(err, jobs.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no batch "+id+" (it may have expired after its retention): see GET /api/v1/batches")
+		return b, false
+	}
+	if err != nil {
+		s.internal(w, "read batch", err)
+		return b, false
+	}
+	return b, true
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	if b, ok := s.batch(w, r); ok {
+		writeJSON(w, http.StatusOK, view(b, s.opts.Now()))
+	}
+}
+
+func (s *Server) download(w http.ResponseWriter, r *http.Request) {
+	file := r.PathValue("file")
+	ctype, known := reportFiles[file]
+	if !known {
+		writeError(w, http.StatusNotFound, "no such report file: want succeeded.csv, failed.csv or summary.json")
+		return
+	}
+	b, ok := s.batch(w, r)
+	if !ok {
+		return
+	}
+	dir, err := os.MkdirTemp(s.opts.TempDir, "bulkassign-report-")
+	if err != nil {
+		s.internal(w, "write report", err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	if _, err := report.WriteBatch(r.Context(), s.deps.Store, b.ID, filepath.Join(dir, "r")); err != nil {
+		s.internal(w, "write report", err)
+		return
+	}
+	f, err := os.Open(filepath.Join(dir, "r", file))
+	if err != nil {
+		s.internal(w, "write report", err)
+		return
+	}
+	defer f.Close()
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": b.ID + "-" + file}))
+	if st, err := f.Stat(); err == nil {
+		h.Set("Content-Length", strconv.FormatInt(st.Size(), 10))
+	}
+	if _, err := io.Copy(w, f); err != nil {
+		s.deps.Logger.Warn("download interrupted", slog.String("batch", b.ID), slog.String("file", file), slog.Any("error", err))
+	}
+}
+
+func (s *Server) control(w http.ResponseWriter, r *http.Request) {
+	action := r.PathValue("action")
+	var status string
+	switch action {
+	case "pause":
+		status = jobs.BatchPaused
+	case "resume":
+		status = jobs.BatchRunning
+	case "cancel":
+		status = jobs.BatchCancelled
+	case "retry-failed":
+	default:
+		writeError(w, http.StatusNotFound, "no such action: want pause, resume, cancel or retry-failed")
+		return
+	}
+	b, ok := s.batch(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	log := s.deps.Logger.With(slog.String("batch", b.ID), slog.String("action", action))
+	if action == "retry-failed" {
+		if b.Status == jobs.BatchImporting || b.Status == jobs.BatchCancelled {
+			writeError(w, http.StatusConflict, fmt.Sprintf("batch %s is %s: its failed rows cannot be retried", b.ID, b.Status))
+			return
+		}
+		n, err := jobs.Retry(ctx, s.deps.Store, s.deps.Client, s.deps.Inspector, s.deps.Queue, b.ID)
+		if err != nil {
+			s.internal(w, "retry failed rows", err)
+			return
+		}
+		log.Info("dead-lettered rows queued again", slog.Int("rows", n))
+		s.answerBatch(w, r, map[string]any{"requeued": n})
+		return
+	}
+	if jobs.Finished(b.Status) {
+		writeError(w, http.StatusConflict, fmt.Sprintf("batch %s is already %s", b.ID, b.Status))
+		return
+	}
+	if b.Status == jobs.BatchImporting {
+		writeError(w, http.StatusConflict, fmt.Sprintf("batch %s is still importing; try again when it runs", b.ID))
+		return
+	}
+	reason := ""
+	if status == jobs.BatchPaused {
+		reason = "paused by an operator"
+	}
+	if err := s.deps.Store.SetStatus(ctx, b.ID, status, "", reason); err != nil {
+		s.internal(w, action, err)
+		return
+	}
+	log.Info("batch " + status)
+	s.answerBatch(w, r, nil)
+}
+
+// answerBatch answers a control action with the batch as it is now.
+func (s *Server) answerBatch(w http.ResponseWriter, r *http.Request, extra map[string]any) {
+	b, err := s.deps.Store.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.internal(w, "read batch", err)
+		return
+	}
+	out := map[string]any{"batch": view(b, s.opts.Now())}
+	for k, v := range extra {
+		out[k] = v
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// view is the API's picture of a batch at now.
+func view(b jobs.Batch, now time.Time) Batch {
+	v := Batch{
+		ID: b.ID, Name: b.Name, Source: b.Source, Status: b.Status, PauseCode: b.PauseCode, PauseReason: b.PauseReason,
+		Rows: b.Rows, Done: b.Done(), Pending: max(b.Rows-b.Done(), 0),
+		Succeeded: b.Succeeded, Failed: b.Failed, Invalid: b.Invalid, Contacts: b.Contacts,
+		APICalls: b.APICalls, Retries: b.Retries, RateLimited: b.RateLimited,
+		Percent: percent(b.Done(), b.Rows), RowsPerSec: rowsPerSecond(b, now),
+		CreatedAt: b.CreatedAt, StartedAt: timePtr(b.StartedAt), FinishedAt: timePtr(b.FinishedAt),
+		Errors: b.Errors,
+		Links:  map[string]string{},
+	}
+	if v.Errors == nil {
+		v.Errors = map[string]int64{}
+	}
+	for f := range reportFiles {
+		v.Links[f] = "/api/v1/batches/" + b.ID + "/" + f
+	}
+	if b.Status == jobs.BatchRunning && v.RowsPerSec > 0 && v.Pending > 0 {
+		eta := float64(v.Pending) / v.RowsPerSec
+		v.ETASeconds = &eta
+	}
+	return v
+}
+
+// rowsPerSecond is a batch's average pace since it started.
+func rowsPerSecond(b jobs.Batch, now time.Time) float64 {
+	end := b.FinishedAt
+	if end.IsZero() {
+		end = now
+	}
+	if b.StartedAt.IsZero() || !end.After(b.StartedAt) {
+		return 0
+	}
+	return float64(b.Done()-b.Invalid) / end.Sub(b.StartedAt).Seconds()
+}
+
+func percent(done, rows int64) float64 {
+	if rows <= 0 {
+		return 0
+	}
+	return float64(done) * 100 / float64(rows)
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func (s *Server) internal(w http.ResponseWriter, what string, err error) {
+	s.deps.Logger.Error(what, slog.Any("error", err))
+	writeError(w, http.StatusInternalServerError, what+": "+err.Error())
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

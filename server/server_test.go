@@ -1,0 +1,467 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bulkassign/bulkassign/importer"
+	"github.com/bulkassign/bulkassign/internal/redistest"
+	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/server"
+	"github.com/bulkassign/bulkassign/simulator"
+	"github.com/bulkassign/bulkassign/worker"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+const (
+	token  = "test-token-0123456789abcdef"
+	apiKey = "crm-key-must-never-leak-42"
+)
+
+// sample is a small messy file: a replace, a duplicate, a member the CRM
+// does not know (404), and two invalid rows.
+const sample = `aiContactId,teamMemberId,removeExistingAgents,note
+c-000001,m-0001,false,new lead
+c-000001,m-0002,true,replace
+C-000002 , M-0001 ,no,padding
+c-000003,m-0002,yes,
+c-000003,m-0002,yes,duplicate
+c-000004,m-0009,false,unknown member: 404
+c-000005,not an id,false,invalid member
+c-000006,m-0003,maybe,invalid boolean
+`
+
+type bundle struct {
+	url     string
+	store   *jobs.Store
+	insp    *asynq.Inspector
+	ns      string
+	metrics *server.Metrics
+
+	mu     sync.Mutex
+	bodies [][]byte // every response body, checked for the API key
+}
+
+type setupOptions struct {
+	maxUpload int64
+	worker    bool
+}
+
+func setup(t *testing.T, so setupOptions) *bundle {
+	t.Helper()
+	redisURL := redistest.URL(t)
+	ns := redistest.Namespace(t, redisURL)
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := opt.MakeRedisClient().(redis.UniversalClient)
+	t.Cleanup(func() { rdb.Close() })
+	store := jobs.NewStore(rdb, jobs.StoreOptions{Namespace: ns})
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	insp := asynq.NewInspector(opt)
+	t.Cleanup(func() { insp.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := &bundle{store: store, insp: insp, ns: ns, metrics: server.NewMetrics()}
+
+	if so.worker {
+		sim := httptest.NewServer(simulator.New(simulator.Options{APIKey: apiKey, Members: simulator.GenerateMembers(5)}))
+		t.Cleanup(sim.Close)
+		c, err := worker.NewClient(worker.ClientOptions{BaseURL: sim.URL, APIKey: apiKey, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := worker.NewHandler(store, c, worker.NewLocalLimiter(0, 0), worker.HandlerOptions{Logger: log, Observe: b.metrics.Observe, PausedRetry: 100 * time.Millisecond})
+		srv, mux := worker.NewServer(opt, h, worker.ServerOptions{Queue: ns, Concurrency: 4, RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log})
+		if err := srv.Start(mux); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Shutdown)
+	}
+
+	h, err := server.New(server.Deps{
+		Store: store, Importer: importer.New(store, client, ns), Client: client, Inspector: insp,
+		RedisOpt: opt, Queue: ns, Metrics: b.metrics, Logger: log,
+	}, server.Options{Token: token, MaxUpload: so.maxUpload, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	b.url = ts.URL
+	t.Cleanup(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, body := range b.bodies {
+			if bytes.Contains(body, []byte(apiKey)) {
+				t.Errorf("the CRM API key is in a response: %s", body)
+			}
+		}
+	})
+	return b
+}
+
+// do sends a request with the token (unless auth is empty) and returns the
+// status and body.
+func (b *bundle) do(t *testing.T, method, path, auth string, body io.Reader, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, b.url+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 30 * time.Second}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	b.bodies = append(b.bodies, data)
+	b.mu.Unlock()
+	return res, data
+}
+
+// upload posts content as the multipart field "file".
+func (b *bundle) upload(t *testing.T, query, filename, content string) (*http.Response, []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	_ = mw.WriteField("name", "test batch")
+	fw, err := mw.CreateFormFile("file", filename)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(fw, content)
+	mw.Close()
+	return b.do(t, "POST", "/api/v1/batches"+query, token, &buf, http.Header{"Content-Type": {mw.FormDataContentType()}})
+}
+
+func decode[T any](t *testing.T, data []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, data)
+	}
+	return v
+}
+
+func wantStatus(t *testing.T, res *http.Response, body []byte, want int) {
+	t.Helper()
+	if res.StatusCode != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", res.Request.Method, res.Request.URL.Path, res.StatusCode, want, body)
+	}
+}
+
+// wantNothingQueued checks that no batch and no task exist.
+func (b *bundle) wantNothingQueued(t *testing.T) {
+	t.Helper()
+	ids, err := b.store.IDs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 0 {
+		t.Errorf("batches exist: %v", ids)
+	}
+	if info, err := b.insp.GetQueueInfo(b.ns); err == nil && info.Size != 0 {
+		t.Errorf("%d tasks queued", info.Size)
+	}
+}
+
+func TestTokenRequired(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	for _, path := range []string{"/api/v1/batches", "/metrics", "/monitor", "/monitor/api/queues", "/"} {
+		for _, auth := range []string{"", "wrong-token"} {
+			res, body := b.do(t, "GET", path, auth, nil, nil)
+			wantStatus(t, res, body, http.StatusUnauthorized)
+			if e := decode[map[string]string](t, body)["error"]; !strings.Contains(e, "token") {
+				t.Errorf("GET %s: error %q does not mention the token", path, e)
+			}
+		}
+	}
+	res, body := b.upload(t, "", "a.csv", sample)
+	wantStatus(t, res, body, http.StatusCreated) // the token works for uploads
+	res, body = b.do(t, "POST", "/api/v1/batches", "nope", strings.NewReader(sample), nil)
+	wantStatus(t, res, body, http.StatusUnauthorized)
+
+	// A browser goes to the login form, which sets a session cookie.
+	res, body = b.do(t, "GET", "/", "", nil, http.Header{"Accept": {"text/html"}})
+	wantStatus(t, res, body, http.StatusSeeOther)
+	if loc := res.Header.Get("Location"); loc != "/login?next=/" {
+		t.Errorf("redirect to %q", loc)
+	}
+	form := func(tok string) io.Reader {
+		return strings.NewReader(url.Values{"token": {tok}, "next": {"//evil.example/"}}.Encode())
+	}
+	formHeader := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	res, body = b.do(t, "POST", "/login", "", form("wrong"), formHeader)
+	wantStatus(t, res, body, http.StatusUnauthorized)
+	if len(res.Cookies()) != 0 {
+		t.Error("a wrong token got a cookie")
+	}
+	res, body = b.do(t, "POST", "/login", "", form(token), formHeader)
+	wantStatus(t, res, body, http.StatusSeeOther)
+	if loc := res.Header.Get("Location"); loc != "/" {
+		t.Errorf("after login, redirect to %q, want / (never another site)", loc)
+	}
+	var session *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "bulkassign_session" {
+			session = c
+		}
+	}
+	if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || strings.Contains(session.Value, token) {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, not the token itself", session)
+	}
+	res, body = b.do(t, "GET", "/", "", nil, http.Header{"Cookie": {session.String()}})
+	wantStatus(t, res, body, http.StatusOK)
+	if !bytes.Contains(body, []byte(`id="upload-form"`)) || !bytes.Contains(body, []byte("test batch")) {
+		t.Errorf("page lacks the upload form or the recent batch: %s", body)
+	}
+	res, body = b.do(t, "GET", "/api/v1/batches", "", nil, http.Header{"Cookie": {"bulkassign_session=forged"}})
+	wantStatus(t, res, body, http.StatusUnauthorized)
+}
+
+func TestNoTokenRefused(t *testing.T) {
+	t.Parallel()
+	_, err := server.New(server.Deps{}, server.Options{})
+	if err == nil || !strings.Contains(err.Error(), "BULKASSIGN_SERVER_TOKEN") {
+		t.Fatalf("New without a token: %v", err)
+	}
+}
+
+// chunked hides the length of a body, so the client streams it.
+type chunked struct{ io.Reader }
+
+func TestUploadTooLarge(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{maxUpload: 1024})
+	big := sample + strings.Repeat("c-000009,m-0001,false,padding padding padding\n", 200)
+
+	res, body := b.upload(t, "", "big.csv", big)
+	wantStatus(t, res, body, http.StatusRequestEntityTooLarge)
+	if e := decode[map[string]string](t, body)["error"]; !strings.Contains(e, "1 KiB") {
+		t.Errorf("413 message %q does not give the limit", e)
+	}
+	// Without a Content-Length the limit is found while streaming.
+	res, body = b.do(t, "POST", "/api/v1/batches", token, chunked{strings.NewReader(big)}, http.Header{"Content-Type": {"text/csv"}})
+	wantStatus(t, res, body, http.StatusRequestEntityTooLarge)
+	b.wantNothingQueued(t)
+
+	res, body = b.upload(t, "?dryRun=true", "small.csv", sample) // under the limit
+	wantStatus(t, res, body, http.StatusOK)
+}
+
+func TestBrokenFile(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	broken := "aiContactId,teamMemberId\nc-1,m-1\nc-2,m-2\n\"c-3,m-3\nc-4,m-4\n"
+	res, body := b.upload(t, "", "broken.csv", broken)
+	wantStatus(t, res, body, http.StatusUnprocessableEntity)
+	got := decode[struct {
+		Error string
+		Line  int
+	}](t, body)
+	if got.Line != 4 || !strings.Contains(got.Error, "line 4") || !strings.Contains(got.Error, "broken.csv") {
+		t.Errorf("422 answer %+v: want line 4 and the file name", got)
+	}
+	res, body = b.do(t, "POST", "/api/v1/batches?format=json", token, strings.NewReader(`[{"aiContactId": "c-1"`), nil)
+	wantStatus(t, res, body, http.StatusUnprocessableEntity)
+	res, body = b.do(t, "POST", "/api/v1/batches?format=xml", token, strings.NewReader(sample), nil)
+	wantStatus(t, res, body, http.StatusBadRequest)
+	b.wantNothingQueued(t)
+}
+
+func TestDryRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	res, body := b.upload(t, "?dryRun=true", "sample.csv", sample)
+	wantStatus(t, res, body, http.StatusOK)
+	got := decode[server.UploadResult](t, body)
+	s := got.Summary
+	if !got.DryRun || got.BatchID != "" || s.Rows != 8 || s.Valid != 6 || s.Invalid != 2 || s.Merged != 1 || s.File != "sample.csv" {
+		t.Errorf("dry run answer %+v", got)
+	}
+	if len(got.InvalidRows) != 2 || got.InvalidRows[0].Line != 8 || got.InvalidRows[1].Line != 9 || got.InvalidRows[0].Error == "" {
+		t.Errorf("invalid rows %+v, want lines 8 and 9 with their errors", got.InvalidRows)
+	}
+	b.wantNothingQueued(t)
+}
+
+func TestUploadRunsToCompletion(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{worker: true})
+	res, body := b.upload(t, "", "sample.csv", sample)
+	wantStatus(t, res, body, http.StatusCreated)
+	up := decode[server.UploadResult](t, body)
+	if up.BatchID == "" || res.Header.Get("Location") != "/api/v1/batches/"+up.BatchID {
+		t.Fatalf("upload answer %s, Location %q", body, res.Header.Get("Location"))
+	}
+
+	var got server.Batch
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, body = b.do(t, "GET", "/api/v1/batches/"+up.BatchID, token, nil, nil)
+		wantStatus(t, res, body, http.StatusOK)
+		got = decode[server.Batch](t, body)
+		if got.Status == jobs.BatchDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batch not done within 30s: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got.Rows != 8 || got.Succeeded != 5 || got.Failed != 1 || got.Invalid != 2 || got.Percent != 100 || got.Name != "test batch" {
+		t.Errorf("finished batch %+v", got)
+	}
+
+	res, body = b.do(t, "GET", got.Links["failed.csv"], token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/csv") || !strings.Contains(res.Header.Get("Content-Disposition"), "attachment") {
+		t.Errorf("failed.csv served as %q, %q", ct, res.Header.Get("Content-Disposition"))
+	}
+	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "line,aiContactId,teamMemberId") || !strings.Contains(lines[1], "404") {
+		t.Errorf("failed.csv:\n%s", body)
+	}
+	res, body = b.do(t, "GET", got.Links["succeeded.csv"], token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	if n := strings.Count(strings.TrimSpace(string(body)), "\n"); n != 5 {
+		t.Errorf("succeeded.csv has %d rows, want 5:\n%s", n, body)
+	}
+	res, body = b.do(t, "GET", got.Links["summary.json"], token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	if sum := decode[map[string]any](t, body); sum["batchId"] != up.BatchID || sum["succeeded"] != 5.0 {
+		t.Errorf("summary.json %s", body)
+	}
+
+	res, body = b.do(t, "GET", "/api/v1/batches", token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	if list := decode[struct{ Batches []server.Batch }](t, body); len(list.Batches) != 1 || list.Batches[0].ID != up.BatchID {
+		t.Errorf("list %s", body)
+	}
+
+	// A finished batch cannot be paused; retrying a batch without dead
+	// letters requeues nothing.
+	res, body = b.do(t, "POST", "/api/v1/batches/"+up.BatchID+"/pause", token, nil, nil)
+	wantStatus(t, res, body, http.StatusConflict)
+	res, body = b.do(t, "POST", "/api/v1/batches/"+up.BatchID+"/retry-failed", token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	if n := decode[map[string]any](t, body)["requeued"]; n != 0.0 {
+		t.Errorf("requeued %v", n)
+	}
+
+	res, body = b.do(t, "GET", "/metrics", token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	for _, want := range []string{
+		`bulkassign_api_calls_total{outcome="ok"} 4` + "\n", // the duplicate row is applied once,
+		`bulkassign_api_calls_total{outcome="permanent"} 1`,
+		"bulkassign_api_call_duration_seconds_bucket",
+		"bulkassign_rate_limit_waits_total 0",
+		`bulkassign_batch_rows{batch="` + up.BatchID + `",status="succeeded"} 5`,
+		`bulkassign_batch_rows{batch="` + up.BatchID + `",status="pending"} 0`,
+	} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func TestControl(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{}) // no worker: the batch stays running
+	res, body := b.upload(t, "", "sample.csv", sample)
+	wantStatus(t, res, body, http.StatusCreated)
+	id := decode[server.UploadResult](t, body).BatchID
+	for _, step := range []struct{ action, want string }{
+		{"pause", jobs.BatchPaused}, {"resume", jobs.BatchRunning}, {"cancel", jobs.BatchCancelled},
+	} {
+		res, body = b.do(t, "POST", "/api/v1/batches/"+id+"/"+step.action, token, nil, nil)
+		wantStatus(t, res, body, http.StatusOK)
+		if got := decode[struct{ Batch server.Batch }](t, body).Batch.Status; got != step.want {
+			t.Errorf("%s: status %s, want %s", step.action, got, step.want)
+		}
+	}
+	res, body = b.do(t, "POST", "/api/v1/batches/"+id+"/resume", token, nil, nil)
+	wantStatus(t, res, body, http.StatusConflict)
+	res, body = b.do(t, "POST", "/api/v1/batches/"+id+"/retry-failed", token, nil, nil)
+	wantStatus(t, res, body, http.StatusConflict)
+	res, body = b.do(t, "GET", "/api/v1/batches/"+id+"/failed.csv", token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	if !bytes.Contains(body, []byte("not processed")) {
+		t.Errorf("failed.csv of a cancelled batch lacks the rows not processed:\n%s", body)
+	}
+}
+
+func TestBadAndUnknownIDs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/api/v1/batches/20260101-000000-deadbeef", http.StatusNotFound},
+		{"GET", "/api/v1/batches/20260101-000000-deadbeef/failed.csv", http.StatusNotFound},
+		{"POST", "/api/v1/batches/20260101-000000-deadbeef/pause", http.StatusNotFound},
+		{"GET", "/api/v1/batches/bad.id", http.StatusBadRequest},
+		{"GET", "/api/v1/batches/..%2F..%2Fetc/failed.csv", http.StatusBadRequest},
+		{"GET", "/api/v1/batches/" + strings.Repeat("a", 129), http.StatusBadRequest},
+		{"POST", "/api/v1/batches/x%20y/cancel", http.StatusBadRequest},
+		{"GET", "/api/v1/batches/abc/passwd", http.StatusNotFound},
+		{"POST", "/api/v1/batches/abc/explode", http.StatusNotFound},
+		{"GET", "/api/v2/anything", http.StatusNotFound},
+	} {
+		res, body := b.do(t, tc.method, tc.path, token, nil, nil)
+		if res.StatusCode != tc.want {
+			t.Errorf("%s %s: %d, want %d: %s", tc.method, tc.path, res.StatusCode, tc.want, body)
+			continue
+		}
+		if decode[map[string]string](t, body)["error"] == "" {
+			t.Errorf("%s %s: no error message: %s", tc.method, tc.path, body)
+		}
+	}
+}
+
+func TestMonitorAndMetrics(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{})
+	res, body := b.do(t, "GET", "/monitor", token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	res, body = b.do(t, "GET", "/monitor/api/queues", token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	res, body = b.do(t, "GET", "/metrics", token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	for _, name := range []string{"bulkassign_api_calls_total", "bulkassign_api_call_duration_seconds", "bulkassign_rate_limit_waits_total"} {
+		if !bytes.Contains(body, []byte(name)) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
