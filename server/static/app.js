@@ -175,6 +175,11 @@
     try {
       const r = await call("POST", api + "/" + encodeURIComponent(current) + "/" + action);
       fail($("batch-error"), "");
+      if (action === "retry-failed") {
+        $("batch-note").textContent = r.requeued > 0
+          ? r.requeued + " rows that ran out of attempts are queued again."
+          : "No row ran out of attempts. Rows the CRM refused for good (for example 404) are not retried: fix them in failed.csv and upload it again.";
+      }
       showBatch(r.batch);
       poll();
     } catch (e) {
@@ -184,6 +189,7 @@
   $("pause").addEventListener("click", () => act("pause"));
   $("resume").addEventListener("click", () => act("resume"));
   $("retry").addEventListener("click", () => act("retry-failed"));
+  window.addEventListener("hashchange", () => { $("batch-note").textContent = ""; });
   $("cancel").addEventListener("click", () => act("cancel", "Cancel this batch for good? Rows not yet sent will never be sent."));
 
   async function refreshRecent() {
