@@ -107,7 +107,7 @@ all of them. The API key comes from this process's own settings
 				return err
 			}
 			defer q.close()
-			w, err := newWorker(q, cfg, log)
+			w, err := newWorker(q, cfg, log, nil)
 			if err != nil {
 				return err
 			}

@@ -91,8 +91,8 @@ type workerProc struct {
 }
 
 // newWorker builds the asynq server that applies rows, with its API client
-// and rate limiter.
-func newWorker(q *queue, cfg config.Config, log *slog.Logger) (*workerProc, error) {
+// and rate limiter; observe, if not nil, is told of every API call.
+func newWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worker.Outcome, time.Duration)) (*workerProc, error) {
 	client, err := worker.NewClient(worker.ClientOptions{
 		BaseURL:      cfg.APIURL,
 		PathTemplate: cfg.PathTemplate,
@@ -108,6 +108,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger) (*workerProc, erro
 	h := worker.NewHandler(q.store, client, limiter, worker.HandlerOptions{
 		MaxAttempts: cfg.MaxAttempts,
 		Logger:      log,
+		Observe:     observe,
 	})
 	srv, mux := worker.NewServer(q.opt, h, worker.ServerOptions{
 		Queue:        cfg.Namespace,

@@ -109,7 +109,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	}
 	printImport(a.stderr, sum)
 
-	w, err := newWorker(q, cfg, log)
+	w, err := newWorker(q, cfg, log, nil)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/server"
-	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
 	"github.com/peterbourgon/ff/v3/ffcli"
 )
@@ -85,14 +84,14 @@ only read with --workers, and never reaches a browser or an API answer.`,
 
 			metrics := server.NewMetrics()
 			if *workers > 0 {
-				srv, mux, err := newObservedWorker(q, cfg, log, metrics.Observe)
+				w, err := newWorker(q, cfg, log, metrics.Observe)
 				if err != nil {
 					return err
 				}
-				if err := srv.Start(mux); err != nil {
+				if err := w.srv.Start(w.mux); err != nil {
 					return fmt.Errorf("start workers: %w", err)
 				}
-				defer srv.Shutdown()
+				defer w.srv.Shutdown()
 			}
 			inspector := asynq.NewInspector(q.opt)
 			defer inspector.Close()
@@ -137,35 +136,4 @@ only read with --workers, and never reaches a browser or an API answer.`,
 			return nil
 		},
 	}
-}
-
-// newObservedWorker is newWorker with the API calls reported to observe.
-// TODO: fold into newWorker (engine.go) as an optional argument.
-func newObservedWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worker.Outcome, time.Duration)) (*asynq.Server, *asynq.ServeMux, error) {
-	client, err := worker.NewClient(worker.ClientOptions{
-		BaseURL:      cfg.APIURL,
-		PathTemplate: cfg.PathTemplate,
-		KeyHeader:    cfg.KeyHeader,
-		APIKey:       cfg.APIKey,
-		Timeout:      cfg.RequestTimeout,
-		MaxConns:     cfg.Concurrency,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	limiter := worker.NewSharedLimiter(q.rdb, cfg.Namespace, cfg.APIURL, cfg.APIKey, cfg.Rate, cfg.Burst)
-	h := worker.NewHandler(q.store, client, limiter, worker.HandlerOptions{
-		MaxAttempts: cfg.MaxAttempts,
-		Logger:      log,
-		Observe:     observe,
-	})
-	srv, mux := worker.NewServer(q.opt, h, worker.ServerOptions{
-		Queue:        cfg.Namespace,
-		Concurrency:  cfg.Concurrency,
-		RetryBase:    cfg.RetryBase,
-		RetryMax:     cfg.RetryMax,
-		PollInterval: min(cfg.RetryBase, time.Second),
-		Logger:       log,
-	})
-	return srv, mux, nil
 }
