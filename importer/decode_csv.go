@@ -93,6 +93,9 @@ func missingColumn(f field, header []string) string {
 	var found []string
 	for _, h := range header {
 		if h = cleanHeader(h); h != "" && len(found) < 6 {
+			if r := []rune(h); len(r) > 40 { // a binary file's "header" can be huge
+				h = string(r[:40]) + "…"
+			}
 			found = append(found, fmt.Sprintf("%q", h))
 		}
 	}
