@@ -61,6 +61,27 @@ type Batch struct {
 // Done is the number of rows with a final status.
 func (b Batch) Done() int64 { return b.Succeeded + b.Failed + b.Invalid }
 
+// Percent is how much of the batch is done, 0 to 100.
+func (b Batch) Percent() float64 {
+	if b.Rows <= 0 {
+		return 0
+	}
+	return 100 * float64(b.Done()) / float64(b.Rows)
+}
+
+// RowsPerSecond is the batch's average pace of rows sent since it
+// started (invalid rows, never sent, do not count), up to now or its end.
+func (b Batch) RowsPerSecond(now time.Time) float64 {
+	end := b.FinishedAt
+	if end.IsZero() {
+		end = now
+	}
+	if b.StartedAt.IsZero() || !end.After(b.StartedAt) {
+		return 0
+	}
+	return float64(b.Done()-b.Invalid) / end.Sub(b.StartedAt).Seconds()
+}
+
 // Stats are counter increments that travel with a ledger update.
 type Stats struct {
 	Calls       int64

@@ -452,7 +452,7 @@ func view(b jobs.Batch, now time.Time) Batch {
 		Rows: b.Rows, Done: b.Done(), Pending: max(b.Rows-b.Done(), 0),
 		Succeeded: b.Succeeded, Failed: b.Failed, Invalid: b.Invalid, Contacts: b.Contacts,
 		APICalls: b.APICalls, Retries: b.Retries, RateLimited: b.RateLimited,
-		Percent: percent(b.Done(), b.Rows), RowsPerSec: rowsPerSecond(b, now),
+		Percent: b.Percent(), RowsPerSec: b.RowsPerSecond(now),
 		CreatedAt: b.CreatedAt, StartedAt: timePtr(b.StartedAt), FinishedAt: timePtr(b.FinishedAt),
 		Errors: b.Errors,
 		Links:  map[string]string{},
@@ -468,25 +468,6 @@ func view(b jobs.Batch, now time.Time) Batch {
 		v.ETASeconds = &eta
 	}
 	return v
-}
-
-// rowsPerSecond is a batch's average pace since it started.
-func rowsPerSecond(b jobs.Batch, now time.Time) float64 {
-	end := b.FinishedAt
-	if end.IsZero() {
-		end = now
-	}
-	if b.StartedAt.IsZero() || !end.After(b.StartedAt) {
-		return 0
-	}
-	return float64(b.Done()-b.Invalid) / end.Sub(b.StartedAt).Seconds()
-}
-
-func percent(done, rows int64) float64 {
-	if rows <= 0 {
-		return 0
-	}
-	return float64(done) * 100 / float64(rows)
 }
 
 func timePtr(t time.Time) *time.Time {

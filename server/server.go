@@ -113,7 +113,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	pages, err := template.New("").Funcs(template.FuncMap{"percent": percent}).ParseFS(assets, "templates/*.html")
+	pages, err := template.New("").ParseFS(assets, "templates/*.html")
 	if err != nil {
 		return nil, err
 	}

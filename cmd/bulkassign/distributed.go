@@ -223,24 +223,12 @@ func (a *app) batchesCommand() *ffcli.Command {
 					status += " (" + b.PauseCode + ")"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d (%.0f%%)\t%d\t%d\t%d\t%.1f\t%s\n",
-					b.ID, b.Name, status, b.Done(), b.Rows, percent(b.Done(), b.Rows),
-					b.Succeeded, b.Failed, b.Invalid, rowsPerSecond(b, now), now.Sub(b.CreatedAt).Round(time.Second))
+					b.ID, b.Name, status, b.Done(), b.Rows, b.Percent(),
+					b.Succeeded, b.Failed, b.Invalid, b.RowsPerSecond(now), now.Sub(b.CreatedAt).Round(time.Second))
 			}
 			return tw.Flush()
 		},
 	}
-}
-
-// rowsPerSecond is a batch's average pace since it started.
-func rowsPerSecond(b jobs.Batch, now time.Time) float64 {
-	end := b.FinishedAt
-	if end.IsZero() {
-		end = now
-	}
-	if b.StartedAt.IsZero() || !end.After(b.StartedAt) {
-		return 0
-	}
-	return float64(b.Done()-b.Invalid) / end.Sub(b.StartedAt).Seconds()
 }
 
 // controlCommand is pause, resume or cancel.

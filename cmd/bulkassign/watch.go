@@ -76,14 +76,7 @@ func newProgress(w io.Writer, every time.Duration) func(jobs.Batch) {
 			rate = fmt.Sprintf(", %.0f rows/s", float64(b.Done()-lastDone)/now.Sub(last).Seconds())
 		}
 		fmt.Fprintf(w, "progress: %d/%d rows (%.0f%%): %d succeeded, %d failed, %d invalid%s\n",
-			b.Done(), b.Rows, percent(b.Done(), b.Rows), b.Succeeded, b.Failed, b.Invalid, rate)
+			b.Done(), b.Rows, b.Percent(), b.Succeeded, b.Failed, b.Invalid, rate)
 		last, lastDone = now, b.Done()
 	}
-}
-
-func percent(n, total int64) float64 {
-	if total == 0 {
-		return 100
-	}
-	return 100 * float64(n) / float64(total)
 }
