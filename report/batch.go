@@ -29,25 +29,44 @@ func WriteBatch(ctx context.Context, store *jobs.Store, id, dir string) (Summary
 	if !s.FinishedAt.IsZero() {
 		s.DurationSeconds = s.FinishedAt.Sub(s.StartedAt).Seconds()
 	}
-	if missing := b.Rows - b.Done(); missing > 0 {
-		s.Failed += missing
-		s.Errors[NotProcessed] += missing
-	}
 	why := fmt.Sprintf("not processed: the batch was %s before this row was sent", b.Status)
 	if !jobs.Finished(b.Status) {
 		why = fmt.Sprintf("not processed yet: the batch is %s; `bulkassign report --wait` waits for it to finish", b.Status)
 	}
+	// The counts are those of the rows as the files get them, not as Get
+	// read them: workers may record rows of a running (or just cancelled)
+	// batch while the files are written, and summary.json must describe
+	// its files.
+	var counts [3]int64 // succeeded, failed, invalid
+	reasons := map[string]int64{}
 	entries := func(yield func(Entry, error) bool) {
 		for e, err := range store.Entries(ctx, id) {
 			if err == nil && e.Result.Status == "" && e.Row.Valid() {
 				e.Result = jobs.Result{Status: jobs.StatusFailed, Reason: NotProcessed, Error: why}
+			}
+			if err == nil {
+				switch e.Result.Status {
+				case jobs.StatusSucceeded:
+					counts[0]++
+				case jobs.StatusFailed:
+					counts[1]++
+				case jobs.StatusInvalid:
+					counts[2]++
+				}
+				if e.Result.Reason != "" {
+					reasons[e.Result.Reason]++
+				}
 			}
 			if !yield(e, err) {
 				return
 			}
 		}
 	}
-	if err := Write(dir, s, b.Extras, entries); err != nil {
+	summary := func() Summary {
+		s.Succeeded, s.Failed, s.Invalid, s.Errors = counts[0], counts[1], counts[2], reasons
+		return s
+	}
+	if err := write(dir, summary, b.Extras, entries); err != nil {
 		return s, fmt.Errorf("write report of batch %s: %w", id, err)
 	}
 	return s, nil

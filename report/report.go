@@ -112,7 +112,13 @@ func Dir(base, batchID string) string {
 // place, summary.json last: when Write fails, or the process dies, dir holds
 // no new report file at all (at worst a hidden ".*.tmp" file from a crash),
 // and a summary.json always comes with the CSV files it describes.
-func Write(dir string, s Summary, extras []string, entries iter.Seq2[Entry, error]) (err error) {
+func Write(dir string, s Summary, extras []string, entries iter.Seq2[Entry, error]) error {
+	return write(dir, func() Summary { return s }, extras, entries)
+}
+
+// write is Write with the summary asked for once every entry is written,
+// so that a caller can count what it yielded.
+func write(dir string, summary func() Summary, extras []string, entries iter.Seq2[Entry, error]) (err error) {
 	if dir == "" {
 		return errors.New("write report: empty folder (invalid batch id?)")
 	}
@@ -154,6 +160,7 @@ func Write(dir string, s Summary, extras []string, entries iter.Seq2[Entry, erro
 	if err != nil {
 		return err
 	}
+	s := summary()
 	if s.Errors == nil {
 		s.Errors = map[string]int64{} // always an object, never null
 	}

@@ -731,3 +731,26 @@ func scanDB(t *testing.T, c *redis.Client, needle string) []string {
 	}
 	return hits
 }
+
+func TestDistributedReportWhileRunning(t *testing.T) {
+	t.Parallel()
+	d := newDist(t, simulator.Options{Latency: 5 * time.Millisecond})
+	rows := oneEach("run", 2000)
+	id := d.importRows(t, "running.csv", rows)
+	d.startWorker(t, "--concurrency", "16")
+	d.waitBatch(t, id, time.Minute, "some rows done", func(b jobs.Batch) bool { return b.Done() > 0 })
+	// A report of a batch still running is a snapshot, but one whose files
+	// and summary.json agree, and that adds up to the batch's rows.
+	for i := 0; i < 5; i++ {
+		out := t.TempDir()
+		r := d.cli(t, "report", "--out", out, id)
+		if r.code == exitOK {
+			break // finished already
+		}
+		l := readLedger(t, filepath.Join(out, id))
+		l.checkExact(t, len(rows))
+		if l.summary.Status != jobs.BatchRunning {
+			break
+		}
+	}
+}
