@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/bulkassign/bulkassign/jobs"
@@ -56,6 +57,7 @@ func exitCode(err error, stderr io.Writer) int {
 
 // run is the whole program; tests call it.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	stdout, stderr = serialized(stdout), serialized(stderr)
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := &ffcli.Command{
 		Name:       "bulkassign",
@@ -81,6 +83,28 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	return root.Run(ctx)
+}
+
+// serialized makes w safe for the commands' concurrent writes (logs from
+// worker goroutines, progress from the command's own), as exec.Cmd does
+// for its output. An *os.File is left as it is: it is safe already, and
+// the progress bar checks whether it is a terminal.
+func serialized(w io.Writer) io.Writer {
+	if _, ok := w.(*os.File); ok {
+		return w
+	}
+	return &lockedWriter{w: w}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func newFlagSet(name string, out io.Writer) *flag.FlagSet {
