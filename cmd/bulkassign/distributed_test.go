@@ -629,8 +629,12 @@ func TestDistributedKeyNeverInRedis(t *testing.T) {
 	d := newDist(t, simulator.Options{APIKey: leakKey, Rate: 40, Burst: 5, Transient: 0.2, TransientAttempts: 5})
 	rows := oneEach("leak", 60)
 	id := d.importRows(t, "leak.csv", rows)
-	stop1 := d.startWorker(t, "--rate", "60", "--concurrency", "4", "--max-attempts", "2", "--retry-base", "10ms", "--retry-max", "50ms", "--log-level", "debug")
-	stop2 := d.startWorker(t, "--rate", "60", "--concurrency", "4", "--max-attempts", "2", "--retry-base", "10ms", "--retry-max", "50ms", "--log-level", "debug")
+	stop1 := d.startWorker(t, "--rate", "100", "--concurrency", "4", "--max-attempts", "2", "--retry-base", "10ms", "--retry-max", "50ms", "--log-level", "debug")
+	stop2 := d.startWorker(t, "--rate", "100", "--concurrency", "4", "--max-attempts", "2", "--retry-base", "10ms", "--retry-max", "50ms", "--log-level", "debug")
+	// Scan while the batch runs too: the rate limit and 429-pause keys
+	// expire within seconds of the last call.
+	d.waitBatch(t, id, time.Minute, "20 rows done", func(b jobs.Batch) bool { return b.Done() >= 20 })
+	hits := scanDB(t, d.rdb, leakKey)
 	r, dir := d.reportWait(t, id)
 	if r.code != exitPartial {
 		t.Fatalf("report --wait: exit %d (%s), want %d: some pairs fail 5 times", r.code, r.errText(), exitPartial)
@@ -642,7 +646,7 @@ func TestDistributedKeyNeverInRedis(t *testing.T) {
 	exp := d.cli(t, "dlq export", id)
 	logs := stop1() + stop2()
 
-	hits := scanDB(t, d.rdb, leakKey)
+	hits = append(hits, scanDB(t, d.rdb, leakKey)...)
 	for _, h := range hits {
 		t.Errorf("the API key is in Redis: %s", h)
 	}
