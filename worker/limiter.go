@@ -19,8 +19,8 @@ type Limiter interface {
 
 // LocalLimiter is a Limiter for one process: a token bucket from
 // golang.org/x/time/rate plus a shared pause after a 429. After a 429 the
-// rate drops by a fifth (once per pause); it climbs back by a tenth for every quiet 10
-// seconds until it is at the configured rate again.
+// rate drops by a fifth (once per pause); it climbs back by a quarter for
+// every quiet 2 seconds until it is at the configured rate again.
 type LocalLimiter struct {
 	lim   *rate.Limiter
 	limit rate.Limit
@@ -31,6 +31,9 @@ type LocalLimiter struct {
 	lastSlow    time.Time
 	streak      int
 }
+
+// recoverEvery is the quiet time after which a slowed rate climbs back.
+const recoverEvery = 2 * time.Second
 
 // NewLocalLimiter returns a limiter of perSecond calls a second with the
 // given burst; perSecond 0 means unlimited (only 429 pauses apply).
@@ -59,9 +62,9 @@ func (l *LocalLimiter) pause() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if l.limit != rate.Inf && !l.lastSlow.IsZero() && now.Sub(l.lastSlow) >= 10*time.Second {
+	if l.limit != rate.Inf && !l.lastSlow.IsZero() && now.Sub(l.lastSlow) >= recoverEvery {
 		if cur := l.lim.Limit(); cur < l.limit {
-			l.lim.SetLimitAt(now, min(l.limit, cur*1.1))
+			l.lim.SetLimitAt(now, min(l.limit, cur*1.25))
 		}
 		l.lastSlow = now
 		l.streak = 0

@@ -154,14 +154,14 @@ func TestLocalLimiterRecovers(t *testing.T) {
 	if got := l.lim.Limit(); got != 80 {
 		t.Fatalf("rate = %v, want 80", got)
 	}
-	clock.Add(5 * time.Second)
+	clock.Add(recoverEvery / 2)
 	l.pause()
 	if got := l.lim.Limit(); got != 80 {
-		t.Fatalf("rate after 5 quiet seconds = %v, want 80 still", got)
+		t.Fatalf("rate after %s quiet = %v, want 80 still", recoverEvery/2, got)
 	}
 	prev := l.lim.Limit()
 	for range 10 {
-		clock.Add(10 * time.Second)
+		clock.Add(recoverEvery)
 		l.pause()
 		got := l.lim.Limit()
 		if got < prev || got > 100 {
@@ -170,6 +170,6 @@ func TestLocalLimiterRecovers(t *testing.T) {
 		prev = got
 	}
 	if prev != 100 {
-		t.Errorf("rate after 100 quiet seconds = %v, want back at 100", prev)
+		t.Errorf("rate after %s quiet = %v, want back at 100", 10*recoverEvery, prev)
 	}
 }
