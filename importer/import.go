@@ -24,6 +24,9 @@ type Options struct {
 	Name string
 	// DryRun validates and plans without writing anything.
 	DryRun bool
+	// RecordPrevious makes the workers read and keep each contact's agents
+	// before its first call, so that the report can write a rollback file.
+	RecordPrevious bool
 	// Progress, if set, is called with the number of rows read so far.
 	Progress func(rows int)
 }
@@ -83,6 +86,9 @@ func (im *Importer) Import(ctx context.Context, r io.Reader, opts Options) (Summ
 	err = im.read(ctx, dec, sum.BatchID, plan, &sum, opts)
 	if err == nil && plan.Rows == 0 {
 		err = &FileError{File: displayName(opts.File), Err: errors.New("no data rows: the file has a header but nothing under it")}
+	}
+	if err == nil && !opts.DryRun && opts.RecordPrevious {
+		err = im.store.SetRecordPrevious(ctx, sum.BatchID)
 	}
 	if err == nil && !opts.DryRun {
 		err = im.enqueue(ctx, plan, sum.BatchID)

@@ -136,7 +136,7 @@ func (s *Store) deadKey(id string) string     { return s.ns + ":batch:" + id + "
 
 // keys are all of a batch's keys, the meta key first.
 func (s *Store) keys(id string) []string {
-	return []string{s.metaKey(id), s.resultsKey(id), s.errorsKey(id), s.attemptsKey(id), s.rowsKey(id), s.deadKey(id)}
+	return []string{s.metaKey(id), s.resultsKey(id), s.errorsKey(id), s.attemptsKey(id), s.rowsKey(id), s.deadKey(id), s.previousKey(id)}
 }
 
 // Create writes a new batch record in status importing.

@@ -14,7 +14,9 @@ const NotProcessed = "not_processed"
 // WriteBatch writes the report of a batch from its ledger into dir. Rows
 // still without a result (an interrupted or cancelled batch) are reported
 // as failed with reason not_processed, and counted so in the summary, so
-// the files and summary.json always add up to the batch's rows.
+// the files and summary.json always add up to the batch's rows. A batch
+// that recorded its contacts' previous agents also gets RollbackFile and
+// RollbackUnrestorableFile.
 func WriteBatch(ctx context.Context, store *jobs.Store, id, dir string) (Summary, error) {
 	b, err := store.Get(ctx, id)
 	if err != nil {
@@ -29,6 +31,12 @@ func WriteBatch(ctx context.Context, store *jobs.Store, id, dir string) (Summary
 	if !s.FinishedAt.IsZero() {
 		s.DurationSeconds = s.FinishedAt.Sub(s.StartedAt).Seconds()
 	}
+	rb, err := newRollback(ctx, store, id, dir)
+	if err != nil {
+		return s, err
+	}
+	defer rb.cleanup()
+	s.RollbackUnrestorable = rb.unrestorableCount()
 	why := fmt.Sprintf("not processed: the batch was %s before this row was sent", b.Status)
 	if !jobs.Finished(b.Status) {
 		why = fmt.Sprintf("not processed yet: the batch is %s; `bulkassign report --wait` waits for it to finish", b.Status)
@@ -66,7 +74,7 @@ func WriteBatch(ctx context.Context, store *jobs.Store, id, dir string) (Summary
 		s.Succeeded, s.Failed, s.Invalid, s.Errors = counts[0], counts[1], counts[2], reasons
 		return s
 	}
-	if err := write(dir, summary, b.Extras, entries); err != nil {
+	if err := write(dir, summary, b.Extras, rb.entries(entries)); err != nil {
 		return s, fmt.Errorf("write report of batch %s: %w", id, err)
 	}
 	return s, nil

@@ -56,6 +56,9 @@ type Summary struct {
 	FinishedAt      time.Time        `json:"finishedAt"`
 	DurationSeconds float64          `json:"durationSeconds"`
 	Errors          map[string]int64 `json:"errors"` // reason code -> rows
+	// RollbackUnrestorable, only for a batch that recorded previous agents,
+	// counts the contacts in rollback-unrestorable.csv.
+	RollbackUnrestorable *int64 `json:"rollbackUnrestorable,omitempty"`
 }
 
 // Entry is one row with its outcome.

@@ -24,6 +24,9 @@ const (
 	DefaultAPIURL       = "https://api.vambe.me"
 	DefaultPathTemplate = "/api/public/contact/{aiContactId}/assign-team-member/{teamMemberId}"
 	DefaultKeyHeader    = "x-api-key"
+	// DefaultInfoPathTemplate is the path of the call that shows a
+	// contact with its current agents.
+	DefaultInfoPathTemplate = "/api/public/contact/{aiContactId}/info"
 )
 
 // ErrUnauthorized means the CRM refused the API key (401 or 403).
@@ -66,6 +69,9 @@ type ClientOptions struct {
 	BaseURL string
 	// PathTemplate with {aiContactId} and {teamMemberId}; default DefaultPathTemplate.
 	PathTemplate string
+	// InfoPathTemplate with {aiContactId}: the call that reads a contact's
+	// current agents; default DefaultInfoPathTemplate.
+	InfoPathTemplate string
 	// KeyHeader carries the API key; default DefaultKeyHeader.
 	KeyHeader string
 	// APIKey is sent on every call and never written anywhere else.
@@ -108,6 +114,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if opts.KeyHeader == "" {
 		opts.KeyHeader = DefaultKeyHeader
 	}
+	if opts.InfoPathTemplate == "" {
+		opts.InfoPathTemplate = DefaultInfoPathTemplate
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
@@ -119,6 +128,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	if !strings.Contains(opts.PathTemplate, "{aiContactId}") || !strings.Contains(opts.PathTemplate, "{teamMemberId}") {
 		return nil, fmt.Errorf("path template %q must contain {aiContactId} and {teamMemberId}", opts.PathTemplate)
+	}
+	if !strings.Contains(opts.InfoPathTemplate, "{aiContactId}") {
+		return nil, fmt.Errorf("info path template %q must contain {aiContactId}", opts.InfoPathTemplate)
 	}
 	base, err := url.Parse(strings.TrimRight(opts.BaseURL, "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
@@ -139,6 +151,12 @@ func (c *Client) Refused() <-chan struct{} { return c.refusedCh }
 
 // Assign makes one assign call and classifies its outcome.
 func (c *Client) Assign(ctx context.Context, contact, member string, replace bool) Outcome {
+	return c.guard(func() Outcome { return c.call(ctx, contact, member, replace) })
+}
+
+// guard makes a call under the key probe: one call at a time until the key
+// is accepted, none once it was refused.
+func (c *Client) guard(call func() Outcome) Outcome {
 	if !c.keyAccepted.Load() {
 		c.probe.Lock()
 		defer c.probe.Unlock()
@@ -146,7 +164,7 @@ func (c *Client) Assign(ctx context.Context, contact, member string, replace boo
 	if st := int(c.refused.Load()); st != 0 {
 		return Outcome{Kind: Unauthorized, HTTPStatus: st, Reason: reasonForStatus(st), Err: fmt.Errorf("HTTP %d: %w", st, ErrUnauthorized), NotSent: true}
 	}
-	out := c.call(ctx, contact, member, replace)
+	out := call()
 	switch {
 	case out.Kind == Unauthorized:
 		c.refused.Store(int32(out.HTTPStatus))
@@ -163,27 +181,34 @@ func (c *Client) call(ctx context.Context, contact, member string, replace bool)
 		"{teamMemberId}", url.PathEscape(member),
 	).Replace(c.opts.PathTemplate)
 	u := c.base.String() + path + "?removeExistingAgents=" + strconv.FormatBool(replace)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	out, _ := c.send(ctx, http.MethodPost, u, 64<<10)
+	return out
+}
+
+// send makes one request and classifies the answer; it also returns the
+// answer's body, at most limit bytes, with the API key scrubbed from it.
+func (c *Client) send(ctx context.Context, method, u string, limit int64) (Outcome, []byte) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
-		return Outcome{Kind: Permanent, Reason: "bad_request", Err: fmt.Errorf("build request: %w", err)}
+		return Outcome{Kind: Permanent, Reason: "bad_request", Err: fmt.Errorf("build request: %w", err)}, nil
 	}
 	req.Header.Set(c.opts.KeyHeader, c.opts.APIKey)
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.opts.HTTPClient.Do(req)
 	if err != nil {
-		return classifyError(ctx, err)
+		return classifyError(ctx, err), nil
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil && resp.StatusCode/100 == 2 {
-		return classifyError(ctx, err)
+		return classifyError(ctx, err), nil
 	}
 	if c.opts.APIKey != "" {
 		// An API that echoes the key in its messages must not put it in
 		// our errors, logs and failed.csv.
 		body = bytes.ReplaceAll(body, []byte(c.opts.APIKey), []byte("[api key]"))
 	}
-	return Classify(resp.StatusCode, resp.Header, body, c.opts.Now())
+	return Classify(resp.StatusCode, resp.Header, body, c.opts.Now()), body
 }
 
 // Classify maps an HTTP answer to an outcome. It is the one place where

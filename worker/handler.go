@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/bulkassign/bulkassign/jobs"
@@ -98,6 +99,9 @@ type Handler struct {
 	client  *Client
 	limiter Limiter
 	opts    HandlerOptions
+	// recording caches, by batch id, whether a batch records previous
+	// agents: fixed at import, read once per batch.
+	recording sync.Map
 }
 
 // NewHandler returns a Handler recording outcomes in store.
@@ -145,6 +149,9 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	prog, err := h.store.Progress(ctx, p.Batch, first)
 	if err != nil {
+		return err
+	}
+	if settled, err := h.previous(ctx, log, p, prog); settled || err != nil {
 		return err
 	}
 	for i, op := range p.Ops {
@@ -197,12 +204,7 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, p jobs.AssignPayl
 			res.Status, res.Error = jobs.StatusFailed, out.Err.Error()
 			return h.record(ctx, p.Batch, op.Lines, res, st)
 		case Unauthorized:
-			reason := fmt.Sprintf("the CRM refused the API key (HTTP %d): check --api-key / BULKASSIGN_API_KEY, then resume the batch", out.HTTPStatus)
-			if err := h.store.SetStatus(ctx, p.Batch, jobs.BatchPaused, jobs.PauseUnauthorized, reason); err != nil {
-				return err
-			}
-			log.Error("batch paused: API key refused", slog.Int("http_status", out.HTTPStatus))
-			return h.abandon(p, st, &DeferError{RetryIn: h.opts.PausedRetry, Why: "API key refused"})
+			return h.unauthorized(ctx, log, p, st, out)
 		}
 		// Transient.
 		if attempts < h.opts.MaxAttempts {
@@ -228,6 +230,16 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, p jobs.AssignPayl
 		}
 		return fmt.Errorf("line %d dead-lettered after %d attempts: %v: %w", op.Lines[0], attempts, out.Err, asynq.SkipRetry)
 	}
+}
+
+// unauthorized pauses the batch after the CRM refused the key.
+func (h *Handler) unauthorized(ctx context.Context, log *slog.Logger, p jobs.AssignPayload, st jobs.Stats, out Outcome) error {
+	reason := fmt.Sprintf("the CRM refused the API key (HTTP %d): check --api-key / BULKASSIGN_API_KEY, then resume the batch", out.HTTPStatus)
+	if err := h.store.SetStatus(ctx, p.Batch, jobs.BatchPaused, jobs.PauseUnauthorized, reason); err != nil {
+		return err
+	}
+	log.Error("batch paused: API key refused", slog.Int("http_status", out.HTTPStatus))
+	return h.abandon(p, st, &DeferError{RetryIn: h.opts.PausedRetry, Why: "API key refused"})
 }
 
 func (h *Handler) record(ctx context.Context, batch string, lines []int, res jobs.Result, st jobs.Stats) error {

@@ -26,6 +26,7 @@ func (a *app) importCommand() *ffcli.Command {
 	format := fs.String("format", "", "input format: csv, json or jsonl (default: from the extension, else sniffed)")
 	name := fs.String("name", "", "label of the batch")
 	dryRun := fs.Bool("dry-run", false, "validate and print what would be queued, queue nothing")
+	recordPrevious := fs.Bool("record-previous", false, recordPreviousHelp)
 	return &ffcli.Command{
 		Name:       "import",
 		ShortUsage: "bulkassign import --redis URL [flags] FILE",
@@ -45,7 +46,7 @@ func (a *app) importCommand() *ffcli.Command {
 				return err
 			}
 			defer in.Close()
-			opts := importer.Options{File: args[0], Format: f, Name: *name, DryRun: *dryRun}
+			opts := importer.Options{File: args[0], Format: f, Name: *name, DryRun: *dryRun, RecordPrevious: *recordPrevious}
 			if *dryRun {
 				sum, err := importer.New(nil, nil, "").Import(ctx, in, opts)
 				if err != nil {

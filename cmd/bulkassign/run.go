@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/bulkassign/bulkassign/config"
@@ -27,6 +28,7 @@ func (a *app) runCommand() *ffcli.Command {
 	cfg.RegisterOutput(fs)
 	format := fs.String("format", "", "input format: csv, json or jsonl (default: from the extension, else sniffed)")
 	name := fs.String("name", "", "label of the batch")
+	recordPrevious := fs.Bool("record-previous", false, recordPreviousHelp)
 	progress := fs.Duration("progress-every", 5*time.Second, "how often to print a progress line when stderr is not a terminal")
 	sim := simulatorFlags(fs, "sim-")
 	simulate := fs.Bool("simulate", false, "start the built-in CRM simulator in-process and send the calls to it (no CRM, key or Redis needed)")
@@ -73,7 +75,7 @@ Every flag has an environment twin: --api-key is BULKASSIGN_API_KEY.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return a.run(ctx, cfg, open, importer.Options{File: file, Name: *name}, *format, *progress)
+			return a.run(ctx, cfg, open, importer.Options{File: file, Name: *name, RecordPrevious: *recordPrevious}, *format, *progress)
 		},
 	}
 }
@@ -166,4 +168,15 @@ func printSummary(w io.Writer, s report.Summary, dir string) {
 	fmt.Fprintf(w, "batch %s %s: %d rows: %d succeeded, %d failed, %d invalid; %d API calls, %d retries, %d rate-limited, %.1fs\n",
 		s.BatchID, s.Status, s.Rows, s.Succeeded, s.Failed, s.Invalid, s.APICalls, s.Retries, s.RateLimited, s.DurationSeconds)
 	fmt.Fprintf(w, "report: %s\n", dir)
+	if s.RollbackUnrestorable != nil {
+		fmt.Fprintf(w, "rollback: `bulkassign run %s` restores the agents the changed contacts had before",
+			filepath.Join(dir, report.RollbackFile))
+		if n := *s.RollbackUnrestorable; n > 0 {
+			fmt.Fprintf(w, "; %d contacts cannot be restored: see %s", n, report.RollbackUnrestorableFile)
+		}
+		fmt.Fprintln(w)
+	}
 }
+
+// recordPreviousHelp documents --record-previous.
+const recordPreviousHelp = "read each contact's agents (GET .../contact/{id}/info, one more API call per contact) before changing them, so the report has a rollback.csv that restores them"
