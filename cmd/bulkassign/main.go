@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Subcommands: []*ffcli.Command{
 			a.runCommand(),
 			a.importCommand(),
+			a.planCommand(),
 			a.workerCommand(),
 			a.reportCommand(),
 			a.batchesCommand(),

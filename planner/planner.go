@@ -1,0 +1,492 @@
+// Package planner computes territory assignments: from a contacts file
+// (contact, region, segment, current agent) and a rules file (ordered
+// rules mapping regions and segments to weighted, capped pools of
+// members, and a fallback member) it decides who owns each contact, and
+// returns the assignment rows that make it so, with a preview of the
+// change. It does no I/O beyond the readers and writers it is given.
+//
+// # Algorithm
+//
+// The plan is a pure function of the two files: the order of the
+// contacts file does not matter, and the same files give the same bytes.
+//
+//  1. Contacts are sorted by id. Each goes to the first rule, in file
+//     order, whose regions and segments it matches (an empty list matches
+//     anything; values compare case-insensitively).
+//  2. Each rule's targets: the rule's n contacts are shared in proportion
+//     to the pool's weights, rounded by largest remainder (ties to the
+//     lower member id) so that they sum to n. A member whose share is
+//     above its cap is fixed at the cap and the rest is shared again among
+//     the others, until no share is above a cap. When every member is
+//     capped, the targets sum to less than n: that is the overflow.
+//  3. Keep (minimal churn): in id order, a contact whose current agent is
+//     in the pool stays with that agent while the agent is under target.
+//     Given the targets no plan keeps more contacts where they are.
+//  4. Fill: the other contacts, in id order (those currently owned by the
+//     fallback last, so that overflow leaves them where they are), go one
+//     by one to the member furthest under target: the lowest count/target
+//     (ties to the lower member id). Members thus take new contacts
+//     interleaved across the id range, not in blocks.
+//  5. What is left is the overflow: it goes to the fallback, or stays
+//     unassigned (reported, with its reason) when there is none. Contacts
+//     that match no rule go to the fallback too, or stay unassigned.
+//
+// A contact already owned by its planned member needs no call and gets no
+// row; every other planned contact gets a row with removeExistingAgents
+// true, so that the planned member becomes its only owner.
+package planner
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// FileError is a problem with an input file: the file, the line where the
+// problem is (0 when it has no single place), the rule when the problem
+// is in one, and what is wrong.
+type FileError struct {
+	File string
+	Line int
+	Rule string // "rule 2 \"north\"", or ""
+	Err  error
+}
+
+// Error returns "FILE: line N: rule R: problem", leaving out what is unknown.
+func (e *FileError) Error() string {
+	s := e.File
+	if e.Line > 0 {
+		s += fmt.Sprintf(": line %d", e.Line)
+	}
+	if e.Rule != "" {
+		s += ": " + e.Rule
+	}
+	return s + ": " + e.Err.Error()
+}
+
+// Unwrap returns the underlying problem.
+func (e *FileError) Unwrap() error { return e.Err }
+
+// ValidID reports whether a trimmed, lower-cased id is well formed, by the
+// importer's rule: 1 to 128 characters of a-z, 0-9, '-' and '_'.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func displayName(file string) string {
+	switch file {
+	case "-":
+		return "stdin"
+	case "":
+		return "input"
+	}
+	return file
+}
+
+// Reason says why a contact gets a new owner.
+type Reason string
+
+// The reasons of an assignment row.
+const (
+	// ReasonNew: the contact had no owner.
+	ReasonNew Reason = "new"
+	// ReasonOutsidePool: the contact's owner is not in its rule's pool.
+	ReasonOutsidePool Reason = "outside-pool"
+	// ReasonRebalance: the owner is in the pool but above its target.
+	ReasonRebalance Reason = "rebalance"
+	// ReasonOverflow: every member of the pool is at its cap; the fallback
+	// takes the contact.
+	ReasonOverflow Reason = "overflow"
+	// ReasonNoRule: no rule matches the contact; the fallback takes it.
+	ReasonNoRule Reason = "no-rule"
+)
+
+// Assignment is one row of the plan: Member becomes the only owner of
+// Contact.
+type Assignment struct {
+	Contact string
+	Member  string
+	// Previous is the current agent, "" for none.
+	Previous string
+	// Rule is the name of the rule that matched, "" for none.
+	Rule   string
+	Reason Reason
+	// Line is the contact's line in the contacts file.
+	Line int
+}
+
+// Unassigned is a contact the plan cannot place: it keeps its current
+// owner, if any, and gets no row.
+type Unassigned struct {
+	Contact string
+	Agent   string // current agent, "" for none
+	Rule    string // "" when no rule matched
+	Reason  string
+	Line    int
+}
+
+// MemberCount is one member's load before and after the plan, over the
+// contacts of the file.
+type MemberCount struct {
+	Member string
+	// Before is how many contacts the member owns now; After, once the
+	// plan is applied (an unassigned contact stays where it is).
+	Before, After int
+	// In and Out are the contacts the plan gives and takes away.
+	In, Out int
+	// Planned is how many of the planned (not unassigned) contacts the
+	// member gets, and Share that count over all planned contacts.
+	Planned int
+	Share   float64
+}
+
+// RuleCount is what one rule matched and where it sent it.
+type RuleCount struct {
+	Name string
+	// Contacts is how many contacts the rule matched; Overflow, how many of
+	// them its pool could not hold.
+	Contacts, Overflow int
+	// Pool is the rule's members and Targets their targets, in pool order.
+	Pool    []string
+	Targets []int
+}
+
+// Preview sums a plan up.
+type Preview struct {
+	// Contacts is every contact of the file; Planned those given an owner.
+	Contacts, Planned int
+	// Unchanged already have their planned owner; Moves change owner; New
+	// had none; Unassigned could not be placed. Moves+New is the number
+	// of rows, and of API calls.
+	Unchanged, Moves, New, Unassigned int
+	// NoRule matched no rule (they went to the fallback, or are unassigned).
+	NoRule int
+	// NoOwnerBefore and NoOwnerAfter count contacts without an owner.
+	NoOwnerBefore, NoOwnerAfter int
+	// Members is every member owning a contact before or after, by id.
+	Members []MemberCount
+	// Rules is each rule, in file order.
+	Rules []RuleCount
+	// MaxShare is the rules' warning threshold (0: none).
+	MaxShare float64
+}
+
+// Plan is the outcome of Compute.
+type Plan struct {
+	// Assignments are the rows to apply, by contact id.
+	Assignments []Assignment
+	// Unassigned are the contacts left as they are, by contact id.
+	Unassigned []Unassigned
+	Preview    Preview
+	// Warnings are for the operator to read before applying the plan.
+	Warnings []string
+}
+
+// Compute plans contacts under rules (see the package comment). It fails
+// only when the files do not fit together: rules matching on a column
+// the contacts file does not have.
+func Compute(rules *Rules, contacts *Contacts) (*Plan, error) {
+	for _, r := range rules.Rules {
+		if len(r.Regions) > 0 && !contacts.HasRegion {
+			return nil, &FileError{File: contacts.File, Line: 1, Err: fmt.Errorf("no region column, and %s rule %q matches on region", rules.File, r.Name)}
+		}
+		if len(r.Segments) > 0 && !contacts.HasSegment {
+			return nil, &FileError{File: contacts.File, Line: 1, Err: fmt.Errorf("no segment column, and %s rule %q matches on segment", rules.File, r.Name)}
+		}
+	}
+	sorted := slices.Clone(contacts.List)
+	slices.SortFunc(sorted, func(a, b Contact) int { return cmp.Compare(a.ID, b.ID) })
+
+	// 1. Match.
+	groups := make([][]int, len(rules.Rules)) // indices into sorted
+	var noRule []int
+	for i, c := range sorted {
+		if r := firstMatch(rules.Rules, c); r >= 0 {
+			groups[r] = append(groups[r], i)
+		} else {
+			noRule = append(noRule, i)
+		}
+	}
+
+	owner := make([]string, len(sorted)) // planned member; "" unassigned
+	rule := make([]int, len(sorted))     // rule index, -1 none
+	overflow := make([]bool, len(sorted))
+	why := make([]string, len(sorted)) // why a contact is unassigned
+	p := &Plan{Preview: Preview{MaxShare: rules.MaxShare}}
+
+	// 2-5. Each rule's pool.
+	for ri, r := range rules.Rules {
+		g := groups[ri]
+		targets := Targets(r.Pool, len(g))
+		got := allocate(r.Pool, targets, sorted, g, rules.Fallback)
+		rc := RuleCount{Name: r.Name, Contacts: len(g), Targets: targets}
+		for _, m := range r.Pool {
+			rc.Pool = append(rc.Pool, m.Member)
+		}
+		for k, ci := range g {
+			rule[ci] = ri
+			if got[k] >= 0 {
+				owner[ci] = r.Pool[got[k]].Member
+				continue
+			}
+			rc.Overflow++
+			overflow[ci] = true
+			if rules.Fallback != "" {
+				owner[ci] = rules.Fallback
+			} else {
+				why[ci] = "every member of the pool is at its cap, and there is no fallback"
+			}
+		}
+		p.Preview.Rules = append(p.Preview.Rules, rc)
+		switch {
+		case len(g) == 0:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("rule %q matches no contact", r.Name))
+		case rc.Overflow > 0 && rules.Fallback != "":
+			p.Warnings = append(p.Warnings, fmt.Sprintf("rule %q: the caps hold %d of its %d contacts; %d go to the fallback %s",
+				r.Name, len(g)-rc.Overflow, len(g), rc.Overflow, rules.Fallback))
+		case rc.Overflow > 0:
+			p.Warnings = append(p.Warnings, fmt.Sprintf("rule %q: the caps hold %d of its %d contacts; %d stay unassigned (no fallback)",
+				r.Name, len(g)-rc.Overflow, len(g), rc.Overflow))
+		}
+	}
+	for _, ci := range noRule {
+		rule[ci] = -1
+		if rules.Fallback != "" {
+			owner[ci] = rules.Fallback
+		} else {
+			why[ci] = "matches no rule, and there is no fallback"
+		}
+	}
+	p.Preview.NoRule = len(noRule)
+	if len(noRule) > 0 && rules.Fallback != "" {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%d contacts match no rule: they go to the fallback %s", len(noRule), rules.Fallback))
+	} else if len(noRule) > 0 {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%d contacts match no rule and there is no fallback: they stay unassigned", len(noRule)))
+	}
+
+	// Rows and counts.
+	counts := map[string]*MemberCount{}
+	member := func(id string) *MemberCount {
+		m := counts[id]
+		if m == nil {
+			m = &MemberCount{Member: id}
+			counts[id] = m
+		}
+		return m
+	}
+	pv := &p.Preview
+	pv.Contacts = len(sorted)
+	for i, c := range sorted {
+		ruleName := ""
+		if rule[i] >= 0 {
+			ruleName = rules.Rules[rule[i]].Name
+		}
+		if c.Agent != "" {
+			member(c.Agent).Before++
+		} else {
+			pv.NoOwnerBefore++
+		}
+		to := owner[i]
+		if to == "" {
+			pv.Unassigned++
+			p.Unassigned = append(p.Unassigned, Unassigned{Contact: c.ID, Agent: c.Agent, Rule: ruleName, Reason: why[i], Line: c.Line})
+			if c.Agent != "" {
+				member(c.Agent).After++
+			} else {
+				pv.NoOwnerAfter++
+			}
+			continue
+		}
+		pv.Planned++
+		m := member(to)
+		m.After++
+		m.Planned++
+		if to == c.Agent {
+			pv.Unchanged++
+			continue
+		}
+		m.In++
+		a := Assignment{Contact: c.ID, Member: to, Previous: c.Agent, Rule: ruleName, Line: c.Line}
+		switch {
+		case rule[i] < 0:
+			a.Reason = ReasonNoRule
+		case overflow[i]:
+			a.Reason = ReasonOverflow
+		case c.Agent == "":
+			a.Reason = ReasonNew
+		case inPool(rules.Rules[rule[i]].Pool, c.Agent):
+			a.Reason = ReasonRebalance
+		default:
+			a.Reason = ReasonOutsidePool
+		}
+		if c.Agent == "" {
+			pv.New++
+		} else {
+			pv.Moves++
+			member(c.Agent).Out++
+		}
+		p.Assignments = append(p.Assignments, a)
+	}
+	for _, m := range counts {
+		if pv.Planned > 0 {
+			m.Share = float64(m.Planned) / float64(pv.Planned)
+		}
+		pv.Members = append(pv.Members, *m)
+	}
+	slices.SortFunc(pv.Members, func(a, b MemberCount) int { return cmp.Compare(a.Member, b.Member) })
+	if rules.MaxShare > 0 {
+		for _, m := range pv.Members {
+			if m.Share > rules.MaxShare {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("member %s would own %.1f%% of the %d planned contacts (%d), above maxShare %.1f%%",
+					m.Member, 100*m.Share, pv.Planned, m.Planned, 100*rules.MaxShare))
+			}
+		}
+	}
+	return p, nil
+}
+
+// firstMatch returns the index of the first rule matching c, or -1.
+func firstMatch(rules []Rule, c Contact) int {
+	region, segment := lower(c.Region), lower(c.Segment)
+	for i, r := range rules {
+		if (len(r.Regions) == 0 || slices.Contains(r.Regions, region)) &&
+			(len(r.Segments) == 0 || slices.Contains(r.Segments, segment)) {
+			return i
+		}
+	}
+	return -1
+}
+
+func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+func inPool(pool []PoolMember, id string) bool {
+	return slices.ContainsFunc(pool, func(m PoolMember) bool { return m.Member == id })
+}
+
+// Targets shares n contacts over pool: in proportion to the weights by
+// largest remainder (ties to the lower member id), no member above its
+// cap, what a capped member cannot take shared again among the others.
+// The targets sum to n unless every member is capped.
+func Targets(pool []PoolMember, n int) []int {
+	t := make([]int, len(pool))
+	fixed := make([]bool, len(pool))
+	left := n
+	for left > 0 {
+		var active []int
+		for i := range pool {
+			if !fixed[i] {
+				active = append(active, i)
+			}
+		}
+		if len(active) == 0 {
+			break
+		}
+		share := largestRemainder(pool, active, left)
+		capped := false
+		for k, i := range active {
+			if c := pool[i].Cap; c > 0 && share[k] > c {
+				t[i], fixed[i], capped = c, true, true
+				left -= c
+			}
+		}
+		if !capped {
+			for k, i := range active {
+				t[i] = share[k]
+			}
+			break
+		}
+	}
+	return t
+}
+
+// largestRemainder shares n over the members active (indices into pool)
+// by weight; the shares sum to n.
+func largestRemainder(pool []PoolMember, active []int, n int) []int {
+	var total int64
+	for _, i := range active {
+		total += int64(pool[i].Weight)
+	}
+	share := make([]int, len(active))
+	rem := make([]int64, len(active))
+	given := 0
+	for k, i := range active {
+		q := int64(n) * int64(pool[i].Weight)
+		share[k], rem[k] = int(q/total), q%total
+		given += share[k]
+	}
+	order := make([]int, len(active))
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		if c := cmp.Compare(rem[b], rem[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(pool[active[a]].Member, pool[active[b]].Member)
+	})
+	for _, k := range order[:n-given] {
+		share[k]++
+	}
+	return share
+}
+
+// allocate places the contacts group (indices into sorted) in pool with
+// targets: the pool index for each, -1 for overflow.
+func allocate(pool []PoolMember, targets []int, sorted []Contact, group []int, fallback string) []int {
+	idx := make(map[string]int, len(pool))
+	for i, m := range pool {
+		idx[m.Member] = i
+	}
+	count := make([]int, len(pool))
+	got := make([]int, len(group))
+	// Keep.
+	for k, ci := range group {
+		got[k] = -1
+		if i, ok := idx[sorted[ci].Agent]; ok && count[i] < targets[i] {
+			got[k] = i
+			count[i]++
+		}
+	}
+	// Fill: contacts the fallback owns last, so that they are the
+	// overflow, if any, and stay where they are.
+	fill := func(fallbackOwned bool) {
+		for k, ci := range group {
+			if got[k] >= 0 || (fallback != "" && sorted[ci].Agent == fallback) != fallbackOwned {
+				continue
+			}
+			best := -1
+			for i := range pool {
+				if count[i] >= targets[i] {
+					continue
+				}
+				if best < 0 {
+					best = i
+					continue
+				}
+				// count[i]/targets[i] against best's, in integers.
+				c := cmp.Compare(int64(count[i])*int64(targets[best]), int64(count[best])*int64(targets[i]))
+				if c < 0 || c == 0 && pool[i].Member < pool[best].Member {
+					best = i
+				}
+			}
+			if best < 0 {
+				return // the pool is full: the rest is overflow
+			}
+			got[k] = best
+			count[best]++
+		}
+	}
+	fill(false)
+	fill(true)
+	return got
+}
