@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/bulkassign/bulkassign/jobs"
 )
@@ -99,6 +100,23 @@ type source interface {
 // or a column given twice is a *FileError. An empty file is a *FileError
 // in every format.
 func NewDecoder(r io.Reader, file string, format Format) (*Decoder, error) {
+	return newDecoder(r, file, format, nil)
+}
+
+// NewMappedDecoder is NewDecoder for a file with other headers: mapping
+// says which of the file's columns (JSON keys) holds each of our fields
+// (see LoadMapping), and mappingName names the mapping in messages. A
+// mapping key that is not one of our fields, or a mapped header that is
+// not in the file, is a *FileError.
+func NewMappedDecoder(r io.Reader, file string, format Format, mapping map[string]string, mappingName string) (*Decoder, error) {
+	mp, err := newMapping(mapping, mappingName)
+	if err != nil {
+		return nil, &FileError{File: displayName(mappingName), Err: err}
+	}
+	return newDecoder(r, file, format, mp)
+}
+
+func newDecoder(r io.Reader, file string, format Format, mp *mapping) (*Decoder, error) {
 	name := displayName(file)
 	switch format {
 	case FormatAuto, FormatCSV, FormatJSON, FormatJSONL:
@@ -121,11 +139,11 @@ func NewDecoder(r io.Reader, file string, format Format) (*Decoder, error) {
 	d := &Decoder{format: detect(format, file, first)}
 	switch d.format {
 	case FormatCSV:
-		d.src, err = newCSVSource(name, br)
+		d.src, err = newCSVSource(name, br, mp)
 	case FormatJSON:
-		d.src = newJSONArraySource(name, br)
+		d.src = newJSONArraySource(name, br, mp)
 	default:
-		d.src = newJSONLinesSource(name, br)
+		d.src = newJSONLinesSource(name, br, mp)
 	}
 	if err != nil {
 		return nil, err
@@ -137,8 +155,10 @@ func NewDecoder(r io.Reader, file string, format Format) (*Decoder, error) {
 func (d *Decoder) Format() Format { return d.format }
 
 // Next returns the next row in file order: a valid row, or an invalid one
-// with Reason and Error set. It returns io.EOF after the last row and a
-// *FileError when the file is unusable; both are final.
+// with Reason and Error set. A valid row that names its member only by
+// email has MemberEmail set and MemberID empty: Import resolves it through
+// Options.Directory. It returns io.EOF after the last row and a *FileError
+// when the file is unusable; both are final.
 func (d *Decoder) Next() (jobs.Row, error) {
 	if d.err != nil {
 		return jobs.Row{}, d.err
@@ -246,14 +266,16 @@ const (
 	fieldContact
 	fieldMember
 	fieldReplace
+	fieldEmail  // the member's email, resolved to its id; also kept as an extra
 	fieldIgnore // a column of a previous report (failed.csv is fed back in)
 )
 
-// Names the report and the messages use for the three fields.
+// Names the report and the messages use for the fields.
 const (
 	nameContact = "aiContactId"
 	nameMember  = "teamMemberId"
 	nameReplace = "removeExistingAgents"
+	nameEmail   = "teamMemberEmail"
 )
 
 // fields maps a normalised header (see normalizeHeader) to its field.
@@ -266,6 +288,8 @@ var fields = map[string]field{
 	"removeexistingagents": fieldReplace, "replace": fieldReplace, "removeexisting": fieldReplace,
 	"replaceexisting": fieldReplace,
 
+	"teammemberemail": fieldEmail, "agentemail": fieldEmail, "owneremail": fieldEmail, "memberemail": fieldEmail,
+
 	"line": fieldIgnore, "status": fieldIgnore, "httpstatus": fieldIgnore, "attempts": fieldIgnore,
 	"error": fieldIgnore,
 }
@@ -276,6 +300,8 @@ func fieldName(f field) string {
 		return nameContact
 	case fieldMember:
 		return nameMember
+	case fieldEmail:
+		return nameEmail
 	}
 	return nameReplace
 }
@@ -300,16 +326,19 @@ func normalizeHeader(h string) string {
 
 // value is one cell or JSON value of a known field.
 type value struct {
-	text string // trimmed text of the cell
-	bad  bool   // a JSON value that cannot be this field (an object, or a boolean id)
+	text  string // trimmed text of the cell
+	bad   bool   // a JSON value that cannot be this field (an object, or a boolean id)
+	given bool   // the column or key exists
 }
 
 // makeRow validates one row. The first problem wins: contact, then member,
-// then removeExistingAgents.
-func makeRow(line int, contact, member, replace value, extra []string) jobs.Row {
+// then removeExistingAgents. The member is its id, or when the id is empty
+// its email, left for Import to resolve.
+func makeRow(line int, contact, member, email, replace value, extra []string) jobs.Row {
 	row := jobs.Row{Line: line, Extra: extra}
 	c, m := strings.ToLower(contact.text), strings.ToLower(member.text)
 	flag, flagOK := parseBool(replace.text)
+	byEmail := member.text == "" && !member.bad && (email.text != "" || email.bad)
 	switch {
 	case contact.text == "" && !contact.bad:
 		row.Reason = "missing_contact_id"
@@ -317,10 +346,12 @@ func makeRow(line int, contact, member, replace value, extra []string) jobs.Row 
 	case contact.bad || !ValidID(c):
 		row.Reason = "invalid_contact_id"
 		row.Error = fmt.Sprintf("%s %q is not a valid id: use 1-128 letters, digits, - or _", nameContact, contact.text)
-	case member.text == "" && !member.bad:
-		row.Reason = "missing_member_id"
-		row.Error = nameMember + " is empty: fill in the team member's id"
-	case member.bad || !ValidID(m):
+	case member.text == "" && !member.bad && !byEmail:
+		row.Reason, row.Error = missingMember(member.given, email.given)
+	case byEmail && (email.bad || !validEmail(email.text)):
+		row.Reason = "invalid_member_email"
+		row.Error = fmt.Sprintf("%s %q is not an email address: write it as name@domain, without spaces", nameEmail, email.text)
+	case !byEmail && (member.bad || !ValidID(m)):
 		row.Reason = "invalid_member_id"
 		row.Error = fmt.Sprintf("%s %q is not a valid id: use 1-128 letters, digits, - or _", nameMember, member.text)
 	case replace.bad || !flagOK:
@@ -328,11 +359,37 @@ func makeRow(line int, contact, member, replace value, extra []string) jobs.Row 
 		row.Error = fmt.Sprintf("%s %q is not true or false: use true/false, yes/no or 1/0, or leave it empty for false",
 			nameReplace, replace.text)
 	default:
-		row.ContactID, row.MemberID, row.Replace = c, m, flag
+		row.ContactID, row.Replace = c, flag
+		if byEmail {
+			row.MemberEmail = strings.ToLower(email.text)
+		} else {
+			row.MemberID, row.MemberEmail = m, email.text // the id wins
+		}
 		return row
 	}
-	row.ContactID, row.MemberID, row.ReplaceText = contact.text, member.text, replace.text
+	row.ContactID, row.MemberID, row.MemberEmail, row.ReplaceText = contact.text, member.text, email.text, replace.text
 	return row
+}
+
+// missingMember explains a row with neither a member id nor an email.
+func missingMember(idColumn, emailColumn bool) (reason, msg string) {
+	switch {
+	case emailColumn && idColumn:
+		return "missing_member_id", nameMember + " and " + nameEmail + " are empty: fill in the team member's id or email"
+	case emailColumn:
+		return "missing_member_email", nameEmail + " is empty: fill in the team member's email"
+	}
+	return "missing_member_id", nameMember + " is empty: fill in the team member's id"
+}
+
+// validEmail checks an email address loosely: one '@' with text on both
+// sides, and no spaces or control characters.
+func validEmail(s string) bool {
+	at := strings.IndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 || strings.Count(s, "@") != 1 || len(s) > 254 {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) })
 }
 
 // parseBool reads a removeExistingAgents cell; empty means false.

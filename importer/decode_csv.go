@@ -36,9 +36,11 @@ type csvSource struct {
 	cr         *csv.Reader
 	cols       []csvColumn
 	extraNames []string
+	hasMember  bool // the header has a member id column
+	hasEmail   bool // the header has a member email column
 }
 
-func newCSVSource(name string, r io.Reader) (*csvSource, error) {
+func newCSVSource(name string, r io.Reader, mp *mapping) (*csvSource, error) {
 	pr := &posReader{r: r}
 	cr := csv.NewReader(pr)
 	cr.FieldsPerRecord = -1 // checked in next, with a better message
@@ -58,12 +60,18 @@ func newCSVSource(name string, r io.Reader) (*csvSource, error) {
 
 	s.cols = make([]csvColumn, len(header))
 	seen := map[field]string{} // field -> header that named it
-	for i, h := range header {
+	for _, h := range header {
 		if !utf8.ValidString(h) {
 			return nil, s.fail(line, "the header is not valid UTF-8 text: save the file as UTF-8")
 		}
+	}
+	kinds, err := mp.columns(header)
+	if err != nil {
+		return nil, s.fail(line, "%v", err)
+	}
+	for i, h := range header {
 		h = cleanHeader(h)
-		f := fields[normalizeHeader(h)]
+		f := kinds[i]
 		switch f {
 		case fieldExtra:
 			if h == "" {
@@ -72,18 +80,25 @@ func newCSVSource(name string, r io.Reader) (*csvSource, error) {
 			s.cols[i] = csvColumn{field: fieldExtra, extra: len(s.extraNames)}
 			s.extraNames = append(s.extraNames, h)
 			continue
-		case fieldContact, fieldMember, fieldReplace:
+		case fieldContact, fieldMember, fieldReplace, fieldEmail:
 			if prev, dup := seen[f]; dup {
 				return nil, s.fail(line, "columns %q and %q both mean %s: keep only one of them", prev, h, fieldName(f))
 			}
 			seen[f] = h
 		}
 		s.cols[i] = csvColumn{field: f}
-	}
-	for _, f := range []field{fieldContact, fieldMember} {
-		if _, ok := seen[f]; !ok {
-			return nil, s.fail(line, "%s", missingColumn(f, header))
+		if f == fieldEmail { // also an extra, so that the report shows the email as given
+			s.cols[i].extra = len(s.extraNames)
+			s.extraNames = append(s.extraNames, h)
 		}
+	}
+	_, s.hasMember = seen[fieldMember]
+	_, s.hasEmail = seen[fieldEmail]
+	if _, ok := seen[fieldContact]; !ok {
+		return nil, s.fail(line, "%s", missingColumn(fieldContact, header))
+	}
+	if !s.hasMember && !s.hasEmail {
+		return nil, s.fail(line, "%s", missingColumn(fieldMember, header))
 	}
 	return s, nil
 }
@@ -99,16 +114,17 @@ func missingColumn(f field, header []string) string {
 			found = append(found, fmt.Sprintf("%q", h))
 		}
 	}
-	aliases := "contact_id or contactId"
+	what, aliases := fieldName(f)+" column", "contact_id or contactId"
 	if f == fieldMember {
-		aliases = "team_member_id, agent_id or agentId"
+		what = nameMember + " column or " + nameEmail + " column"
+		aliases = "team_member_id, agent_id or agentId; agent_email, owner_email or member_email"
 	}
-	msg := fmt.Sprintf("no %s column (also accepted: %s); the header has %s: "+
+	msg := fmt.Sprintf("no %s (also accepted: %s); the header has %s: "+
 		"the first line must name the columns, e.g. aiContactId,teamMemberId,removeExistingAgents",
-		fieldName(f), aliases, strings.Join(found, ", "))
+		what, aliases, strings.Join(found, ", "))
 	if len(found) == 0 {
-		msg = fmt.Sprintf("no %s column: the first line must name the columns, "+
-			"e.g. aiContactId,teamMemberId,removeExistingAgents", fieldName(f))
+		msg = fmt.Sprintf("no %s: the first line must name the columns, "+
+			"e.g. aiContactId,teamMemberId,removeExistingAgents", what)
 	}
 	if len(header) == 1 {
 		for _, sep := range []string{";", "\t", "|"} {
@@ -144,7 +160,8 @@ func (s *csvSource) next() (jobs.Row, error) {
 			}
 			return jobs.Row{}, s.fail(line, "wrong number of fields (%d, header has %d): %s", len(rec), len(s.cols), fix)
 		}
-		var contact, member, replace value
+		var contact, member, email, replace value
+		member.given, email.given = s.hasMember, s.hasEmail
 		var extra []string
 		for i, cell := range rec {
 			if !utf8.ValidString(cell) {
@@ -162,7 +179,10 @@ func (s *csvSource) next() (jobs.Row, error) {
 				member.text = v
 			case fieldReplace:
 				replace.text = v
-			case fieldExtra:
+			case fieldEmail:
+				email.text = v
+			}
+			if c.field == fieldExtra || c.field == fieldEmail {
 				if v != "" {
 					if extra == nil {
 						extra = make([]string, len(s.extraNames))
@@ -171,7 +191,7 @@ func (s *csvSource) next() (jobs.Row, error) {
 				}
 			}
 		}
-		return makeRow(line, contact, member, replace, trimExtras(extra)), nil
+		return makeRow(line, contact, member, email, replace, trimExtras(extra)), nil
 	}
 }
 

@@ -23,11 +23,14 @@ type jsonObjects struct {
 	seenExtra  []bool // per object, reset for each
 	hasContact bool   // some object had a contact key
 	hasMember  bool
+	hasEmail   bool
 	rows       int
+	mapping    *mapping
+	mappedSeen [fieldIgnore]bool // field -> some object had its mapped key
 }
 
-func newJSONObjects(name string) jsonObjects {
-	return jsonObjects{name: name, extraIndex: map[string]int{}}
+func newJSONObjects(name string, mp *mapping) jsonObjects {
+	return jsonObjects{name: name, extraIndex: map[string]int{}, mapping: mp}
 }
 
 func (j *jsonObjects) extras() []string { return j.extraNames }
@@ -55,7 +58,7 @@ func (j *jsonObjects) row(raw []byte, line, textLine int, where string) (jobs.Ro
 	if _, err := dec.Token(); err != nil { // '{'
 		return jobs.Row{}, j.fail(textLine, "%sinvalid JSON: %v", where, err)
 	}
-	var contact, member, replace value
+	var contact, member, email, replace value
 	var extra []string
 	var keys [fieldIgnore]string // field -> key that set it
 	for n := 1; dec.More(); n++ {
@@ -70,11 +73,14 @@ func (j *jsonObjects) row(raw []byte, line, textLine int, where string) (jobs.Ro
 		}
 		key = cleanHeader(key)
 		norm := normalizeHeader(key)
-		f := fields[norm]
+		f, mapped := j.mapping.keyField(norm)
+		if mapped {
+			j.mappedSeen[f] = true
+		}
 		switch f {
 		case fieldIgnore:
 			continue
-		case fieldContact, fieldMember, fieldReplace:
+		case fieldContact, fieldMember, fieldReplace, fieldEmail:
 			if prev := keys[f]; prev != "" {
 				return jobs.Row{}, j.fail(textLine, "%skeys %q and %q both mean %s: keep only one of them", where, prev, key, fieldName(f))
 			}
@@ -89,7 +95,12 @@ func (j *jsonObjects) row(raw []byte, line, textLine int, where string) (jobs.Ro
 			member = jsonValue(v, true)
 		case fieldReplace:
 			replace = jsonValue(v, false)
-		case fieldExtra:
+		case fieldEmail:
+			j.hasEmail = true
+			email = jsonValue(v, true)
+			email.given = true
+		}
+		if f == fieldExtra || f == fieldEmail { // an email is also kept as it is given
 			i, ok := j.extraIndex[norm]
 			if !ok {
 				if len(j.extraNames) == maxExtras {
@@ -117,17 +128,23 @@ func (j *jsonObjects) row(raw []byte, line, textLine int, where string) (jobs.Ro
 		}
 	}
 	j.rows++
-	return makeRow(line, contact, member, replace, trimExtras(extra)), nil
+	member.given = keys[fieldMember] != "" || !email.given
+	return makeRow(line, contact, member, email, replace, trimExtras(extra)), nil
 }
 
 // finish is called at the end of the input: if no object named the contact
 // or the member, the file is unusable rather than every row invalid.
 func (j *jsonObjects) finish() error {
+	if j.rows > 0 {
+		if err := j.mapping.missingKeys(j.mappedSeen); err != nil {
+			return &FileError{File: j.name, Err: err}
+		}
+	}
 	if j.rows > 0 && !j.hasContact {
 		return j.fail(0, "no object has an %s key (also accepted: contact_id, contactId): name each object's contact id %s", nameContact, nameContact)
 	}
-	if j.rows > 0 && !j.hasMember {
-		return j.fail(0, "no object has a %s key (also accepted: team_member_id, agent_id, agentId): name each object's team member id %s", nameMember, nameMember)
+	if j.rows > 0 && !j.hasMember && !j.hasEmail {
+		return j.fail(0, "no object has a %s key or a %s key (also accepted: team_member_id, agent_id, agentId; agent_email, owner_email, member_email): name each object's team member id %s", nameMember, nameEmail, nameMember)
 	}
 	return io.EOF
 }
@@ -194,9 +211,9 @@ type jsonArraySource struct {
 	index   int // elements read
 }
 
-func newJSONArraySource(name string, r io.Reader) *jsonArraySource {
+func newJSONArraySource(name string, r io.Reader, mp *mapping) *jsonArraySource {
 	pr := &posReader{r: r}
-	return &jsonArraySource{jsonObjects: newJSONObjects(name), pr: pr, dec: json.NewDecoder(pr)}
+	return &jsonArraySource{jsonObjects: newJSONObjects(name, mp), pr: pr, dec: json.NewDecoder(pr)}
 }
 
 func (s *jsonArraySource) next() (jobs.Row, error) {
@@ -285,10 +302,10 @@ type jsonLinesSource struct {
 	line int
 }
 
-func newJSONLinesSource(name string, r io.Reader) *jsonLinesSource {
+func newJSONLinesSource(name string, r io.Reader, mp *mapping) *jsonLinesSource {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxRecord)
-	return &jsonLinesSource{jsonObjects: newJSONObjects(name), sc: sc}
+	return &jsonLinesSource{jsonObjects: newJSONObjects(name, mp), sc: sc}
 }
 
 func (s *jsonLinesSource) next() (jobs.Row, error) {

@@ -13,6 +13,7 @@ import (
 var reasons = map[string]bool{
 	"missing_contact_id": true, "missing_member_id": true, "invalid_contact_id": true,
 	"invalid_member_id": true, "invalid_remove_existing_agents": true,
+	"missing_member_email": true, "invalid_member_email": true,
 }
 
 // checkDecode decodes data and checks the decoder's promises: no panic, only
@@ -46,7 +47,8 @@ func checkDecode(t *testing.T, data []byte, file string, format Format) {
 		last = row.Line
 		maxExtra = max(maxExtra, len(row.Extra))
 		if row.Valid() {
-			if !ValidID(row.ContactID) || !ValidID(row.MemberID) || row.ReplaceText != "" || row.Error != "" {
+			byEmail := row.MemberID == "" && validEmail(row.MemberEmail) // resolved by Import
+			if !ValidID(row.ContactID) || !ValidID(row.MemberID) && !byEmail || row.ReplaceText != "" || row.Error != "" {
 				t.Fatalf("valid row with bad fields: %+v", row)
 			}
 		} else if !reasons[row.Reason] || row.Error == "" {

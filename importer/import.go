@@ -29,6 +29,18 @@ type Options struct {
 	RecordPrevious bool
 	// Progress, if set, is called with the number of rows read so far.
 	Progress func(rows int)
+	// Mapping, if set, names the file's column (JSON key) for each of our
+	// fields: our field name -> their header (see LoadMapping).
+	Mapping map[string]string
+	// MappingName names the mapping (its file) in messages.
+	MappingName string
+	// Directory returns the CRM's team members. Import calls it at most
+	// once, and only when a row names its member by email and not by id,
+	// or for a Preflight. If it fails, the file is not imported.
+	Directory func(ctx context.Context) ([]Member, error)
+	// Preflight checks every member id against Directory as well: an
+	// unknown or inactive member makes the row invalid before any call.
+	Preflight bool
 }
 
 // Summary says what an import read and queued.
@@ -43,6 +55,8 @@ type Summary struct {
 	Contacts int      `json:"contacts"`
 	Calls    int      `json:"calls"`
 	Extras   []string `json:"extraColumns"`
+	// Resolved counts the valid rows whose member was found by email.
+	Resolved int `json:"membersResolvedByEmail,omitempty"`
 	// Reasons counts invalid rows by reason.
 	Reasons map[string]int `json:"invalidReasons,omitempty"`
 }
@@ -71,7 +85,10 @@ const chunk = 2000
 // leaves nothing behind: no batch, no task, no call.
 func (im *Importer) Import(ctx context.Context, r io.Reader, opts Options) (Summary, error) {
 	sum := Summary{File: opts.File, Reasons: map[string]int{}}
-	dec, err := NewDecoder(r, opts.File, opts.Format)
+	if opts.Preflight && opts.Directory == nil {
+		return sum, fmt.Errorf("import %s: preflight: %w", displayName(opts.File), ErrNoDirectory)
+	}
+	dec, err := NewMappedDecoder(r, opts.File, opts.Format, opts.Mapping, opts.MappingName)
 	if err != nil {
 		return sum, err
 	}
@@ -123,6 +140,7 @@ func (im *Importer) read(ctx context.Context, dec *Decoder, batch string, plan *
 		buf = buf[:0]
 		return err
 	}
+	members := newResolver(opts)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -134,6 +152,10 @@ func (im *Importer) read(ctx context.Context, dec *Decoder, batch string, plan *
 		if err != nil {
 			return err
 		}
+		if err := members.resolve(ctx, &row); err != nil {
+			return err
+		}
+		sum.Resolved = members.resolved
 		plan.Add(row)
 		if !row.Valid() {
 			sum.Reasons[row.Reason]++

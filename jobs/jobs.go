@@ -31,10 +31,16 @@ const (
 // lower-case) and Replace is the parsed flag. For an invalid row the fields
 // hold the trimmed text of the file, ReplaceText the trimmed text of the
 // removeExistingAgents cell, and Reason/Error say what is wrong.
+//
+// MemberEmail is the teamMemberEmail cell (trimmed, lower-case when it
+// names the member). A row that names its member only by email leaves the
+// decoder with MemberID empty; the importer fills MemberID from the team
+// member list before the row is planned or stored.
 type Row struct {
 	Line        int      `json:"l"`
 	ContactID   string   `json:"c"`
 	MemberID    string   `json:"m"`
+	MemberEmail string   `json:"e,omitempty"`
 	Replace     bool     `json:"r,omitempty"`
 	ReplaceText string   `json:"rt,omitempty"`
 	Extra       []string `json:"x,omitempty"`

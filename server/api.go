@@ -160,7 +160,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 
 	in, invalid := sampleInvalid(in, file, format, maxInvalidShown)
-	sum, err := s.deps.Importer.Import(r.Context(), in, importer.Options{File: file, Format: format, Name: name, DryRun: dryRun})
+	sum, err := s.deps.Importer.Import(r.Context(), in, importer.Options{File: file, Format: format, Name: name, DryRun: dryRun, Directory: s.deps.Directory})
 	rows := invalid()
 	var fe *importer.FileError
 	switch {

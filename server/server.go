@@ -5,6 +5,7 @@
 package server
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -26,7 +27,7 @@ import (
 )
 
 // Deps are what the server works with. The CRM API key is not among them:
-// the server never makes a call to the CRM.
+// the server makes no call to the CRM itself, except through Directory.
 type Deps struct {
 	// Store holds the batch records and ledgers.
 	Store *jobs.Store
@@ -45,6 +46,10 @@ type Deps struct {
 	Metrics *Metrics
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// Directory, if set, lists the CRM's team members, so that uploads may
+	// name members by email (importer.Options.Directory); without it such
+	// an upload is refused with a message.
+	Directory func(ctx context.Context) ([]importer.Member, error)
 }
 
 // Options configure the server; the zero value means defaults, except

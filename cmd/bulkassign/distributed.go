@@ -23,9 +23,11 @@ func (a *app) importCommand() *ffcli.Command {
 	cfg := config.Default()
 	fs := newFlagSet("bulkassign import", a.stderr)
 	cfg.RegisterRedis(fs, false)
+	cfg.RegisterAPI(fs) // the team member list, for member emails and --preflight
 	format := fs.String("format", "", "input format: csv, json or jsonl (default: from the extension, else sniffed)")
 	name := fs.String("name", "", "label of the batch")
 	dryRun := fs.Bool("dry-run", false, "validate and print what would be queued, queue nothing")
+	members := registerMemberFlags(fs)
 	recordPrevious := fs.Bool("record-previous", false, recordPreviousHelp)
 	return &ffcli.Command{
 		Name:       "import",
@@ -46,7 +48,10 @@ func (a *app) importCommand() *ffcli.Command {
 				return err
 			}
 			defer in.Close()
-			opts := importer.Options{File: args[0], Format: f, Name: *name, DryRun: *dryRun, RecordPrevious: *recordPrevious}
+			opts, err := members.options(importer.Options{File: args[0], Format: f, Name: *name, DryRun: *dryRun, RecordPrevious: *recordPrevious}, cfg, false)
+			if err != nil {
+				return err
+			}
 			if *dryRun {
 				sum, err := importer.New(nil, nil, "").Import(ctx, in, opts)
 				if err != nil {

@@ -32,6 +32,7 @@ func (a *app) runCommand() *ffcli.Command {
 	progress := fs.Duration("progress-every", 5*time.Second, "how often to print a progress line when stderr is not a terminal")
 	sim := simulatorFlags(fs, "sim-")
 	simulate := fs.Bool("simulate", false, "start the built-in CRM simulator in-process and send the calls to it (no CRM, key or Redis needed)")
+	members := registerMemberFlags(fs)
 	return &ffcli.Command{
 		Name:       "run",
 		ShortUsage: "bulkassign run [flags] FILE   (FILE may be - for stdin; with --simulate and no FILE, the built-in sample)",
@@ -75,7 +76,11 @@ Every flag has an environment twin: --api-key is BULKASSIGN_API_KEY.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return a.run(ctx, cfg, open, importer.Options{File: file, Name: *name, RecordPrevious: *recordPrevious}, *format, *progress)
+			opts, err := members.options(importer.Options{File: file, Name: *name, RecordPrevious: *recordPrevious}, cfg, *simulate)
+			if err != nil {
+				return err
+			}
+			return a.run(ctx, cfg, open, opts, *format, *progress)
 		},
 	}
 }

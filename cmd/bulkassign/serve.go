@@ -41,7 +41,9 @@ func (a *app) serveCommand() *ffcli.Command {
 
 With --workers N the server also applies batches itself; otherwise run
 ` + "`bulkassign worker`" + ` processes against the same Redis. The CRM API key is
-only read with --workers, and never reaches a browser or an API answer.`,
+used by --workers and, when set, to fetch the team member list that
+resolves member emails of uploads; it never reaches a browser or an API
+answer.`,
 		FlagSet: fs,
 		Options: envOptions,
 		Exec: func(ctx context.Context, args []string) error {
@@ -95,10 +97,14 @@ only read with --workers, and never reaches a browser or an API answer.`,
 			}
 			inspector := asynq.NewInspector(q.opt)
 			defer inspector.Close()
-			h, err := server.New(server.Deps{
+			deps := server.Deps{
 				Store: q.store, Importer: q.importer(cfg), Client: q.client, Inspector: inspector,
 				RedisOpt: q.opt, Queue: cfg.Namespace, Metrics: metrics, Logger: log,
-			}, server.Options{Token: token, MaxUpload: *maxUpload})
+			}
+			if cfg.APIKey != "" {
+				deps.Directory = memberDirectory(cfg, false)
+			}
+			h, err := server.New(deps, server.Options{Token: token, MaxUpload: *maxUpload})
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,150 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/bulkassign/bulkassign/jobs"
+)
+
+// Member is a CRM team member as the importer needs it: to turn an email
+// into an id, and to check that a member exists and is active.
+type Member struct {
+	ID     string
+	Email  string
+	Name   string
+	Active bool
+}
+
+// label names a member in messages: its name and email, as far as known.
+func (m *Member) label() string {
+	switch {
+	case m.Name != "" && m.Email != "":
+		return fmt.Sprintf("%s <%s>", m.Name, m.Email)
+	case m.Name != "":
+		return m.Name
+	case m.Email != "":
+		return m.Email
+	}
+	return m.ID
+}
+
+// ErrNoDirectory means a row names its member by email, or the import is a
+// preflight, but Options.Directory is nil: there is no member list to
+// resolve or check against.
+var ErrNoDirectory = errors.New("no team member list: the CRM API settings are needed to fetch it")
+
+// resolver turns member emails into ids and, for a preflight, checks ids,
+// against the team member list. It fetches the list at most once, and only
+// when a row needs it.
+type resolver struct {
+	fetch     func(ctx context.Context) ([]Member, error)
+	preflight bool
+	file      string // the input, for a *FileError
+
+	loaded  bool
+	count   int                  // members in the list
+	byID    map[string]*Member   // lower-case id -> member
+	byEmail map[string][]*Member // lower-case email -> members with it
+
+	// resolved counts the rows whose member was found by email.
+	resolved int
+}
+
+func newResolver(opts Options) *resolver {
+	return &resolver{fetch: opts.Directory, preflight: opts.Preflight, file: displayName(opts.File)}
+}
+
+// resolve fills in row.MemberID from its email, or makes the row invalid
+// when the member is unknown, ambiguous or inactive. With preflight it
+// also checks rows given by id. It fails (with a *FileError) only when the
+// member list is needed and cannot be had.
+func (rs *resolver) resolve(ctx context.Context, row *jobs.Row) error {
+	byEmail := row.MemberID == "" && row.MemberEmail != ""
+	if !row.Valid() || !byEmail && !rs.preflight {
+		return nil
+	}
+	if err := rs.load(ctx, row.Line, byEmail); err != nil {
+		return err
+	}
+	var m *Member
+	if byEmail {
+		ms := rs.byEmail[row.MemberEmail]
+		switch len(ms) {
+		case 0:
+			row.Reason = "unknown_member_email"
+			row.Error = fmt.Sprintf("%s %q is not the email of any of the CRM's %d team members: check the spelling, or give the %s",
+				nameEmail, row.MemberEmail, rs.count, nameMember)
+			return nil
+		case 1:
+			m = ms[0]
+		default:
+			ids := make([]string, 0, min(len(ms), 5))
+			for _, m := range ms[:min(len(ms), 5)] {
+				ids = append(ids, m.ID)
+			}
+			row.Reason = "ambiguous_member_email"
+			row.Error = fmt.Sprintf("%s %q is the email of %d team members (ids %s): give the %s instead",
+				nameEmail, row.MemberEmail, len(ms), strings.Join(ids, ", "), nameMember)
+			return nil
+		}
+	} else if m = rs.byID[row.MemberID]; m == nil {
+		row.Reason = "unknown_member"
+		row.Error = fmt.Sprintf("%s %q is not among the CRM's %d team members", nameMember, row.MemberID, rs.count)
+		return nil
+	}
+	id := strings.ToLower(strings.TrimSpace(m.ID))
+	switch {
+	case !m.Active:
+		row.Reason = "inactive_member"
+		row.Error = fmt.Sprintf("team member %s (id %s) is inactive: choose an active member", m.label(), m.ID)
+	case !ValidID(id):
+		row.Reason = "invalid_member_id"
+		row.Error = fmt.Sprintf("the team member list gives %s the id %q, which is not a valid id", m.label(), m.ID)
+	case byEmail:
+		row.MemberID = id
+		rs.resolved++
+	}
+	return nil
+}
+
+// load fetches the member list the first time a row needs it. line is
+// that row's line; byEmail says whether it needs the list for an email.
+func (rs *resolver) load(ctx context.Context, line int, byEmail bool) error {
+	if rs.loaded {
+		return nil
+	}
+	why := "member ids cannot be checked (preflight)"
+	if byEmail {
+		why = "member emails cannot be resolved"
+	}
+	if rs.fetch == nil {
+		return &FileError{File: rs.file, Line: line, Err: fmt.Errorf("%s: %w", why, ErrNoDirectory)}
+	}
+	members, err := rs.fetch(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &FileError{File: rs.file, Err: fmt.Errorf("the team member list could not be fetched, so %s: %w", why, err)}
+	}
+	rs.loaded = true
+	rs.count = len(members)
+	rs.byID = make(map[string]*Member, len(members))
+	rs.byEmail = make(map[string][]*Member, len(members))
+	for i := range members {
+		m := &members[i]
+		if id := strings.ToLower(strings.TrimSpace(m.ID)); id != "" {
+			if _, dup := rs.byID[id]; dup {
+				continue // listed twice (pages that overlap): one member
+			}
+			rs.byID[id] = m
+		}
+		if e := strings.ToLower(strings.TrimSpace(m.Email)); e != "" {
+			rs.byEmail[e] = append(rs.byEmail[e], m)
+		}
+	}
+	return nil
+}
