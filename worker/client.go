@@ -159,7 +159,13 @@ func (c *Client) Assign(ctx context.Context, contact, member string, replace boo
 func (c *Client) guard(call func() Outcome) Outcome {
 	if !c.keyAccepted.Load() {
 		c.probe.Lock()
-		defer c.probe.Unlock()
+		// The probe may have been answered while this call waited: then
+		// it goes ahead with the others instead of one at a time.
+		if c.keyAccepted.Load() {
+			c.probe.Unlock()
+		} else {
+			defer c.probe.Unlock()
+		}
 	}
 	if st := int(c.refused.Load()); st != 0 {
 		return Outcome{Kind: Unauthorized, HTTPStatus: st, Reason: reasonForStatus(st), Err: fmt.Errorf("HTTP %d: %w", st, ErrUnauthorized), NotSent: true}

@@ -187,10 +187,9 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, p jobs.AssignPayl
 			st.Calls++
 		}
 		if out.Kind == RateLimited {
-			st.RateLimited++
-			h.limiter.Slow(ctx, out.RetryAfter)
-			if limited++; limited >= maxRateLimited {
-				return h.defer429(p, st, out)
+			limited++
+			if err := h.onRateLimited(ctx, p, &st, out, limited); err != nil {
+				return err
 			}
 			continue
 		}
@@ -280,6 +279,25 @@ func (h *Handler) abandon(p jobs.AssignPayload, st jobs.Stats, err error) error 
 		}
 	}
 	return err
+}
+
+// onRateLimited handles the limited-th 429 in a row of one call: every
+// caller slows down, and this call waits what the API asked (or a growing
+// backoff). An error means the task steps aside or ctx ended.
+func (h *Handler) onRateLimited(ctx context.Context, p jobs.AssignPayload, st *jobs.Stats, out Outcome, limited int) error {
+	st.RateLimited++
+	h.limiter.Slow(ctx)
+	if limited >= maxRateLimited {
+		return h.defer429(p, *st, out)
+	}
+	wait := out.RetryAfter
+	if wait <= 0 {
+		wait = min(time.Duration(limited)*250*time.Millisecond, 5*time.Second)
+	}
+	if err := sleep(ctx, wait); err != nil {
+		return h.abandon(p, *st, err)
+	}
+	return nil
 }
 
 // defer429 steps a task aside after many 429s in a row.

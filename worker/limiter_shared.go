@@ -2,8 +2,10 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -15,37 +17,37 @@ import (
 
 // SharedLimiter is the Limiter of every process that calls the API with one
 // key: the global rate is a GCRA bucket in Redis (github.com/go-redis/redis_rate),
-// a 429 pauses everyone through a Redis key, and a LocalLimiter in front
-// smooths this process's own calls and keeps them from hammering Redis.
+// a 429 seen by one process slows all of them through a Redis key, and a
+// LocalLimiter in front paces this process's own calls.
 type SharedLimiter struct {
 	local *LocalLimiter
 	rl    *redis_rate.Limiter
 	rdb   redis.UniversalClient
 	limit redis_rate.Limit
 	key   string
-	pause string
+	slow  string
 
 	mu        sync.Mutex
 	checkedAt time.Time
-	until     time.Time
+	seen      string // the last slow-down signal this process acted on
 }
 
-// pauseCheck is how often a process reads the shared pause.
-const pauseCheck = 100 * time.Millisecond
+// slowCheck is how often a process looks for another's slow-down signal.
+const slowCheck = 100 * time.Millisecond
 
 // NewSharedLimiter returns the limiter for one API key: perSecond calls a
-// second in total (0 = unlimited, only 429 pauses are shared) with the
-// given burst. The Redis keys are named after namespace and a hash of
-// apiURL and apiKey, never the key itself.
+// second in total (0 = unlimited until the API answers 429) with the given
+// burst. The Redis keys are named after namespace and a hash of apiURL and
+// apiKey, never the key itself.
 func NewSharedLimiter(rdb redis.UniversalClient, namespace, apiURL, apiKey string, perSecond float64, burst int) *SharedLimiter {
 	sum := sha256.Sum256([]byte(apiURL + "\x00" + apiKey))
-	key := namespace + ":" + hex.EncodeToString(sum[:8])
+	id := hex.EncodeToString(sum[:8])
 	l := &SharedLimiter{
 		local: NewLocalLimiter(perSecond, burst),
 		rl:    redis_rate.NewLimiter(rdb),
 		rdb:   rdb,
-		key:   key,
-		pause: namespace + ":pause:" + hex.EncodeToString(sum[:8]),
+		key:   namespace + ":" + id,
+		slow:  namespace + ":slow:" + id,
 	}
 	if perSecond > 0 {
 		// redis_rate counts whole calls per period: a long period keeps
@@ -55,13 +57,12 @@ func NewSharedLimiter(rdb redis.UniversalClient, namespace, apiURL, apiKey strin
 	return l
 }
 
-// Wait blocks until the shared pause is over and the global bucket allows
-// a call.
+// Wait blocks until this process's pace and the global bucket allow a call.
 func (l *SharedLimiter) Wait(ctx context.Context) error {
-	if err := l.local.Wait(ctx); err != nil {
+	if err := l.follow(ctx); err != nil {
 		return err
 	}
-	if err := l.waitPause(ctx); err != nil {
+	if err := l.local.Wait(ctx); err != nil {
 		return err
 	}
 	if l.limit.IsZero() {
@@ -81,38 +82,46 @@ func (l *SharedLimiter) Wait(ctx context.Context) error {
 	}
 }
 
-// waitPause sleeps while another process's 429 pause is on.
-func (l *SharedLimiter) waitPause(ctx context.Context) error {
+// follow slows this process when another one has signalled a 429.
+func (l *SharedLimiter) follow(ctx context.Context) error {
 	l.mu.Lock()
-	now := time.Now()
-	if now.Sub(l.checkedAt) >= pauseCheck {
-		l.checkedAt = now
+	if time.Since(l.checkedAt) < slowCheck {
 		l.mu.Unlock()
-		ttl, err := l.rdb.PTTL(ctx, l.pause).Result()
-		if err != nil {
-			return fmt.Errorf("shared rate limit pause: %w", err)
-		}
-		l.mu.Lock()
-		if ttl > 0 {
-			l.until = now.Add(ttl)
-		}
+		return nil
 	}
-	d := l.until.Sub(now)
+	l.checkedAt = time.Now()
 	l.mu.Unlock()
-	return sleep(ctx, d)
+	sig, err := l.rdb.Get(ctx, l.slow).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("shared rate limit: %w", err)
+	}
+	l.mu.Lock()
+	fresh := sig != l.seen
+	l.seen = sig
+	l.mu.Unlock()
+	if fresh {
+		l.local.Slow(ctx)
+	}
+	return nil
 }
 
-// Slow pauses every process sharing the key for retryAfter (or this
-// process's backoff when the API gave none).
-func (l *SharedLimiter) Slow(ctx context.Context, retryAfter time.Duration) {
-	l.local.Slow(ctx, retryAfter)
-	d := l.local.pause()
-	if d <= 0 {
-		return
+// Slow lowers this process's rate and signals every other process sharing
+// the key to do the same.
+func (l *SharedLimiter) Slow(ctx context.Context) {
+	l.local.Slow(ctx)
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	sig := hex.EncodeToString(b[:])
+	// NX: the first 429 of a wave signals; the others fall inside it. Best
+	// effort: if Redis fails here, the next Wait reports it.
+	if ok, _ := l.rdb.SetNX(ctx, l.slow, sig, slowEvery).Result(); ok {
+		l.mu.Lock()
+		l.seen = sig // this process has slowed already
+		l.mu.Unlock()
 	}
-	// NX: the first 429 of a wave sets the pause; the others fall inside it.
-	// Best effort: if Redis fails here, the next call's Wait reports it.
-	_ = l.rdb.SetArgs(ctx, l.pause, "1", redis.SetArgs{Mode: "NX", TTL: d}).Err()
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -53,116 +52,97 @@ func TestLocalLimiterRate(t *testing.T) {
 
 func TestLocalLimiterUnlimited(t *testing.T) {
 	t.Parallel()
-	l := NewLocalLimiter(0, 0)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for range 10000 {
+	l, _ := newFakeLimiter(0, 1)
+	ctx := t.Context()
+	for range 1000 {
 		if err := l.Wait(ctx); err != nil {
 			t.Fatalf("unlimited limiter blocked: %v", err)
 		}
 	}
-	l.Slow(ctx, time.Millisecond)
-	if got := l.lim.Limit(); got != rate.Inf {
-		t.Errorf("Slow changed an unlimited rate to %v", got)
-	}
 }
 
-func TestLocalLimiterSlowPauses(t *testing.T) {
+func TestLocalLimiterUnlimitedSlowsToObservedPace(t *testing.T) {
 	t.Parallel()
-	l, clock := newFakeLimiter(100, 10)
+	l, clock := newFakeLimiter(0, 1)
 	ctx := t.Context()
-	if d := l.pause(); d > 0 {
-		t.Fatalf("pause before any 429 = %v", d)
+	// 200 calls over one second: the observed pace is 200/s.
+	for range 200 {
+		clock.Add(5 * time.Millisecond)
+		if err := l.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
-	l.Slow(ctx, 3*time.Second)
-	if d := l.pause(); d != 3*time.Second {
-		t.Errorf("pause = %v, want 3s", d)
+	clock.Add(5 * time.Millisecond)
+	_ = l.Wait(ctx)
+	l.Slow(ctx)
+	if got := l.lim.Limit(); got < 150 || got > 170 {
+		t.Fatalf("rate after a 429 at ~200 calls/s = %v, want four fifths of the pace (~160)", got)
 	}
-	clock.Add(time.Second)
-	l.Slow(ctx, time.Second) // a shorter Retry-After does not cut the pause
-	if d := l.pause(); d != 2*time.Second {
-		t.Errorf("pause = %v, want 2s", d)
+	// Quiet for long enough, it climbs back to unlimited.
+	for range 60 {
+		clock.Add(recoverEvery)
+		_ = l.Wait(ctx)
 	}
-	clock.Add(2 * time.Second)
-	if d := l.pause(); d > 0 {
-		t.Errorf("pause after Retry-After = %v", d)
-	}
-	// Without Retry-After the pause grows with the streak of 429s.
-	l.Slow(ctx, 0)
-	first := l.pause()
-	clock.Add(first)
-	l.Slow(ctx, 0)
-	second := l.pause()
-	if first <= 0 || second <= first || second > 5*time.Second {
-		t.Errorf("backoff without Retry-After: %v then %v", first, second)
+	if got := l.lim.Limit(); got != rate.Inf {
+		t.Errorf("rate after a long quiet time = %v, want unlimited again", got)
 	}
 }
 
-func TestLocalLimiterWaitHonoursPause(t *testing.T) {
-	t.Parallel()
-	l, _ := newFakeLimiter(0, 1)
-	// The clock stands still, so the pause is exactly what Slow was told.
-	l.Slow(t.Context(), 150*time.Millisecond)
-	start := time.Now()
-	if err := l.Wait(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took < 150*time.Millisecond {
-		t.Errorf("Wait returned after %v during a 150ms pause", took)
-	}
-
-	l.Slow(t.Context(), time.Hour)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
-	defer cancel()
-	if err := l.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Wait during a pause with an ending context = %v", err)
-	}
-}
-
-func TestLocalLimiterSlowLowersRateOncePerPause(t *testing.T) {
+func TestLocalLimiterSlowLowersRateOncePerWave(t *testing.T) {
 	t.Parallel()
 	l, clock := newFakeLimiter(100, 10)
 	var wg sync.WaitGroup
 	for range 20 {
-		wg.Go(func() { l.Slow(t.Context(), time.Second) })
+		wg.Go(func() { l.Slow(t.Context()) })
 	}
 	wg.Wait()
 	if got := l.lim.Limit(); got != 80 {
 		t.Fatalf("rate after 20 simultaneous 429s = %v, want 80", got)
 	}
-	// A 429 after the pause is over is a new signal.
-	clock.Add(time.Second)
-	l.Slow(t.Context(), time.Second)
-	l.Slow(t.Context(), time.Second)
+	// A 429 a second later is a new signal.
+	clock.Add(slowEvery)
+	l.Slow(t.Context())
+	l.Slow(t.Context())
 	if got := l.lim.Limit(); got != 64 {
-		t.Fatalf("rate after a second pause = %v, want 64", got)
+		t.Fatalf("rate after a second wave = %v, want 64", got)
 	}
 	// Never below half a call a second.
 	for range 50 {
-		clock.Add(time.Second)
-		l.Slow(t.Context(), time.Second)
+		clock.Add(slowEvery)
+		l.Slow(t.Context())
 	}
-	if got := l.lim.Limit(); got != 0.5 {
-		t.Fatalf("rate after many 429s = %v, want 0.5", got)
+	if got := l.lim.Limit(); got != minRate {
+		t.Fatalf("rate after many 429s = %v, want %v", got, minRate)
+	}
+}
+
+func TestLocalLimiterWaitEndsWithContext(t *testing.T) {
+	t.Parallel()
+	l := NewLocalLimiter(0.5, 1)
+	_ = l.Wait(t.Context()) // uses the one token
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(ctx); err == nil {
+		t.Error("Wait with an ending context and no token returned nil")
 	}
 }
 
 func TestLocalLimiterRecovers(t *testing.T) {
 	t.Parallel()
 	l, clock := newFakeLimiter(100, 10)
-	l.Slow(t.Context(), time.Second)
+	l.Slow(t.Context())
 	if got := l.lim.Limit(); got != 80 {
 		t.Fatalf("rate = %v, want 80", got)
 	}
 	clock.Add(recoverEvery / 2)
-	l.pause()
+	l.tick()
 	if got := l.lim.Limit(); got != 80 {
 		t.Fatalf("rate after %s quiet = %v, want 80 still", recoverEvery/2, got)
 	}
 	prev := l.lim.Limit()
 	for range 10 {
 		clock.Add(recoverEvery)
-		l.pause()
+		l.tick()
 		got := l.lim.Limit()
 		if got < prev || got > 100 {
 			t.Fatalf("rate went from %v to %v", prev, got)

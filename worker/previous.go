@@ -217,10 +217,9 @@ func (h *Handler) previous(ctx context.Context, log *slog.Logger, p jobs.AssignP
 		}
 		switch {
 		case out.Kind == RateLimited:
-			st.RateLimited++
-			h.limiter.Slow(ctx, out.RetryAfter)
-			if limited++; limited >= maxRateLimited {
-				return false, h.defer429(p, st, out)
+			limited++
+			if err := h.onRateLimited(ctx, p, &st, out, limited); err != nil {
+				return false, err
 			}
 			continue
 		case out.Kind == OK:
