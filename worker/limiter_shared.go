@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,21 +12,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 )
 
 // SharedLimiter is the Limiter of every process that calls the API with one
-// key: the global rate is a GCRA bucket in Redis (github.com/go-redis/redis_rate),
+// key: the global rate is a GCRA bucket in Redis that hands out call slots,
 // a 429 seen by one process slows all of them through a Redis key, and a
 // LocalLimiter in front paces this process's own calls.
 type SharedLimiter struct {
 	local *LocalLimiter
-	rl    *redis_rate.Limiter
 	rdb   redis.UniversalClient
-	limit redis_rate.Limit
-	key   string
-	slow  string
+	// interval between calls and the burst tolerance, in microseconds; 0
+	// interval means no global rate.
+	interval, tolerance int64
+	key                 string
+	slow                string
 
 	mu        sync.Mutex
 	checkedAt time.Time
@@ -44,15 +45,13 @@ func NewSharedLimiter(rdb redis.UniversalClient, namespace, apiURL, apiKey strin
 	id := hex.EncodeToString(sum[:8])
 	l := &SharedLimiter{
 		local: NewLocalLimiter(perSecond, burst),
-		rl:    redis_rate.NewLimiter(rdb),
 		rdb:   rdb,
-		key:   namespace + ":" + id,
+		key:   namespace + ":rate:" + id,
 		slow:  namespace + ":slow:" + id,
 	}
 	if perSecond > 0 {
-		// redis_rate counts whole calls per period: a long period keeps
-		// fractional rates (0.5/s) exact.
-		l.limit = redis_rate.Limit{Rate: int(math.Round(perSecond * 1000)), Period: 1000 * time.Second, Burst: max(burst, 1)}
+		l.interval = int64(math.Round(1e6 / perSecond))
+		l.tolerance = l.interval * int64(max(burst, 1)-1)
 	}
 	return l
 }
@@ -65,22 +64,20 @@ func (l *SharedLimiter) Wait(ctx context.Context) error {
 	if err := l.local.Wait(ctx); err != nil {
 		return err
 	}
-	if l.limit.IsZero() {
+	if l.interval == 0 {
 		return nil
 	}
-	for {
-		res, err := l.rl.Allow(ctx, l.key, l.limit)
-		if err != nil {
-			return fmt.Errorf("shared rate limit: %w", err)
-		}
-		if res.Allowed > 0 {
-			return nil
-		}
-		if err := sleep(ctx, res.RetryAfter); err != nil {
-			return err
-		}
+	wait, err := gcraScript.Run(ctx, l.rdb, []string{l.key}, l.interval, l.tolerance).Int64()
+	if err != nil {
+		return fmt.Errorf("shared rate limit: %w", err)
 	}
+	return sleep(ctx, time.Duration(wait)*time.Microsecond)
 }
+
+//go:embed gcra.lua
+var gcraLua string
+
+var gcraScript = redis.NewScript(gcraLua)
 
 // follow slows this process when another one has signalled a 429.
 func (l *SharedLimiter) follow(ctx context.Context) error {
