@@ -30,6 +30,7 @@ type Config struct {
 
 	// Queue and workers.
 	Redis       string
+	Embedded    string
 	Namespace   string
 	Retention   time.Duration
 	Rate        float64
@@ -51,6 +52,7 @@ func Default() Config {
 		PathTemplate:   worker.DefaultPathTemplate,
 		KeyHeader:      worker.DefaultKeyHeader,
 		RequestTimeout: 30 * time.Second,
+		Embedded:       "auto",
 		Namespace:      "bulkassign",
 		Retention:      7 * 24 * time.Hour,
 		Concurrency:    16,
@@ -79,6 +81,9 @@ func (c *Config) RegisterRedis(fs *flag.FlagSet, embedded bool) {
 		help += "; empty runs an embedded in-process queue"
 	}
 	fs.StringVar(&c.Redis, "redis", c.Redis, help)
+	if embedded {
+		fs.StringVar(&c.Embedded, "embedded", c.Embedded, "the embedded queue without --redis: auto (a private redis-server if installed, else in-process), redis-server, or memory")
+	}
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "prefix of every Redis key and name of the asynq queue")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long a finished batch stays in Redis (0 or less: forever)")
 }
@@ -118,6 +123,9 @@ func (c Config) Validate() error {
 	}
 	if !namespaceRE.MatchString(c.Namespace) {
 		errs = append(errs, fmt.Errorf("--namespace %q: use 1-64 letters, digits, - or _", c.Namespace))
+	}
+	if c.Embedded != "auto" && c.Embedded != "redis-server" && c.Embedded != "memory" {
+		errs = append(errs, fmt.Errorf("--embedded %q: want auto, redis-server or memory", c.Embedded))
 	}
 	if c.Rate < 0 {
 		errs = append(errs, fmt.Errorf("--rate %g must be 0 (unlimited) or more", c.Rate))

@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/importer"
+	"github.com/bulkassign/bulkassign/internal/redisproc"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
@@ -28,6 +31,8 @@ type queue struct {
 	store  *jobs.Store
 	client *asynq.Client
 	close  func()
+	// embedded says what the embedded queue is; "" for --redis.
+	embedded string
 }
 
 // openQueue connects to cfg.Redis, or, when it is empty and embedded is
@@ -37,6 +42,7 @@ func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, e
 	var (
 		opt  asynq.RedisConnOpt
 		stop = func() {}
+		q    = &queue{}
 	)
 	switch {
 	case cfg.Redis != "":
@@ -46,11 +52,12 @@ func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, e
 		}
 		opt = o
 	case embedded:
-		m := miniredis.NewMiniRedis()
-		if err := m.Start(); err != nil {
-			return nil, fmt.Errorf("start the embedded queue: %w", err)
+		addr, what, close, err := startEmbedded(cfg.Embedded)
+		if err != nil {
+			return nil, err
 		}
-		opt, stop = asynq.RedisClientOpt{Addr: m.Addr()}, m.Close
+		opt, stop = asynq.RedisClientOpt{Addr: addr}, close
+		q.embedded = what
 	default:
 		return nil, fmt.Errorf("no Redis: pass --redis redis://host:6379/0 or set BULKASSIGN_REDIS")
 	}
@@ -64,18 +71,41 @@ func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, e
 		stop()
 		return nil, fmt.Errorf("connect to Redis at %s: %w (is it running? start one with: redis-server)", cfg.RedisDisplay(), err)
 	}
-	q := &queue{
-		opt:    opt,
-		rdb:    rdb,
-		store:  jobs.NewStore(rdb, jobs.StoreOptions{Namespace: cfg.Namespace, Retention: retention(cfg.Retention)}),
-		client: asynq.NewClient(opt),
-	}
+	q.opt, q.rdb = opt, rdb
+	q.store = jobs.NewStore(rdb, jobs.StoreOptions{Namespace: cfg.Namespace, Retention: retention(cfg.Retention)})
+	q.client = asynq.NewClient(opt)
 	q.close = func() {
 		q.client.Close()
 		rdb.Close()
 		stop()
 	}
 	return q, nil
+}
+
+// startEmbedded starts the queue of a command run without --redis: a
+// private redis-server in a temporary folder when one is installed (asynq
+// on miniredis spends its time interpreting Lua: about half the pace), else
+// miniredis in this process. kind is auto, redis-server or memory.
+func startEmbedded(kind string) (addr, what string, stop func(), err error) {
+	if kind == "auto" || kind == "redis-server" {
+		dir, err := os.MkdirTemp("", "bulkassign-queue-")
+		if err != nil {
+			return "", "", nil, fmt.Errorf("start the embedded queue: %w", err)
+		}
+		p, err := redisproc.Start(dir, redisproc.Options{})
+		if err == nil {
+			return p.Addr(), "a private redis-server", func() { p.Stop(); _ = os.RemoveAll(dir) }, nil
+		}
+		_ = os.RemoveAll(dir)
+		if kind == "redis-server" || !errors.Is(err, redisproc.ErrNotInstalled) {
+			return "", "", nil, fmt.Errorf("start the embedded queue: %w", err)
+		}
+	}
+	m := miniredis.NewMiniRedis()
+	if err := m.Start(); err != nil {
+		return "", "", nil, fmt.Errorf("start the embedded queue: %w", err)
+	}
+	return m.Addr(), "an in-process miniredis", m.Close, nil
 }
 
 func (q *queue) importer(cfg config.Config) *importer.Importer {

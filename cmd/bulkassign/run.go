@@ -107,7 +107,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	}
 	defer q.close()
 	if cfg.Redis == "" {
-		fmt.Fprintln(a.stderr, "queue: embedded in-process queue (nothing outlives this command; use --redis for a durable queue)")
+		fmt.Fprintf(a.stderr, "queue: embedded, %s (nothing outlives this command; use --redis for a durable queue)\n", q.embedded)
 	}
 
 	sum, err := q.importer(cfg).Import(ctx, in, opts)

@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,10 +19,12 @@ func TestCheckURLRefusesDB0(t *testing.T) {
 
 func TestCheckURLUnreachableIsClear(t *testing.T) {
 	t.Parallel()
-	port, err := freePort() // nothing listens there now
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close() // nothing listens there now
 	u := "redis://:hunter2@127.0.0.1:" + strconv.Itoa(port) + "/9"
 	err = checkURL(u)
 	if err == nil {

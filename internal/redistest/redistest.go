@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkassign/bulkassign/internal/redisproc"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -46,7 +47,7 @@ const howToGetRedis = "tests need a real Redis: install redis-server " +
 var (
 	mainActive atomic.Bool
 	sharedMu   sync.Mutex
-	shared     *Server
+	shared     *redisproc.Server
 	sharedDir  string
 	sharedErr  error
 
@@ -109,15 +110,15 @@ func URL(t testing.TB) string {
 	if sharedErr != nil {
 		t.Fatalf("redistest: %v", sharedErr)
 	}
-	return shared.URL()
+	return shared.URL(sharedDB)
 }
 
-func startShared() (*Server, string, error) {
+func startShared() (*redisproc.Server, string, error) {
 	dir, err := os.MkdirTemp("", "redistest-")
 	if err != nil {
 		return nil, "", fmt.Errorf("start redis-server: %w", err)
 	}
-	s, err := newServer(dir, Options{}, sharedDB)
+	s, err := startProc(dir, Options{})
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, "", err

@@ -1,44 +1,21 @@
 package redistest
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/bulkassign/bulkassign/internal/redisproc"
 )
 
-// startTimeout bounds how long a redis-server may take to answer PING.
-const startTimeout = 10 * time.Second
-
 // Options configures a Server started by Start. The zero value is a server
-// without persistence.
-type Options struct {
-	// AppendOnly turns on the append-only file with an fsync per write, so
-	// every acknowledged write survives Stop, Kill and Restart.
-	AppendOnly bool
-}
+// without persistence; AppendOnly turns on the append-only file with an
+// fsync per write, so every acknowledged write survives Stop, Kill and
+// Restart.
+type Options = redisproc.Options
 
 // Server is a throwaway redis-server of its own, for tests that stop,
 // kill or restart Redis.
-type Server struct {
-	dir  string
-	port int
-	db   int
-	opts Options
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-}
+type Server struct{ p *redisproc.Server }
 
 // Start starts a redis-server for one test on a free port with its own
 // temporary folder, and stops it when the test ends. It fails the test when
@@ -46,196 +23,42 @@ type Server struct {
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	dir := t.TempDir() // registered first, so removed after Stop
-	s, err := newServer(dir, opts, sharedDB)
+	p, err := startProc(dir, opts)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
-	t.Cleanup(s.Stop)
-	return s
+	t.Cleanup(p.Stop)
+	return &Server{p: p}
 }
 
-// newServer starts a redis-server in dir on a free port, trying a few
-// ports in case another process takes the one picked first.
-func newServer(dir string, opts Options, db int) (*Server, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, fmt.Errorf("redis-server is not on PATH and %s is not set; %s", EnvURL, howToGetRedis)
+// startProc starts a redis-server, saying how to get one if it is missing.
+func startProc(dir string, opts Options) (*redisproc.Server, error) {
+	p, err := redisproc.Start(dir, opts)
+	if errors.Is(err, redisproc.ErrNotInstalled) {
+		return nil, errors.New("redis-server is not on PATH and " + EnvURL + " is not set; " + howToGetRedis)
 	}
-	var lastErr error
-	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			return nil, fmt.Errorf("start redis-server: %w", err)
-		}
-		s := &Server{dir: dir, port: port, db: db, opts: opts}
-		if lastErr = s.start(bin); lastErr == nil {
-			return s, nil
-		}
-	}
-	return nil, lastErr
+	return p, err
 }
 
-// freePort asks the kernel for a free TCP port on 127.0.0.1.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// URL is the redis:// URL of the server.
-func (s *Server) URL() string {
-	return fmt.Sprintf("redis://127.0.0.1:%d/%d", s.port, s.db)
-}
+// URL is the redis:// URL of the server's DB 9.
+func (s *Server) URL() string { return s.p.URL(sharedDB) }
 
 // Addr is the server's host:port.
-func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
-
-func (s *Server) logPath() string { return filepath.Join(s.dir, "redis.log") }
-
-// start runs redis-server and waits until it answers PING.
-func (s *Server) start(bin string) error {
-	appendOnly := "no"
-	if s.opts.AppendOnly {
-		appendOnly = "yes"
-	}
-	args := []string{
-		"--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", appendOnly,
-		"--appendfsync", "always",
-		"--dir", s.dir,
-		"--logfile", s.logPath(),
-		"--daemonize", "no",
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-
-	if err := waitReady(s.Addr(), done); err != nil {
-		s.Kill()
-		return fmt.Errorf("start redis-server on port %d: %w%s", s.port, err, s.logTail())
-	}
-	return nil
-}
-
-// waitReady polls addr with PING until it answers +PONG, the process
-// exits, or startTimeout passes.
-func waitReady(addr string, exited <-chan struct{}) error {
-	deadline := time.NewTimer(startTimeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
-		if last = ping(addr); last == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return errors.New("redis-server exited")
-		case <-deadline.C:
-			return fmt.Errorf("no answer to PING after %v: %v", startTimeout, last)
-		case <-tick.C:
-		}
-	}
-}
-
-// ping sends one PING; a server still loading its data answers -LOADING,
-// which is not ready.
-func ping(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line = strings.TrimSpace(line); line != "+PONG" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
-
-// logTail is the end of the server's log, for error messages.
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.logPath())
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return "\nredis-server log (" + s.logPath() + "):\n" + string(b)
-}
+func (s *Server) Addr() string { return s.p.Addr() }
 
 // Stop shuts the server down as an operator would (SIGTERM, then SIGKILL
-// after 10 seconds) and waits for it to exit. Stopping a stopped server
-// does nothing.
-func (s *Server) Stop() { s.signal(syscall.SIGTERM, startTimeout) }
+// after 10 seconds) and waits for it to exit.
+func (s *Server) Stop() { s.p.Stop() }
 
-// Kill ends the server at once with SIGKILL, like a crash or an OOM kill,
-// and waits for it to exit. Writes not on disk are lost unless
-// Options.AppendOnly is set.
-func (s *Server) Kill() { s.signal(syscall.SIGKILL, 0) }
-
-func (s *Server) signal(sig syscall.Signal, grace time.Duration) {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-done:
-		return
-	default:
-	}
-	_ = cmd.Process.Signal(sig)
-	if grace > 0 {
-		t := time.NewTimer(grace)
-		defer t.Stop()
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			_ = cmd.Process.Kill()
-		}
-	}
-	<-done
-}
+// Kill ends the server at once with SIGKILL, like a crash or an OOM kill.
+// Writes not on disk are lost unless Options.AppendOnly is set.
+func (s *Server) Kill() { s.p.Kill() }
 
 // Restart stops the server if it runs and starts it again on the same
-// port and folder, so clients reconnect to the same URL. With
-// Options.AppendOnly the data survives. It fails the test when the server
-// does not come back.
+// port and folder. It fails the test when the server does not come back.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.Stop()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redistest: restart: %v", err)
-	}
-	if err := s.start(bin); err != nil {
+	if err := s.p.Restart(); err != nil {
 		t.Fatalf("redistest: restart: %v", err)
 	}
 }
