@@ -296,6 +296,17 @@ func TestRunFailedCSVReimport(t *testing.T) {
 // TestRunExitOK: a file whose every row succeeds exits 0.
 func TestRunExitOK(t *testing.T) {
 	t.Parallel()
+	// Both embedded queues: the private redis-server (auto, where one is
+	// installed) and miniredis in this process.
+	for _, embedded := range []string{"auto", "memory"} {
+		t.Run(embedded, func(t *testing.T) {
+			t.Parallel()
+			testRunExitOK(t, "--embedded", embedded)
+		})
+	}
+}
+
+func testRunExitOK(t *testing.T, flags ...string) {
 	sim, url := startSim(t, simulator.Options{})
 	var in bytes.Buffer
 	in.WriteString("aiContactId,teamMemberId,removeExistingAgents\n")
@@ -314,6 +325,7 @@ func TestRunExitOK(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := append([]string{"run", "--api-url", url, "--api-key", "k", "--out", t.TempDir()}, fastFlags()...)
+	args = append(args, flags...)
 	res := runCLI(t, nil, append(args, file)...)
 	if res.code != exitOK {
 		t.Fatalf("exit %d (%v), want 0\nstderr:\n%s", res.code, res.err, res.stderr)
