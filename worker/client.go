@@ -76,7 +76,9 @@ type ClientOptions struct {
 	KeyHeader string
 	// APIKey is sent on every call and never written anywhere else.
 	APIKey string
-	// HTTPClient makes the calls; default one with Timeout as its timeout.
+	// HTTPClient makes the calls; default one with Timeout as its timeout
+	// that never follows a redirect to another host (see sameOrigin). A
+	// client given here should refuse such redirects too.
 	HTTPClient *http.Client
 	// Timeout of one call; default 30s.
 	Timeout time.Duration
@@ -140,9 +142,25 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConns = opts.MaxConns
 		tr.MaxIdleConnsPerHost = opts.MaxConns
-		opts.HTTPClient = &http.Client{Transport: tr, Timeout: opts.Timeout}
+		opts.HTTPClient = &http.Client{Transport: tr, Timeout: opts.Timeout, CheckRedirect: sameOrigin}
 	}
 	return &Client{opts: opts, base: base, refusedCh: make(chan struct{})}, nil
+}
+
+// sameOrigin follows a redirect only to the scheme and host the request
+// was made to. net/http holds back Authorization and cookies from another
+// host but copies every other header, so following a redirect elsewhere
+// (or from https to http) would hand the key header to whoever it names.
+// Any other redirect is the answer: a 3xx, which Classify makes a
+// permanent failure.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if from := via[0].URL; req.URL.Scheme != from.Scheme || req.URL.Host != from.Host {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // Refused is closed once the CRM has refused the API key. A process with a
