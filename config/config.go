@@ -157,6 +157,16 @@ func (c Config) RedisOpt() (asynq.RedisConnOpt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--redis: want redis://[user:password@]host:port/db or rediss://…: %s", redactURL(c.Redis))
 	}
+	// asynq reads only the password: without the user, a Redis ACL user
+	// would be refused (AUTH as "default").
+	if o, ok := opt.(asynq.RedisClientOpt); ok {
+		if u, err := url.Parse(c.Redis); err == nil && u.User != nil {
+			if _, hasPassword := u.User.Password(); hasPassword {
+				o.Username = u.User.Username()
+				opt = o
+			}
+		}
+	}
 	return opt, nil
 }
 
