@@ -29,7 +29,15 @@ type contactPlan struct {
 	// since is the index of the contact's last replace op; adds after it
 	// are known to be in the contact's agents.
 	since int
+	// adds indexes the add ops after since by member once there are more
+	// than scanLimit of them, so that a file with very many rows for one
+	// contact is not planned in quadratic time.
+	adds map[string]int
 }
+
+// scanLimit is how many add ops since the last replace are scanned for a
+// duplicate before contactPlan.adds takes over.
+const scanLimit = 16
 
 // NewPlan returns an empty plan.
 func NewPlan() *Plan {
@@ -60,8 +68,18 @@ func (p *Plan) Add(r jobs.Row) {
 		return
 	}
 	c.ops = append(c.ops, jobs.Op{MemberID: member, Replace: r.Replace, Lines: []int{r.Line}})
-	if r.Replace {
-		c.since = len(c.ops) - 1
+	switch last := len(c.ops) - 1; {
+	case r.Replace:
+		c.since, c.adds = last, nil
+	case c.adds != nil:
+		c.adds[member] = last
+	case last-c.since > scanLimit:
+		c.adds = map[string]int{}
+		for i := c.since; i <= last; i++ {
+			if op := c.ops[i]; !op.Replace {
+				c.adds[op.MemberID] = i
+			}
+		}
 	}
 }
 
@@ -74,6 +92,12 @@ func (c *contactPlan) duplicate(member string, replace bool) int {
 		last := len(c.ops) - 1
 		if op := c.ops[last]; op.Replace && op.MemberID == member {
 			return last
+		}
+		return -1
+	}
+	if c.adds != nil {
+		if i, ok := c.adds[member]; ok {
+			return i
 		}
 		return -1
 	}
