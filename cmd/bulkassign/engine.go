@@ -14,6 +14,7 @@ import (
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/internal/redisproc"
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/schedule"
 	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
 	"github.com/peterbourgon/ff/v3"
@@ -148,6 +149,9 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worke
 		PollInterval: min(cfg.RetryBase, time.Second),
 		Logger:       log,
 	})
+	// Scheduled plans run on the workers too; their handler is wired here
+	// because it needs the importer, which the worker package may not import.
+	mux.Handle(jobs.TypePlan, schedule.NewRunner(q.rdb, q.store, q.importer(cfg), schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log}))
 	return &workerProc{srv: srv, mux: mux, client: client}, nil
 }
 

@@ -68,6 +68,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			a.runCommand(),
 			a.importCommand(),
 			a.planCommand(),
+			a.scheduleCommand(),
 			a.workerCommand(),
 			a.reportCommand(),
 			a.batchesCommand(),

@@ -1,0 +1,415 @@
+package schedule
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bulkassign/bulkassign/importer"
+	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/planner"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// RunnerOptions configures a Runner; the zero value means defaults.
+type RunnerOptions struct {
+	// Namespace prefixes the Runner's keys; default "bulkassign", as the
+	// batch store's.
+	Namespace string
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// PendingTTL bounds how long a tick may plan and import before its
+	// claim on the schedule lapses (a worker that died mid-way must not
+	// block the schedule for good); default 30 minutes.
+	PendingTTL time.Duration
+	// LockTTL bounds how long a run's batch holds the schedule; a finished
+	// batch frees it at once. Default 7 days, the batches' retention.
+	LockTTL time.Duration
+	// TickWait is how long a task waits for the scheduler to record which
+	// tick it is (written just after the enqueue); default 5 seconds,
+	// after which the time the task runs stands for its tick.
+	TickWait time.Duration
+}
+
+// Runner runs ticks: it claims the tick and the schedule, plans, and
+// imports the plan as a batch. As an asynq.Handler it runs the TypePlan
+// tasks the scheduler queues.
+type Runner struct {
+	rdb   redis.UniversalClient
+	store *jobs.Store
+	imp   *importer.Importer
+	opts  RunnerOptions
+}
+
+// NewRunner returns a Runner that keeps its locks in rdb, reads batch
+// statuses from store and queues batches through imp.
+func NewRunner(rdb redis.UniversalClient, store *jobs.Store, imp *importer.Importer, opts RunnerOptions) *Runner {
+	if opts.Namespace == "" {
+		opts.Namespace = "bulkassign"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.PendingTTL <= 0 {
+		opts.PendingTTL = 30 * time.Minute
+	}
+	if opts.LockTTL <= 0 {
+		opts.LockTTL = jobs.DefaultRetention
+	}
+	if opts.TickWait <= 0 {
+		opts.TickWait = 5 * time.Second
+	}
+	return &Runner{rdb: rdb, store: store, imp: imp, opts: opts}
+}
+
+// Redis keys, all under the namespace:
+//
+//	NS:schedule:<name>:tick     "<tick> <owner>": the newest tick claimed
+//	NS:schedule:<name>:running  "<tick> <owner> <batch id>": the run that
+//	                            holds the schedule ("" batch while it plans)
+//	NS:schedule-task:<task id>  "<tick>": the tick a queued task stands for
+//
+// A tick is Unix seconds; an owner is the asynq task id, or once-… for
+// `schedule --once`.
+func (r *Runner) tickKey(name string) string { return r.opts.Namespace + ":schedule:" + name + ":tick" }
+func (r *Runner) runningKey(name string) string {
+	return r.opts.Namespace + ":schedule:" + name + ":running"
+}
+
+// TaskTickKey is where the scheduler records the tick of a task it queued.
+func TaskTickKey(namespace, taskID string) string {
+	return namespace + ":schedule-task:" + taskID
+}
+
+// claimScript claims a tick of a schedule: it refuses a tick older than
+// the newest claimed (stale), the same tick claimed by another owner
+// (duplicate: a second scheduler, a second delivery), and a schedule that
+// a run holds (busy: Go then checks whether that run's batch is finished).
+// The same owner claiming again (asynq retrying its task) passes.
+//
+// KEYS[1] tick key, KEYS[2] running key
+// ARGV[1] tick, ARGV[2] owner, ARGV[3] pending TTL ms, ARGV[4] tick key TTL ms
+var claimScript = redis.NewScript(`
+local tick = tonumber(ARGV[1])
+local last = redis.call('GET', KEYS[1])
+if last then
+  local sp = string.find(last, ' ', 1, true)
+  local t = tonumber(string.sub(last, 1, sp - 1))
+  local owner = string.sub(last, sp + 1)
+  if t > tick then return {'stale', last} end
+  if t == tick and owner ~= ARGV[2] then return {'duplicate', last} end
+end
+local run = redis.call('GET', KEYS[2])
+if run then return {'busy', run} end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. ARGV[2] .. ' ', 'PX', ARGV[3])
+return {'ok', ''}
+`)
+
+// swapScript replaces (or, with ARGV[2] empty, deletes) KEYS[1] if it
+// still holds ARGV[1]. ARGV[3] is the new value's TTL in ms.
+var swapScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+`)
+
+// tickKeyTTL keeps the newest claimed tick long after any duplicate of it
+// could arrive.
+const tickKeyTTL = 30 * 24 * time.Hour
+
+// Outcome is what one tick did: queued a batch, or skipped and why.
+type Outcome struct {
+	Schedule string
+	Tick     time.Time
+	// BatchID is the batch the tick queued; "" when it skipped.
+	BatchID string
+	// Summary is the import's summary when a batch was queued.
+	Summary importer.Summary
+	// Skipped says why no batch was queued: the tick was run already, the
+	// previous run is still going, or the plan changes nothing.
+	Skipped string
+	// Warnings are the plan's warnings (a member over maxShare, ...).
+	Warnings []string
+}
+
+// run is a parsed value of the running key.
+type run struct {
+	tick  int64
+	owner string
+	batch string
+}
+
+func parseRun(v string) run {
+	f := strings.SplitN(v, " ", 3)
+	var r run
+	if len(f) == 3 {
+		r.tick, _ = strconv.ParseInt(f[0], 10, 64)
+		r.owner, r.batch = f[1], f[2]
+	}
+	return r
+}
+
+func (x run) String() string { return strconv.FormatInt(x.tick, 10) + " " + x.owner + " " + x.batch }
+
+// Tick runs one tick of schedule p at tick (whole seconds count) for
+// owner: unless the tick was run already or the previous run's batch is
+// not finished, it plans p's files and queues the plan as a batch named
+// "<name> <tick>". owner names the caller (the task id) so that a retry of
+// the same task may claim the same tick again; it has no spaces.
+//
+// A problem with the files is returned as it is (a *planner.FileError, a
+// *fs.PathError, ...): retrying will not help.
+func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, owner string) (Outcome, error) {
+	tick = tick.Truncate(time.Second)
+	out := Outcome{Schedule: p.Name, Tick: tick}
+	if owner == "" || strings.ContainsAny(owner, " \t\n") {
+		return out, fmt.Errorf("schedule %s: owner %q: want a word", p.Name, owner)
+	}
+	mine := run{tick: tick.Unix(), owner: owner}
+	for attempt := 0; ; attempt++ {
+		res, err := claimScript.Run(ctx, r.rdb, []string{r.tickKey(p.Name), r.runningKey(p.Name)},
+			mine.tick, owner, r.opts.PendingTTL.Milliseconds(), tickKeyTTL.Milliseconds()).StringSlice()
+		if err != nil {
+			return out, fmt.Errorf("schedule %s: claim tick: %w", p.Name, err)
+		}
+		if len(res) != 2 {
+			return out, fmt.Errorf("schedule %s: claim tick: unexpected reply %q", p.Name, res)
+		}
+		switch res[0] {
+		case "ok":
+		case "stale":
+			out.Skipped = fmt.Sprintf("a later tick (%s) ran already", tickTime(res[1]))
+			return out, nil
+		case "duplicate":
+			out.Skipped = "this tick ran already (another scheduler or delivery claimed it)"
+			return out, nil
+		case "busy":
+			held := parseRun(res[1])
+			if held.tick == mine.tick && held.owner == owner {
+				if held.batch != "" { // a retry after the batch was queued
+					out.BatchID = held.batch
+					return out, nil
+				}
+				break // a retry of a claim of ours that did not get as far
+			}
+			free, why, err := r.finished(ctx, held)
+			if err != nil {
+				return out, fmt.Errorf("schedule %s: %w", p.Name, err)
+			}
+			if !free {
+				out.Skipped = why
+				return out, nil
+			}
+			if attempt > 0 {
+				out.Skipped = "another tick took the schedule first"
+				return out, nil
+			}
+			if _, err := swapScript.Run(ctx, r.rdb, []string{r.runningKey(p.Name)}, res[1], "", 0).Result(); err != nil {
+				return out, fmt.Errorf("schedule %s: free the finished run: %w", p.Name, err)
+			}
+			continue
+		default:
+			return out, fmt.Errorf("schedule %s: claim tick: unexpected reply %q", p.Name, res)
+		}
+		break
+	}
+
+	release := func() {
+		// Not ctx: a cancelled tick must still let the next one run.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := swapScript.Run(cctx, r.rdb, []string{r.runningKey(p.Name)}, mine.String(), "", 0).Err(); err != nil {
+			r.opts.Logger.Warn("schedule: could not free the schedule; it frees itself after the pending TTL",
+				slog.String("schedule", p.Name), slog.Any("error", err))
+		}
+	}
+	plan, err := r.plan(p)
+	if err != nil {
+		release()
+		return out, err
+	}
+	out.Warnings = plan.Warnings
+	if len(plan.Assignments) == 0 {
+		release()
+		out.Skipped = "nothing to change: every contact already has its planned owner"
+		return out, nil
+	}
+	var csv bytes.Buffer
+	if err := plan.WriteCSV(&csv); err != nil {
+		release()
+		return out, fmt.Errorf("schedule %s: write plan: %w", p.Name, err)
+	}
+	sum, err := r.imp.Import(ctx, &csv, importer.Options{
+		File:   fmt.Sprintf("schedule %s: plan of %s by %s", p.Name, p.Contacts, p.Rules),
+		Format: importer.FormatCSV,
+		Name:   BatchName(p, tick),
+	})
+	if err != nil {
+		release()
+		return out, fmt.Errorf("schedule %s: %w", p.Name, err)
+	}
+	out.BatchID, out.Summary = sum.BatchID, sum
+	held := mine
+	held.batch = sum.BatchID
+	ok, err := swapScript.Run(ctx, r.rdb, []string{r.runningKey(p.Name)}, mine.String(), held.String(), r.opts.LockTTL.Milliseconds()).Int()
+	switch {
+	case err != nil:
+		// The batch is queued; only the lock lags. It lapses after the
+		// pending TTL, and the next tick checks that batch no more.
+		r.opts.Logger.Warn("schedule: batch queued, but the schedule's lock could not name it",
+			slog.String("schedule", p.Name), slog.String("batch_id", sum.BatchID), slog.Any("error", err))
+	case ok == 0:
+		r.opts.Logger.Warn("schedule: the claim lapsed while planning (see PendingTTL); the next tick will not wait for this batch",
+			slog.String("schedule", p.Name), slog.String("batch_id", sum.BatchID))
+	}
+	return out, nil
+}
+
+// finished reports whether the run holding a schedule is over: its batch
+// is finished or gone. why says what holds it when it is not.
+func (r *Runner) finished(ctx context.Context, held run) (bool, string, error) {
+	if held.batch == "" {
+		return false, fmt.Sprintf("the run of tick %s is still planning or importing", time.Unix(held.tick, 0).UTC().Format(time.RFC3339)), nil
+	}
+	b, err := r.store.Get(ctx, held.batch)
+	if errors.Is(err, jobs.ErrNotFound) {
+		return true, "", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("read the previous run's batch %s: %w", held.batch, err)
+	}
+	if jobs.Finished(b.Status) {
+		return true, "", nil
+	}
+	return false, fmt.Sprintf("the previous run, batch %s, is still %s (%d/%d rows done)", b.ID, b.Status, b.Done(), b.Rows), nil
+}
+
+// plan reads p's files and computes the plan.
+func (r *Runner) plan(p jobs.PlanPayload) (*planner.Plan, error) {
+	rf, err := os.Open(p.Rules)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %s: rules: %w", p.Name, err)
+	}
+	defer rf.Close()
+	rules, err := planner.ParseRules(rf, p.Rules)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
+	}
+	cf, err := os.Open(p.Contacts)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %s: contacts: %w", p.Name, err)
+	}
+	defer cf.Close()
+	cs, err := planner.ReadContacts(cf, p.Contacts)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
+	}
+	plan, err := planner.Compute(rules, cs)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
+	}
+	return plan, nil
+}
+
+// BatchName is the name of the batch a tick queues: the schedule's name
+// and the tick in the schedule's zone.
+func BatchName(p jobs.PlanPayload, tick time.Time) string {
+	loc := time.UTC
+	if p.Timezone != "" {
+		if l, err := time.LoadLocation(p.Timezone); err == nil {
+			loc = l
+		}
+	}
+	return p.Name + " " + tick.In(loc).Format(time.RFC3339)
+}
+
+// tickTime shows the tick of a "<tick> <owner>" value.
+func tickTime(v string) string {
+	t, err := strconv.ParseInt(strings.SplitN(v, " ", 2)[0], 10, 64)
+	if err != nil {
+		return v
+	}
+	return time.Unix(t, 0).UTC().Format(time.RFC3339)
+}
+
+// ProcessTask runs the tick a TypePlan task stands for. A problem with
+// the schedule's files fails the task for good (it is archived, and the
+// next tick tries again); Redis trouble is retried.
+func (r *Runner) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	p, err := jobs.ParsePlanPayload(t.Payload())
+	if err != nil {
+		r.opts.Logger.Error("schedule: bad task", slog.Any("error", err))
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	id, _ := asynq.GetTaskID(ctx)
+	tick := r.taskTick(ctx, p, id)
+	out, err := r.Tick(ctx, p, tick, id)
+	log := r.opts.Logger.With(slog.String("schedule", p.Name), slog.Time("tick", out.Tick))
+	if err != nil {
+		if permanent(err) {
+			log.Error("scheduled run failed: no batch for this tick", slog.Any("error", err))
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		}
+		log.Warn("scheduled run failed; retrying", slog.Any("error", err))
+		return err
+	}
+	for _, w := range out.Warnings {
+		log.Warn("plan warning", slog.String("warning", w))
+	}
+	if out.Skipped != "" {
+		log.Info("scheduled run skipped", slog.String("reason", out.Skipped))
+		return nil
+	}
+	log.Info("scheduled run queued a batch", slog.String("batch_id", out.BatchID),
+		slog.Int("rows", out.Summary.Rows), slog.Int("contacts", out.Summary.Contacts))
+	return nil
+}
+
+// taskTick is the tick task id stands for, as the scheduler recorded it;
+// if it recorded none in time, the time the task runs.
+func (r *Runner) taskTick(ctx context.Context, p jobs.PlanPayload, id string) time.Time {
+	key := TaskTickKey(r.opts.Namespace, id)
+	deadline := time.Now().Add(r.opts.TickWait)
+	for {
+		v, err := r.rdb.Get(ctx, key).Int64()
+		if err == nil {
+			return time.Unix(v, 0)
+		}
+		if !errors.Is(err, redis.Nil) || time.Now().After(deadline) {
+			r.opts.Logger.Warn("schedule: the scheduler recorded no tick for this task; using the time it runs",
+				slog.String("schedule", p.Name), slog.String("task_id", id), slog.Any("error", err))
+			return r.opts.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return r.opts.Now()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// permanent reports whether a tick's error is in its files, not in Redis.
+func permanent(err error) bool {
+	var pe *planner.FileError
+	var ie *importer.FileError
+	return errors.As(err, &pe) || errors.As(err, &ie) ||
+		errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
+}
