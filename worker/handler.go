@@ -72,8 +72,14 @@ func backoff(base, max time.Duration, attempt int, te *TransientError) time.Dura
 	// Equal jitter: half fixed, half random, so retries of many rows that
 	// failed together spread out.
 	d = d/2 + rand.N(d/2+1)
-	if te != nil && te.RetryAfter > d {
-		d = te.RetryAfter
+	if te != nil && te.RetryAfter > 0 {
+		// asynq keeps retry times in whole seconds and runs a task as
+		// soon as its second has come, up to 1s before the time asked:
+		// end the wait on a whole second so Retry-After is honoured.
+		now := time.Now()
+		if wait := now.Add(te.RetryAfter).Truncate(time.Second).Add(time.Second).Sub(now); wait > d {
+			d = wait
+		}
 	}
 	return d
 }
@@ -124,11 +130,16 @@ const maxRateLimited = 20
 
 // ProcessTask applies one contact's rows in file order, skipping rows that
 // already have a result (a retry or a duplicate delivery).
-func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 	p, err := jobs.ParseAssignPayload(t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
+	defer func() {
+		if err != nil {
+			h.awaitRedis(ctx, p.Batch)
+		}
+	}()
 	log := h.opts.Logger.With(slog.String("batch", p.Batch), slog.String("contact", p.Contact))
 	status, _, err := h.store.Status(ctx, p.Batch)
 	switch {
@@ -163,6 +174,36 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	return nil
+}
+
+// redisWait bounds how long a failed task waits for Redis to answer again,
+// within asynq's 30s lease.
+const redisWait = 20 * time.Second
+
+// awaitRedis returns at once if Redis answers; else once it answers again
+// and a little more (or after redisWait, or when ctx ends). A task returns
+// its error only then: asynq writes the task's retry to Redis as the
+// handler returns, and when that write fails asynq v0.26 retries it with a
+// context it has already cancelled, so the task would sit in the active
+// list until the recoverer reclaims it a minute or two later: a Redis
+// restart would stall every task in flight that long.
+func (h *Handler) awaitRedis(ctx context.Context, batch string) {
+	ctx, cancel := context.WithTimeout(ctx, redisWait)
+	defer cancel()
+	for down := false; ; down = true {
+		if _, _, err := h.store.Status(ctx, batch); err == nil || errors.Is(err, jobs.ErrNotFound) {
+			if down {
+				// asynq has connections of its own, whose pool, after
+				// failed dials, probes Redis once a second before it
+				// dials again.
+				_ = sleep(ctx, 2*time.Second)
+			}
+			return
+		}
+		if sleep(ctx, 100*time.Millisecond) != nil {
+			return
+		}
+	}
 }
 
 // apply makes the calls for op i until it has a final result, or returns

@@ -723,7 +723,7 @@ func TestRetryPolicy(t *testing.T) {
 		{"attempt 1", &TransientError{Attempt: 1, Err: errors.New("503")}, 500 * time.Millisecond, time.Second, true},
 		{"attempt 3", &TransientError{Attempt: 3, Err: errors.New("503")}, 2 * time.Second, 4 * time.Second, true},
 		{"attempt 20 capped", &TransientError{Attempt: 20, Err: errors.New("503")}, 4 * time.Second, 8 * time.Second, true},
-		{"retry after wins", &TransientError{Attempt: 1, RetryAfter: 30 * time.Second, Err: errors.New("503")}, 30 * time.Second, 30 * time.Second, true},
+		{"retry after wins", &TransientError{Attempt: 1, RetryAfter: 30 * time.Second, Err: errors.New("503")}, 30 * time.Second, 31 * time.Second, true},
 		{"other error", errors.New("redis down"), 500 * time.Millisecond, time.Second, true},
 	}
 	for _, tt := range tests {
