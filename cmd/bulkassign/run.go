@@ -131,6 +131,9 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 // finish writes the report of a batch that ended, or stopped, and returns
 // the command's outcome.
 func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error) error {
+	if errors.Is(werr, errBatchLost) {
+		return werr // nothing left in Redis to report
+	}
 	// The report is written even when the command was interrupted: what was
 	// applied is known exactly, and the rest is reported as not processed.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,29 +13,58 @@ import (
 	"golang.org/x/term"
 )
 
+// redisOutage is how long watch keeps trying while Redis does not answer
+// (a restart, a failover) before it gives up.
+const redisOutage = time.Minute
+
+// errBatchLost means the batch record vanished from Redis while it was
+// being watched: the ledger is gone, no report can be written.
+var errBatchLost = errors.New("batch lost in Redis")
+
 // watch follows a batch until it is finished or stopped for a bad API key,
 // showing progress: a bar on a terminal, a line every `every` otherwise.
-// It returns the batch as last read; an error only if ctx ended or Redis
-// failed.
+// It returns the batch as last read; an error if ctx ended, Redis did not
+// answer for redisOutage, or the batch vanished from Redis (errBatchLost).
 func watch(ctx context.Context, store *jobs.Store, id string, w io.Writer, every time.Duration) (jobs.Batch, error) {
 	show := newProgress(w, every)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	last, seen := jobs.Batch{ID: id}, false
+	var failingSince time.Time
 	for {
 		b, err := store.Get(ctx, id)
-		if err != nil {
-			if ctx.Err() != nil {
-				return jobs.Batch{ID: id}, interrupted(ctx, id)
+		switch {
+		case err == nil:
+			failingSince = time.Time{}
+		case ctx.Err() != nil:
+			return last, interrupted(ctx, id)
+		case errors.Is(err, jobs.ErrNotFound) && seen:
+			return last, fmt.Errorf("batch %s not found in Redis: it was lost (Redis restarted without persistence, or its keys were deleted); "+
+				"%d of %d rows had been reported before (%d succeeded, %d failed, %d invalid), the results of all %d are unknown now "+
+				"and no report can be written; the calls are idempotent: run the whole file again: %w",
+				id, last.Done(), last.Rows, last.Succeeded, last.Failed, last.Invalid, last.Rows, errBatchLost)
+		case errors.Is(err, jobs.ErrNotFound):
+			return last, err
+		default:
+			// Redis does not answer: the workers ride out a restart, and
+			// so does the watch, for a while.
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+				fmt.Fprintf(w, "redis: %v; trying again for up to %s\n", err, redisOutage)
+			} else if time.Since(failingSince) > redisOutage {
+				return last, fmt.Errorf("%w (Redis did not answer for %s)", err, redisOutage)
 			}
-			return jobs.Batch{ID: id}, err
 		}
-		show(b)
-		if jobs.Finished(b.Status) || (b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized) {
-			return b, nil
+		if err == nil {
+			last, seen = b, true
+			show(b)
+			if jobs.Finished(b.Status) || (b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized) {
+				return b, nil
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return b, interrupted(ctx, id)
+			return last, interrupted(ctx, id)
 		case <-tick.C:
 		}
 	}
