@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -178,3 +179,27 @@ func BenchmarkDecodeCSV(b *testing.B) { benchmarkDecode(b, FormatCSV) }
 
 // BenchmarkDecodeJSONL decodes and validates 100k JSON Lines rows.
 func BenchmarkDecodeJSONL(b *testing.B) { benchmarkDecode(b, FormatJSONL) }
+
+// FuzzLoadMapping: no mapping file may panic the parser, and a mapping it
+// accepts maps known fields to non-empty headers.
+func FuzzLoadMapping(f *testing.F) {
+	seed, err := os.ReadFile("testdata/legacy-mapping.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte("aiContactId: Contact Ref\nteamMemberEmail: \"Owner E-mail\"\n"))
+	f.Add([]byte("aiContactId: [a, b]\n"))
+	f.Add([]byte("unknown: x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := LoadMapping(bytes.NewReader(data), "fuzz.yaml")
+		if err != nil {
+			return
+		}
+		for field, header := range m {
+			if field == "" || strings.TrimSpace(header) == "" {
+				t.Errorf("accepted mapping %q <- %q", field, header)
+			}
+		}
+	})
+}
