@@ -251,26 +251,33 @@ func (s *Store) Status(ctx context.Context, id string) (status, reason string, e
 	return status, reason, nil
 }
 
-// Progress is what a worker needs to resume a contact's task: the results
-// already recorded and the attempts already spent, by line.
+// Progress is what a worker needs to resume a contact's task: the batch's
+// status, the results already recorded and the attempts already spent, by
+// line.
 type Progress struct {
+	Status   string
 	Done     map[int]bool
 	Attempts map[int]int
 }
 
-// Progress reads the state of the given lines.
+// Progress reads the batch's status and the state of the given lines in
+// one round trip; ErrNotFound when the batch is gone.
 func (s *Store) Progress(ctx context.Context, id string, lines []int) (Progress, error) {
 	fields := make([]string, len(lines))
 	for i, l := range lines {
 		fields[i] = strconv.Itoa(l)
 	}
 	pipe := s.rdb.Pipeline()
+	status := pipe.HGet(ctx, s.metaKey(id), "status")
 	res := pipe.HMGet(ctx, s.resultsKey(id), fields...)
 	att := pipe.HMGet(ctx, s.attemptsKey(id), fields...)
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Progress{}, fmt.Errorf("read progress of batch %s: %w", id, err)
 	}
-	p := Progress{Done: map[int]bool{}, Attempts: map[int]int{}}
+	if status.Val() == "" {
+		return Progress{}, fmt.Errorf("batch %s: %w", id, ErrNotFound)
+	}
+	p := Progress{Status: status.Val(), Done: map[int]bool{}, Attempts: map[int]int{}}
 	for i, v := range res.Val() {
 		if v != nil {
 			p.Done[lines[i]] = true

@@ -609,7 +609,10 @@ func TestProgressNoteAttemptAddStats(t *testing.T) {
 	if got.APICalls != 10 || got.Retries != 3 || got.RateLimited != 7 {
 		t.Errorf("calls %d retries %d rateLimited %d, want 10 3 7", got.APICalls, got.Retries, got.RateLimited)
 	}
-	if p, err := b.store.Progress(b.ctx, "nope", []int{2}); err != nil || len(p.Done)+len(p.Attempts) != 0 {
-		t.Errorf("Progress of unknown batch = %+v, %v", p, err)
+	if p.Status != jobs.BatchRunning {
+		t.Errorf("Progress status = %q, want %q", p.Status, jobs.BatchRunning)
+	}
+	if _, err := b.store.Progress(b.ctx, "nope", []int{2}); !errors.Is(err, jobs.ErrNotFound) {
+		t.Errorf("Progress of unknown batch: %v, want ErrNotFound", err)
 	}
 }

@@ -141,26 +141,22 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 		}
 	}()
 	log := h.opts.Logger.With(slog.String("batch", p.Batch), slog.String("contact", p.Contact))
-	status, _, err := h.store.Status(ctx, p.Batch)
+	first := make([]int, len(p.Ops))
+	for i, op := range p.Ops {
+		first[i] = op.Lines[0]
+	}
+	prog, err := h.store.Progress(ctx, p.Batch, first)
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
 		log.Warn("dropping task of a batch that no longer exists")
 		return nil
 	case err != nil:
 		return err
-	case jobs.Finished(status):
+	case jobs.Finished(prog.Status):
 		// Done (a duplicate delivery) or cancelled: nothing left to send.
 		return nil
-	case status != jobs.BatchRunning:
-		return &DeferError{RetryIn: h.opts.PausedRetry, Why: "batch is " + status}
-	}
-	first := make([]int, len(p.Ops))
-	for i, op := range p.Ops {
-		first[i] = op.Lines[0]
-	}
-	prog, err := h.store.Progress(ctx, p.Batch, first)
-	if err != nil {
-		return err
+	case prog.Status != jobs.BatchRunning:
+		return &DeferError{RetryIn: h.opts.PausedRetry, Why: "batch is " + prog.Status}
 	}
 	if settled, err := h.previous(ctx, log, p, prog); settled || err != nil {
 		return err
