@@ -170,6 +170,18 @@ func (c Config) RedisOpt() (asynq.RedisConnOpt, error) {
 	return opt, nil
 }
 
+// ClientOptions are the CRM API client's settings.
+func (c Config) ClientOptions() worker.ClientOptions {
+	return worker.ClientOptions{
+		BaseURL:      c.APIURL,
+		PathTemplate: c.PathTemplate,
+		KeyHeader:    c.KeyHeader,
+		APIKey:       c.APIKey,
+		Timeout:      c.RequestTimeout,
+		MaxConns:     c.Concurrency,
+	}
+}
+
 // RedisDisplay names --redis in messages, with any password hidden.
 func (c Config) RedisDisplay() string {
 	if c.Redis == "" {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -60,7 +61,7 @@ func NewScheduler(r asynq.RedisConnOpt, rdb redis.UniversalClient, cfg *Config, 
 	s := &Scheduler{cfg: cfg, rdb: rdb, opts: opts}
 	s.sched = asynq.NewScheduler(r, &asynq.SchedulerOpts{
 		HeartbeatInterval: opts.HeartbeatInterval,
-		Logger:            asynqLogger{opts.Logger},
+		Logger:            worker.AsynqLogger(opts.Logger),
 		LogLevel:          asynq.WarnLevel,
 		Location:          time.UTC, // an entry's zone is its CRON_TZ
 		PostEnqueueFunc:   s.enqueued,
@@ -150,25 +151,4 @@ func (s *Scheduler) RecordTick(ctx context.Context, id string, tick time.Time) e
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return s.rdb.Set(ctx, TaskTickKey(s.opts.Namespace, id), tick.Unix(), 24*time.Hour).Err()
-}
-
-// asynqLogger adapts slog to asynq's Logger.
-type asynqLogger struct{ l *slog.Logger }
-
-func (a asynqLogger) Debug(args ...any) {
-	a.l.Debug(fmt.Sprint(args...), slog.String("component", "asynq"))
-}
-func (a asynqLogger) Info(args ...any) {
-	a.l.Info(fmt.Sprint(args...), slog.String("component", "asynq"))
-}
-func (a asynqLogger) Warn(args ...any) {
-	a.l.Warn(fmt.Sprint(args...), slog.String("component", "asynq"))
-}
-func (a asynqLogger) Error(args ...any) {
-	a.l.Error(fmt.Sprint(args...), slog.String("component", "asynq"))
-}
-
-// Fatal logs at error level: only main exits.
-func (a asynqLogger) Fatal(args ...any) {
-	a.l.Error(fmt.Sprint(args...), slog.String("component", "asynq"))
 }

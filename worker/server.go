@@ -60,7 +60,7 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, opts ServerOptions) (*asynq.Ser
 		TaskCheckInterval:        opts.PollInterval,
 		DelayedTaskCheckInterval: opts.PollInterval,
 		ShutdownTimeout:          opts.ShutdownTimeout,
-		Logger:                   asynqLogger{opts.Logger},
+		Logger:                   AsynqLogger(opts.Logger),
 		LogLevel:                 asynq.WarnLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			opts.Logger.Debug("task returned", slog.String("type", t.Type()), slog.Any("error", err))
@@ -71,7 +71,10 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, opts ServerOptions) (*asynq.Ser
 	return srv, mux
 }
 
-// asynqLogger adapts slog to asynq's Logger.
+// AsynqLogger adapts slog to asynq's Logger, for asynq's servers and
+// schedulers.
+func AsynqLogger(l *slog.Logger) asynq.Logger { return asynqLogger{l} }
+
 type asynqLogger struct{ l *slog.Logger }
 
 func (a asynqLogger) Debug(args ...any) {

@@ -55,13 +55,7 @@ func memberDirectory(cfg config.Config, keyless bool) func(context.Context) ([]i
 		if cfg.APIKey == "" && !keyless {
 			return nil, errors.New("no API key: set BULKASSIGN_API_KEY (or --api-key) and --api-url to fetch it")
 		}
-		client, err := worker.NewClient(worker.ClientOptions{
-			BaseURL:      cfg.APIURL,
-			PathTemplate: cfg.PathTemplate,
-			KeyHeader:    cfg.KeyHeader,
-			APIKey:       cfg.APIKey,
-			Timeout:      cfg.RequestTimeout,
-		})
+		client, err := worker.NewClient(cfg.ClientOptions())
 		if err != nil {
 			return nil, err
 		}

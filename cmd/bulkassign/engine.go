@@ -124,14 +124,7 @@ type workerProc struct {
 // newWorker builds the asynq server that applies rows, with its API client
 // and rate limiter; observe, if not nil, is told of every API call.
 func newWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worker.Outcome, time.Duration)) (*workerProc, error) {
-	client, err := worker.NewClient(worker.ClientOptions{
-		BaseURL:      cfg.APIURL,
-		PathTemplate: cfg.PathTemplate,
-		KeyHeader:    cfg.KeyHeader,
-		APIKey:       cfg.APIKey,
-		Timeout:      cfg.RequestTimeout,
-		MaxConns:     cfg.Concurrency,
-	})
+	client, err := worker.NewClient(cfg.ClientOptions())
 	if err != nil {
 		return nil, err
 	}
