@@ -13,7 +13,6 @@ import (
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/planner"
-	"github.com/bulkassign/bulkassign/simulator"
 	"github.com/peterbourgon/ff/v3/ffcli"
 )
 
@@ -114,16 +113,11 @@ Rules file:
 				return a.queuePlan(ctx, cfg, buf.Bytes(), opts)
 			}
 			if *simulate {
-				so, err := sim.options("")
+				url, stop, err := sim.startInProcess(ctx, a.stderr)
 				if err != nil {
 					return err
 				}
-				url, stop, err := simulator.Start(ctx, "127.0.0.1:0", simulator.New(so))
-				if err != nil {
-					return err
-				}
-				defer stop(context.Background())
-				fmt.Fprintf(a.stderr, "simulator: the CRM simulator answers at %s\n", url)
+				defer stop()
 				cfg.APIURL = url
 			}
 			if err := cfg.Validate(); err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/report"
-	"github.com/bulkassign/bulkassign/simulator"
 	"github.com/peterbourgon/ff/v3/ffcli"
 )
 
@@ -59,16 +58,11 @@ Every flag has an environment twin: --api-key is BULKASSIGN_API_KEY.`,
 				return fmt.Errorf("run: want one FILE argument (or - for stdin), got %d", len(args))
 			}
 			if *simulate {
-				opts, err := sim.options("")
+				url, stop, err := sim.startInProcess(ctx, a.stderr)
 				if err != nil {
 					return err
 				}
-				url, stop, err := simulator.Start(ctx, "127.0.0.1:0", simulator.New(opts))
-				if err != nil {
-					return err
-				}
-				defer stop(context.Background())
-				fmt.Fprintf(a.stderr, "simulator: the CRM simulator answers at %s\n", url)
+				defer stop()
 				cfg.APIURL = url
 			} else if cfg.APIKey == "" {
 				return errors.New("no API key: set BULKASSIGN_API_KEY (or --api-key), or try --simulate")

@@ -73,6 +73,21 @@ func loadKnown[T any](v string, gen func(int) []T, load func(io.Reader) ([]T, er
 	return load(f)
 }
 
+// startInProcess starts the simulator for `--simulate` on a free loopback
+// port and returns its URL; stop ends it.
+func (s *simFlags) startInProcess(ctx context.Context, w io.Writer) (url string, stop func(), err error) {
+	opts, err := s.options("")
+	if err != nil {
+		return "", nil, err
+	}
+	url, stopSim, err := simulator.Start(ctx, "127.0.0.1:0", simulator.New(opts))
+	if err != nil {
+		return "", nil, err
+	}
+	fmt.Fprintf(w, "simulator: the CRM simulator answers at %s\n", url)
+	return url, func() { _ = stopSim(context.Background()) }, nil
+}
+
 func (a *app) simulateCommand() *ffcli.Command {
 	fs := newFlagSet("bulkassign simulate", a.stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
