@@ -51,11 +51,14 @@ type Batch struct {
 	Retries     int64
 	RateLimited int64
 	Contacts    int64
-	Extras      []string
-	CreatedAt   time.Time
-	StartedAt   time.Time
-	FinishedAt  time.Time
-	Errors      map[string]int64
+	// RecordPrevious: the batch keeps each contact's earlier agents, and
+	// its report has a rollback file.
+	RecordPrevious bool
+	Extras         []string
+	CreatedAt      time.Time
+	StartedAt      time.Time
+	FinishedAt     time.Time
+	Errors         map[string]int64
 }
 
 // Done is the number of rows with a final status.
@@ -383,7 +386,7 @@ func (s *Store) Get(ctx context.Context, id string) (Batch, error) {
 		ID: id, Name: m["name"], Source: m["source"], Status: m["status"], PauseCode: m["pauseCode"], PauseReason: m["pauseReason"],
 		Rows: atoi(m["rows"]), Succeeded: atoi(m["succeeded"]), Failed: atoi(m["failed"]), Invalid: atoi(m["invalid"]),
 		APICalls: atoi(m["apiCalls"]), Retries: atoi(m["retries"]), RateLimited: atoi(m["rateLimited"]),
-		Contacts:  atoi(m["contacts"]),
+		Contacts: atoi(m["contacts"]), RecordPrevious: m[recordPreviousField] == "1",
 		CreatedAt: millis(m["createdAt"]), StartedAt: millis(m["startedAt"]), FinishedAt: millis(m["finishedAt"]),
 		Errors: map[string]int64{},
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -75,6 +76,9 @@ var reportFiles = map[string]string{
 	report.SucceededFile: "text/csv; charset=utf-8",
 	report.FailedFile:    "text/csv; charset=utf-8",
 	report.SummaryFile:   "application/json",
+	// Only batches uploaded with recordPrevious=true have these.
+	report.RollbackFile:             "text/csv; charset=utf-8",
+	report.RollbackUnrestorableFile: "text/csv; charset=utf-8",
 }
 
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
@@ -85,7 +89,8 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	body := &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, s.opts.MaxUpload)}
 	r.Body = body
 	q := r.URL.Query()
-	params := map[string]string{"name": q.Get("name"), "format": q.Get("format"), "dryRun": q.Get("dryRun"), "filename": q.Get("filename")}
+	params := map[string]string{"name": q.Get("name"), "format": q.Get("format"), "dryRun": q.Get("dryRun"),
+		"recordPrevious": q.Get("recordPrevious"), "filename": q.Get("filename")}
 
 	var in io.Reader
 	file := "upload"
@@ -154,13 +159,20 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	recordPrevious := false
+	if v := params["recordPrevious"]; v != "" {
+		if recordPrevious, err = strconv.ParseBool(v); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("recordPrevious=%q: want true or false", v))
+			return
+		}
+	}
 	name := strings.TrimSpace(params["name"])
 	if len(name) > 200 {
 		name = name[:200]
 	}
 
 	in, invalid := sampleInvalid(in, file, format, maxInvalidShown)
-	sum, err := s.deps.Importer.Import(r.Context(), in, importer.Options{File: file, Format: format, Name: name, DryRun: dryRun, Directory: s.deps.Directory})
+	sum, err := s.deps.Importer.Import(r.Context(), in, importer.Options{File: file, Format: format, Name: name, DryRun: dryRun, RecordPrevious: recordPrevious, Directory: s.deps.Directory})
 	rows := invalid()
 	var fe *importer.FileError
 	switch {
@@ -341,7 +353,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	file := r.PathValue("file")
 	ctype, known := reportFiles[file]
 	if !known {
-		writeError(w, http.StatusNotFound, "no such report file: want succeeded.csv, failed.csv or summary.json")
+		writeError(w, http.StatusNotFound, "no such report file: want succeeded.csv, failed.csv, summary.json, rollback.csv or rollback-unrestorable.csv")
 		return
 	}
 	b, ok := s.batch(w, r)
@@ -359,6 +371,10 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, err := os.Open(filepath.Join(dir, "r", file))
+	if errors.Is(err, fs.ErrNotExist) {
+		writeError(w, http.StatusNotFound, file+": this batch did not record previous agents (upload with recordPrevious=true)")
+		return
+	}
 	if err != nil {
 		s.internal(w, "write report", err)
 		return
@@ -461,7 +477,9 @@ func view(b jobs.Batch, now time.Time) Batch {
 		v.Errors = map[string]int64{}
 	}
 	for f := range reportFiles {
-		v.Links[f] = "/api/v1/batches/" + b.ID + "/" + f
+		if b.RecordPrevious || (f != report.RollbackFile && f != report.RollbackUnrestorableFile) {
+			v.Links[f] = "/api/v1/batches/" + b.ID + "/" + f
+		}
 	}
 	if b.Status == jobs.BatchRunning && v.RowsPerSec > 0 && v.Pending > 0 {
 		eta := float64(v.Pending) / v.RowsPerSec

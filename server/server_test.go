@@ -325,20 +325,12 @@ func TestUploadRunsToCompletion(t *testing.T) {
 		t.Fatalf("upload answer %s, Location %q", body, res.Header.Get("Location"))
 	}
 
-	var got server.Batch
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, body = b.do(t, "GET", "/api/v1/batches/"+up.BatchID, token, nil, nil)
-		wantStatus(t, res, body, http.StatusOK)
-		got = decode[server.Batch](t, body)
-		if got.Status == jobs.BatchDone {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("batch not done within 30s: %s", body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	got := b.waitDone(t, up.BatchID)
+	if _, ok := got.Links["rollback.csv"]; ok {
+		t.Error("a batch that did not record previous agents links a rollback.csv")
 	}
+	res, body = b.do(t, "GET", "/api/v1/batches/"+up.BatchID+"/rollback.csv", token, nil, nil)
+	wantStatus(t, res, body, http.StatusNotFound)
 	if got.Rows != 8 || got.Succeeded != 5 || got.Failed != 1 || got.Invalid != 2 || got.Percent != 100 || got.Name != "test batch" {
 		t.Errorf("finished batch %+v", got)
 	}
@@ -392,6 +384,50 @@ func TestUploadRunsToCompletion(t *testing.T) {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// waitDone polls a batch until it is done (30 s at most) and returns it.
+func (b *bundle) waitDone(t *testing.T, id string) server.Batch {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, body := b.do(t, "GET", "/api/v1/batches/"+id, token, nil, nil)
+		wantStatus(t, res, body, http.StatusOK)
+		got := decode[server.Batch](t, body)
+		if got.Status == jobs.BatchDone {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batch not done within 30s: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestUploadRecordPrevious: an upload with recordPrevious=true gets a
+// rollback.csv that restores each changed contact's earlier agents.
+func TestUploadRecordPrevious(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOptions{worker: true})
+	first := "aiContactId,teamMemberId\nc-1,m-0001\nc-2,m-0002\n"
+	res, body := b.upload(t, "", "first.csv", first)
+	wantStatus(t, res, body, http.StatusCreated)
+	b.waitDone(t, decode[server.UploadResult](t, body).BatchID)
+
+	second := "aiContactId,teamMemberId,removeExistingAgents\nc-1,m-0003,true\nc-2,m-0004,false\n"
+	res, body = b.upload(t, "?recordPrevious=true", "second.csv", second)
+	wantStatus(t, res, body, http.StatusCreated)
+	got := b.waitDone(t, decode[server.UploadResult](t, body).BatchID)
+	link, ok := got.Links["rollback.csv"]
+	if !ok {
+		t.Fatalf("no rollback.csv link: %+v", got.Links)
+	}
+	res, body = b.do(t, "GET", link, token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	if !strings.HasPrefix(string(body), "aiContactId,teamMemberId,removeExistingAgents") ||
+		!strings.Contains(string(body), "\nc-1,m-0001,true") || !strings.Contains(string(body), "\nc-2,m-0002,true") {
+		t.Errorf("rollback.csv:\n%s\nwant rows restoring c-1 to m-0001 and c-2 to m-0002", body)
 	}
 }
 

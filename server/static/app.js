@@ -30,6 +30,7 @@
     const fd = new FormData();
     fd.append("name", $("name").value);
     fd.append("dryRun", dryRun ? "true" : "false");
+    fd.append("recordPrevious", $("record-previous").checked ? "true" : "false");
     fd.append("file", pending); // last: the server streams it
     return fd;
   }
@@ -145,6 +146,8 @@
     $("dl-succeeded").href = b.links["succeeded.csv"];
     $("dl-failed").href = b.links["failed.csv"];
     $("dl-summary").href = b.links["summary.json"];
+    $("dl-rollback-item").hidden = !b.links["rollback.csv"];
+    if (b.links["rollback.csv"]) $("dl-rollback").href = b.links["rollback.csv"];
     const finished = b.status === "done" || b.status === "cancelled";
     $("pause").disabled = b.status !== "running";
     $("resume").disabled = b.status !== "paused";
