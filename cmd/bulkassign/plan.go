@@ -199,6 +199,7 @@ func (a *app) writePlan(file string, data []byte, rows int) error {
 // queuePlan imports the plan's CSV as a batch for the workers, as import
 // does; the batch id is the last line on stdout.
 func (a *app) queuePlan(ctx context.Context, cfg config.Config, data []byte, opts importer.Options) error {
+	defer limitImportMemory()()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
