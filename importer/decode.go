@@ -178,21 +178,6 @@ func (d *Decoder) Next() (jobs.Row, error) {
 // returned io.EOF.
 func (d *Decoder) Extras() []string { return slices.Clone(d.src.extras()) }
 
-// ValidID reports whether a trimmed, lower-cased id is well formed: 1 to
-// 128 characters of a-z, 0-9, '-' and '_'.
-func ValidID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 var bom = []byte("\ufeff")
 
 func displayName(file string) string {
@@ -343,7 +328,7 @@ func makeRow(line int, contact, member, email, replace value, extra []string) jo
 	case contact.text == "" && !contact.bad:
 		row.Reason = "missing_contact_id"
 		row.Error = nameContact + " is empty: fill in the contact's id"
-	case contact.bad || !ValidID(c):
+	case contact.bad || !jobs.ValidID(c):
 		row.Reason = "invalid_contact_id"
 		row.Error = fmt.Sprintf("%s %q is not a valid id: use 1-128 letters, digits, - or _", nameContact, contact.text)
 	case member.text == "" && !member.bad && !byEmail:
@@ -351,7 +336,7 @@ func makeRow(line int, contact, member, email, replace value, extra []string) jo
 	case byEmail && (email.bad || !validEmail(email.text)):
 		row.Reason = "invalid_member_email"
 		row.Error = fmt.Sprintf("%s %q is not an email address: write it as name@domain, without spaces", nameEmail, email.text)
-	case !byEmail && (member.bad || !ValidID(m)):
+	case !byEmail && (member.bad || !jobs.ValidID(m)):
 		row.Reason = "invalid_member_id"
 		row.Error = fmt.Sprintf("%s %q is not a valid id: use 1-128 letters, digits, - or _", nameMember, member.text)
 	case replace.bad || !flagOK:

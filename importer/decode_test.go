@@ -626,8 +626,8 @@ func TestValidID(t *testing.T) {
 		"": false, strings.Repeat("z", 129): false, "A": false, "a b": false, "a/b": false, "a.b": false,
 		"ñ": false, "a@b": false, " a": false,
 	} {
-		if got := ValidID(s); got != want {
-			t.Errorf("ValidID(%q) = %t, want %t", s, got, want)
+		if got := jobs.ValidID(s); got != want {
+			t.Errorf("jobs.ValidID(%q) = %t, want %t", s, got, want)
 		}
 	}
 }

@@ -100,7 +100,7 @@ func (rs *resolver) resolve(ctx context.Context, row *jobs.Row) error {
 	case !m.Active:
 		row.Reason = "inactive_member"
 		row.Error = fmt.Sprintf("team member %s (id %s) is inactive: choose an active member", m.label(), m.ID)
-	case !ValidID(id):
+	case !jobs.ValidID(id):
 		row.Reason = "invalid_member_id"
 		row.Error = fmt.Sprintf("the team member list gives %s the id %q, which is not a valid id", m.label(), m.ID)
 	case byEmail:

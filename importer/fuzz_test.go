@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bulkassign/bulkassign/jobs"
 )
 
 var reasons = map[string]bool{
@@ -49,7 +51,7 @@ func checkDecode(t *testing.T, data []byte, file string, format Format) {
 		maxExtra = max(maxExtra, len(row.Extra))
 		if row.Valid() {
 			byEmail := row.MemberID == "" && validEmail(row.MemberEmail) // resolved by Import
-			if !ValidID(row.ContactID) || !ValidID(row.MemberID) && !byEmail || row.ReplaceText != "" || row.Error != "" {
+			if !jobs.ValidID(row.ContactID) || !jobs.ValidID(row.MemberID) && !byEmail || row.ReplaceText != "" || row.Error != "" {
 				t.Fatalf("valid row with bad fields: %+v", row)
 			}
 		} else if !reasons[row.Reason] || row.Error == "" {

@@ -48,6 +48,22 @@ type Row struct {
 	Error       string   `json:"err,omitempty"`
 }
 
+// ValidID reports whether a trimmed, lower-cased contact or member id is
+// well formed: 1 to 128 characters of a-z, 0-9, '-' and '_'. Such an id is
+// safe in a URL path, a Redis key and a file name.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // Valid reports whether the row will be sent to the API.
 func (r Row) Valid() bool { return r.Reason == "" }
 

@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/bulkassign/bulkassign/jobs"
 )
 
 // Contact is one row of a contacts file.
@@ -142,9 +144,9 @@ func ReadContacts(r io.Reader, file string) (*Contacts, error) {
 		switch {
 		case c.ID == "":
 			return nil, fail(line, "no contact id")
-		case !ValidID(c.ID):
+		case !jobs.ValidID(c.ID):
 			return nil, fail(line, "contact id %q: ids are 1 to 128 letters, digits, - and _", clip(c.ID))
-		case c.Agent != "" && !ValidID(c.Agent):
+		case c.Agent != "" && !jobs.ValidID(c.Agent):
 			return nil, fail(line, "current agent %q: ids are 1 to 128 letters, digits, - and _ (leave the cell empty for none)", clip(c.Agent))
 		}
 		if prev, dup := seen[c.ID]; dup {

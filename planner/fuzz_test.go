@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/planner"
 )
 
@@ -36,7 +37,7 @@ func FuzzRules(f *testing.F) {
 			}
 			return
 		}
-		if len(rs.Rules) == 0 || rs.MaxShare < 0 || rs.MaxShare > 1 || rs.Fallback != "" && !planner.ValidID(rs.Fallback) {
+		if len(rs.Rules) == 0 || rs.MaxShare < 0 || rs.MaxShare > 1 || rs.Fallback != "" && !jobs.ValidID(rs.Fallback) {
 			t.Fatalf("accepted invalid rules %+v", rs)
 		}
 		for _, r := range rs.Rules {
@@ -44,7 +45,7 @@ func FuzzRules(f *testing.F) {
 				t.Fatalf("accepted rule %+v", r)
 			}
 			for _, m := range r.Pool {
-				if !planner.ValidID(m.Member) || m.Weight < 1 || m.Cap < 0 {
+				if !jobs.ValidID(m.Member) || m.Weight < 1 || m.Cap < 0 {
 					t.Fatalf("accepted pool member %+v", m)
 				}
 			}
@@ -80,7 +81,7 @@ func FuzzContacts(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, c := range cs.List {
-			if !planner.ValidID(c.ID) || c.Agent != "" && !planner.ValidID(c.Agent) || seen[c.ID] || c.Line < 2 {
+			if !jobs.ValidID(c.ID) || c.Agent != "" && !jobs.ValidID(c.Agent) || seen[c.ID] || c.Line < 2 {
 				t.Fatalf("accepted contact %+v", c)
 			}
 			seen[c.ID] = true

@@ -68,21 +68,6 @@ func (e *FileError) Error() string {
 // Unwrap returns the underlying problem.
 func (e *FileError) Unwrap() error { return e.Err }
 
-// ValidID reports whether a trimmed, lower-cased id is well formed, by the
-// importer's rule: 1 to 128 characters of a-z, 0-9, '-' and '_'.
-func ValidID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 func displayName(file string) string {
 	switch file {
 	case "-":

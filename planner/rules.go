@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bulkassign/bulkassign/jobs"
 )
 
 // Rules is a territory rules file, validated: ordered rules, the fallback
@@ -241,7 +243,7 @@ func validate(name string, raw rulesYAML, ruleLines []int, poolLines [][]int) (*
 	rs := &Rules{File: name}
 
 	rs.Fallback = strings.ToLower(strings.TrimSpace(raw.Fallback))
-	if raw.Fallback != "" && !ValidID(rs.Fallback) {
+	if raw.Fallback != "" && !jobs.ValidID(rs.Fallback) {
 		fail(0, "", "fallback %q: ids are 1 to 128 letters, digits, - and _", clip(raw.Fallback))
 	}
 	if raw.MaxShare != nil {
@@ -301,7 +303,7 @@ func validate(name string, raw rulesYAML, ruleLines []int, poolLines [][]int) (*
 			switch {
 			case py.Member == "":
 				fail(pline, label, "%s: no member id", where)
-			case !ValidID(m.Member):
+			case !jobs.ValidID(m.Member):
 				fail(pline, label, "%s: member %q: ids are 1 to 128 letters, digits, - and _", where, clip(py.Member))
 			default:
 				where = fmt.Sprintf("member %s", m.Member)
