@@ -16,17 +16,21 @@ import (
 )
 
 // SharedLimiter is the Limiter of every process that calls the API with one
-// key: the global rate is a GCRA bucket in Redis that hands out call slots,
-// a 429 seen by one process slows all of them through a Redis key, and a
-// LocalLimiter in front paces this process's own calls.
+// key. With a rate, the global pace is a GCRA bucket in Redis that hands
+// out call slots, and a 429 seen by any process lowers that shared pace
+// (it climbs back when the API is quiet). Without a rate, each process
+// adapts its own pace (LocalLimiter), and a 429 seen by one process is
+// signalled through Redis so that all of them slow down. A LocalLimiter in
+// front always paces this process's own calls.
 type SharedLimiter struct {
 	local *LocalLimiter
 	rdb   redis.UniversalClient
-	// interval between calls and the burst tolerance, in microseconds; 0
+	// interval between calls in microseconds, and the burst in calls; 0
 	// interval means no global rate.
-	interval, tolerance int64
-	key                 string
-	slow                string
+	interval, burst int64
+	key             string
+	factor          string
+	slow            string
 
 	mu        sync.Mutex
 	checkedAt time.Time
@@ -44,14 +48,15 @@ func NewSharedLimiter(rdb redis.UniversalClient, namespace, apiURL, apiKey strin
 	sum := sha256.Sum256([]byte(apiURL + "\x00" + apiKey))
 	id := hex.EncodeToString(sum[:8])
 	l := &SharedLimiter{
-		local: NewLocalLimiter(perSecond, burst),
-		rdb:   rdb,
-		key:   namespace + ":rate:" + id,
-		slow:  namespace + ":slow:" + id,
+		local:  NewLocalLimiter(perSecond, burst),
+		rdb:    rdb,
+		key:    namespace + ":rate:" + id,
+		factor: namespace + ":rate:" + id + ":factor",
+		slow:   namespace + ":slow:" + id,
 	}
 	if perSecond > 0 {
 		l.interval = int64(math.Round(1e6 / perSecond))
-		l.tolerance = l.interval * int64(max(burst, 1)-1)
+		l.burst = int64(max(burst, 1))
 	}
 	return l
 }
@@ -67,7 +72,7 @@ func (l *SharedLimiter) Wait(ctx context.Context) error {
 	if l.interval == 0 {
 		return nil
 	}
-	wait, err := gcraScript.Run(ctx, l.rdb, []string{l.key}, l.interval, l.tolerance).Int64()
+	wait, err := gcraScript.Run(ctx, l.rdb, []string{l.key, l.factor}, l.interval, l.burst).Int64()
 	if err != nil {
 		return fmt.Errorf("shared rate limit: %w", err)
 	}
@@ -77,10 +82,20 @@ func (l *SharedLimiter) Wait(ctx context.Context) error {
 //go:embed gcra.lua
 var gcraLua string
 
-var gcraScript = redis.NewScript(gcraLua)
+//go:embed slow.lua
+var slowLua string
 
-// follow slows this process when another one has signalled a 429.
+var (
+	gcraScript = redis.NewScript(gcraLua)
+	slowScript = redis.NewScript(slowLua)
+)
+
+// follow slows this process when another one has signalled a 429 (only
+// without a global rate: with one, the shared pace itself was lowered).
 func (l *SharedLimiter) follow(ctx context.Context) error {
+	if l.interval != 0 {
+		return nil
+	}
 	l.mu.Lock()
 	if time.Since(l.checkedAt) < slowCheck {
 		l.mu.Unlock()
@@ -105,15 +120,19 @@ func (l *SharedLimiter) follow(ctx context.Context) error {
 	return nil
 }
 
-// Slow lowers this process's rate and signals every other process sharing
-// the key to do the same.
+// Slow lowers the shared pace after a 429; without a global rate it lowers
+// this process's pace and signals every other process sharing the key to
+// do the same. Best effort: if Redis fails here, the next Wait reports it.
 func (l *SharedLimiter) Slow(ctx context.Context) {
+	if l.interval != 0 {
+		_ = slowScript.Run(ctx, l.rdb, []string{l.factor}).Err()
+		return
+	}
 	l.local.Slow(ctx)
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	sig := hex.EncodeToString(b[:])
-	// NX: the first 429 of a wave signals; the others fall inside it. Best
-	// effort: if Redis fails here, the next Wait reports it.
+	// NX: the first 429 of a wave signals; the others fall inside it.
 	if ok, _ := l.rdb.SetNX(ctx, l.slow, sig, slowEvery).Result(); ok {
 		l.mu.Lock()
 		l.seen = sig // this process has slowed already

@@ -80,30 +80,42 @@ func TestSharedLimiterRateIsGlobal(t *testing.T) {
 func TestSharedLimiterSlowSlowsOtherProcesses(t *testing.T) {
 	t.Parallel()
 	s := newSharedSetup(t)
-	a, b := s.limiter(t, "k", 50, 1), s.limiter(t, "k", 50, 1)
-	other := s.limiter(t, "another key", 50, 1)
+	// 5 calls a second: a slot every 200ms, 222ms once slowed by a tenth.
+	a, b := s.limiter(t, "k", 5, 1), s.limiter(t, "k", 5, 1)
+	other := s.limiter(t, "another key", 5, 1)
 	ctx := t.Context()
+	c := s.client(t)
 
 	a.Slow(ctx)
-	if got := a.local.lim.Limit(); got != 40 {
-		t.Fatalf("the limiter that saw the 429: rate %v, want 40", got)
+	a.Slow(ctx) // the same wave of 429s: one cut
+	if f, err := c.HGet(ctx, a.factor, "factor").Result(); err != nil || f != "0.9" {
+		t.Fatalf("shared factor after a 429 = %q (%v), want 0.9", f, err)
 	}
-	// b notices within a check interval, at its next Wait.
-	eventually(t, 5*time.Second, "the other process slows too", func() bool {
-		if err := b.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return b.local.lim.Limit() == 40
-	})
-	// The signal is per API key: another key's limiter keeps its pace.
-	if a.slow != b.slow || other.slow == a.slow {
-		t.Errorf("slow keys: %q, %q (same key) and %q (other key)", a.slow, b.slow, other.slow)
-	}
-	if err := other.Wait(ctx); err != nil { // its first Wait reads Redis
+	// b, another process with the same key, now gets slots 222ms apart:
+	// the bucket's next slot moves by exactly that much per reservation.
+	if err := b.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := other.local.lim.Limit(); got != 50 {
-		t.Errorf("another key's limiter: rate %v, want 50 still", got)
+	first, err := c.Get(ctx, b.key).Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.Get(ctx, b.key).Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := second - first; d < 222222 || d > 222223 {
+		t.Errorf("slots %dµs apart after a 429, want 200000/0.9", d)
+	}
+	// The pace is per API key: another key's limiter keeps its own.
+	if a.factor != b.factor || other.factor == a.factor {
+		t.Errorf("factor keys: %q, %q (same key) and %q (other key)", a.factor, b.factor, other.factor)
+	}
+	if n, err := c.Exists(ctx, other.factor).Result(); err != nil || n != 0 {
+		t.Errorf("another key's pace was lowered (%d, %v)", n, err)
 	}
 }
 
