@@ -89,8 +89,9 @@ type HandlerOptions struct {
 	// MaxAttempts is the calls a row gets for transient failures before it
 	// is dead-lettered; default 5.
 	MaxAttempts int
-	// PausedRetry is how soon a task of a paused batch is looked at again;
-	// default 2s.
+	// PausedRetry is how soon a task of a batch still importing is looked
+	// at again, default 2s; a paused batch's tasks wait 2.5 to 5 times as
+	// long.
 	PausedRetry time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -122,6 +123,18 @@ func NewHandler(store *jobs.Store, client *Client, limiter Limiter, opts Handler
 		opts.Logger = slog.Default()
 	}
 	return &Handler{store: store, client: client, limiter: limiter, opts: opts}
+}
+
+// holdFor is how long a task of a batch that is not running waits before
+// it is looked at again: an import ends in seconds, a pause lasts until an
+// operator acts, so its tasks come back less often (with jitter, so a large
+// paused batch does not keep every worker cycling its tasks in step).
+func (h *Handler) holdFor(status string) time.Duration {
+	if status == jobs.BatchImporting {
+		return h.opts.PausedRetry
+	}
+	d := 5 * h.opts.PausedRetry
+	return d/2 + rand.N(d/2+1)
 }
 
 // maxRateLimited bounds the 429s one task absorbs before it steps aside and
@@ -156,7 +169,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 		// Done (a duplicate delivery) or cancelled: nothing left to send.
 		return nil
 	case prog.Status != jobs.BatchRunning:
-		return &DeferError{RetryIn: h.opts.PausedRetry, Why: "batch is " + prog.Status}
+		return &DeferError{RetryIn: h.holdFor(prog.Status), Why: "batch is " + prog.Status}
 	}
 	if settled, err := h.previous(ctx, log, p, prog); settled || err != nil {
 		return err
@@ -275,7 +288,7 @@ func (h *Handler) unauthorized(ctx context.Context, log *slog.Logger, p jobs.Ass
 		return err
 	}
 	log.Error("batch paused: API key refused", slog.Int("http_status", out.HTTPStatus))
-	return h.abandon(p, st, &DeferError{RetryIn: h.opts.PausedRetry, Why: "API key refused"})
+	return h.abandon(p, st, &DeferError{RetryIn: h.holdFor(jobs.BatchPaused), Why: "API key refused"})
 }
 
 func (h *Handler) record(ctx context.Context, batch string, lines []int, res jobs.Result, st jobs.Stats) error {
