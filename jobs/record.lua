@@ -28,13 +28,7 @@ if st[1] ~= 'running' and st[1] ~= 'paused' then
   return 0
 end
 if tonumber(st[3]) + tonumber(st[4]) + tonumber(st[5]) >= tonumber(st[2]) then
-  redis.call('HSET', meta, 'status', 'done', 'finishedAt', ARGV[4])
-  local ttl = tonumber(redis.call('HGET', meta, 'retention') or '0')
-  if ttl > 0 then
-    for _, k in ipairs(KEYS) do
-      redis.call('EXPIRE', k, ttl)
-    end
-  end
+  finish('done', ARGV[4])
   return 1
 end
 return 0

@@ -9,13 +9,7 @@ end
 redis.call('HSET', meta, 'rows', ARGV[1], 'contacts', ARGV[2], 'extras', ARGV[3], 'startedAt', ARGV[4], 'status', 'running')
 local st = redis.call('HMGET', meta, 'succeeded', 'failed', 'invalid')
 if tonumber(st[1]) + tonumber(st[2]) + tonumber(st[3]) >= tonumber(ARGV[1]) then
-  redis.call('HSET', meta, 'status', 'done', 'finishedAt', ARGV[4])
-  local ttl = tonumber(redis.call('HGET', meta, 'retention') or '0')
-  if ttl > 0 then
-    for _, k in ipairs(KEYS) do
-      redis.call('EXPIRE', k, ttl)
-    end
-  end
+  finish('done', ARGV[4])
   return 1
 end
 return 0

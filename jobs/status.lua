@@ -11,12 +11,6 @@ if cur == 'done' or cur == 'cancelled' then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'pauseCode', ARGV[2], 'pauseReason', ARGV[3])
 if ARGV[1] == 'cancelled' then
-  redis.call('HSET', KEYS[1], 'finishedAt', ARGV[4])
-  local ttl = tonumber(redis.call('HGET', KEYS[1], 'retention') or '0')
-  if ttl > 0 then
-    for _, k in ipairs(KEYS) do
-      redis.call('EXPIRE', k, ttl)
-    end
-  end
+  finish('cancelled', ARGV[4])
 end
 return 1

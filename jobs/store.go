@@ -567,6 +567,11 @@ func millis(s string) time.Time {
 	return time.UnixMilli(n).UTC()
 }
 
+// finishLua defines finish(), which record, start and status share.
+//
+//go:embed finish.lua
+var finishLua string
+
 //go:embed record.lua
 var recordLua string
 
@@ -581,8 +586,8 @@ var reopenLua string
 
 var (
 	reopenScript = redis.NewScript(reopenLua)
-	recordScript = redis.NewScript(recordLua)
-	startScript  = redis.NewScript(startLua)
-	statusScript = redis.NewScript(statusLua)
+	recordScript = redis.NewScript(finishLua + recordLua)
+	startScript  = redis.NewScript(finishLua + startLua)
+	statusScript = redis.NewScript(finishLua + statusLua)
 	statsScript  = redis.NewScript(statsLua)
 )
