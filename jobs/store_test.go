@@ -616,3 +616,37 @@ func TestProgressNoteAttemptAddStats(t *testing.T) {
 		t.Errorf("Progress of unknown batch: %v, want ErrNotFound", err)
 	}
 }
+
+// TestFinishedBatchExpires: a batch that ends, by its last row, all rows
+// invalid at Start, or a cancel, keeps its keys for the retention; one
+// still running keeps them forever.
+func TestFinishedBatchExpires(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ttl := func(id string) (meta, results time.Duration) {
+		t.Helper()
+		prefix := b.ns + ":batch:" + id
+		return b.rdb.TTL(b.ctx, prefix).Val(), b.rdb.TTL(b.ctx, prefix+":rows").Val()
+	}
+	inRetention := func(d time.Duration) bool { return d > jobs.DefaultRetention-time.Minute && d <= jobs.DefaultRetention }
+
+	b.started(t, "last-row", validRows(2))
+	if meta, _ := ttl("last-row"); meta != -1 {
+		t.Errorf("running batch: TTL %v, want none", meta)
+	}
+	for _, l := range []int{2, 3} {
+		if _, err := b.store.Record(b.ctx, "last-row", []int{l}, jobs.Result{Status: jobs.StatusSucceeded}, jobs.Stats{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.started(t, "all-invalid", []jobs.Row{{Line: 2, Reason: "invalid_contact_id", Error: "bad"}})
+	b.started(t, "cancelled", validRows(2))
+	if err := b.store.SetStatus(b.ctx, "cancelled", jobs.BatchCancelled, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"last-row", "all-invalid", "cancelled"} {
+		if meta, rows := ttl(id); !inRetention(meta) || !inRetention(rows) {
+			t.Errorf("%s: TTL of record %v, of rows %v; want the retention (%v)", id, meta, rows, jobs.DefaultRetention)
+		}
+	}
+}
