@@ -177,40 +177,42 @@ func (a *app) reportCommand() *ffcli.Command {
 		FlagSet:    fs,
 		Options:    envOptions,
 		Exec: func(ctx context.Context, args []string) error {
-			q, id, err := a.batchArg(ctx, cfg, args)
+			q, b, err := a.openBatch(ctx, cfg, args)
 			if err != nil {
 				return err
 			}
 			defer q.close()
-			b, err := q.store.Get(ctx, id)
-			if err != nil {
-				return err
-			}
 			var werr error
 			if *wait {
-				b, werr = watch(ctx, q.store, id, a.stderr, *every)
+				b, werr = watch(ctx, q.store, b.ID, a.stderr, *every)
 			}
 			return a.finish(q, cfg, b, werr)
 		},
 	}
 }
 
-// batchArg checks the one ID argument and opens the queue.
-func (a *app) batchArg(ctx context.Context, cfg config.Config, args []string) (*queue, string, error) {
+// openBatch checks the one ID argument, opens the queue and reads the
+// batch; the caller closes the queue.
+func (a *app) openBatch(ctx context.Context, cfg config.Config, args []string) (*queue, jobs.Batch, error) {
 	if len(args) != 1 {
-		return nil, "", fmt.Errorf("want one batch ID argument, got %d", len(args))
+		return nil, jobs.Batch{}, fmt.Errorf("want one batch ID argument, got %d", len(args))
 	}
 	if !report.ValidBatchID(args[0]) {
-		return nil, "", fmt.Errorf("batch id %q: ids are letters, digits, - and _ (see bulkassign batches)", args[0])
+		return nil, jobs.Batch{}, fmt.Errorf("batch id %q: ids are letters, digits, - and _ (see bulkassign batches)", args[0])
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, "", err
+		return nil, jobs.Batch{}, err
 	}
 	q, err := openQueue(ctx, cfg, false)
 	if err != nil {
-		return nil, "", err
+		return nil, jobs.Batch{}, err
 	}
-	return q, args[0], nil
+	b, err := q.store.Get(ctx, args[0])
+	if err != nil {
+		q.close()
+		return nil, jobs.Batch{}, err
+	}
+	return q, b, nil
 }
 
 func (a *app) batchesCommand() *ffcli.Command {
@@ -272,15 +274,12 @@ func (a *app) controlCommand(name, help, status string) *ffcli.Command {
 		FlagSet:    fs,
 		Options:    envOptions,
 		Exec: func(ctx context.Context, args []string) error {
-			q, id, err := a.batchArg(ctx, cfg, args)
+			q, b, err := a.openBatch(ctx, cfg, args)
 			if err != nil {
 				return err
 			}
 			defer q.close()
-			b, err := q.store.Get(ctx, id)
-			if err != nil {
-				return err
-			}
+			id := b.ID
 			if jobs.Finished(b.Status) {
 				return fmt.Errorf("batch %s is already %s", id, b.Status)
 			}
@@ -307,21 +306,18 @@ func (a *app) dlqCommand() *ffcli.Command {
 	cfg := config.Default()
 	fs := newFlagSet("bulkassign dlq", a.stderr)
 	cfg.RegisterRedis(fs, false)
-	sub := func(name, usage, help string, exec func(context.Context, *queue, string) error) *ffcli.Command {
+	sub := func(name, usage, help string, exec func(context.Context, *queue, jobs.Batch) error) *ffcli.Command {
 		sfs := newFlagSet("bulkassign dlq "+name, a.stderr)
 		cfg.RegisterRedis(sfs, false)
 		return &ffcli.Command{
 			Name: name, ShortUsage: usage, ShortHelp: help, FlagSet: sfs, Options: envOptions,
 			Exec: func(ctx context.Context, args []string) error {
-				q, id, err := a.batchArg(ctx, cfg, args)
+				q, b, err := a.openBatch(ctx, cfg, args)
 				if err != nil {
 					return err
 				}
 				defer q.close()
-				if _, err := q.store.Get(ctx, id); err != nil {
-					return err
-				}
-				return exec(ctx, q, id)
+				return exec(ctx, q, b)
 			},
 		}
 	}
@@ -332,10 +328,11 @@ func (a *app) dlqCommand() *ffcli.Command {
 		FlagSet:    fs,
 		Options:    envOptions,
 		Subcommands: []*ffcli.Command{
-			sub("list", "bulkassign dlq list --redis URL ID", "list the contacts whose rows ran out of attempts", func(ctx context.Context, q *queue, id string) error {
-				return a.dlqList(ctx, q, id)
+			sub("list", "bulkassign dlq list --redis URL ID", "list the contacts whose rows ran out of attempts", func(ctx context.Context, q *queue, b jobs.Batch) error {
+				return a.dlqList(ctx, q, b.ID)
 			}),
-			sub("retry", "bulkassign dlq retry --redis URL ID", "queue dead-lettered rows again (the counters move back with them)", func(ctx context.Context, q *queue, id string) error {
+			sub("retry", "bulkassign dlq retry --redis URL ID", "queue dead-lettered rows again (the counters move back with them)", func(ctx context.Context, q *queue, b jobs.Batch) error {
+				id := b.ID
 				n, err := jobs.Retry(ctx, q.store, q.client, asynq.NewInspector(q.opt), cfg.Namespace, id)
 				if err != nil {
 					return err
@@ -343,8 +340,8 @@ func (a *app) dlqCommand() *ffcli.Command {
 				fmt.Fprintf(a.stdout, "batch %s: %d rows queued again; follow with: bulkassign report --wait %s\n", id, n, id)
 				return nil
 			}),
-			sub("export", "bulkassign dlq export --redis URL ID > dead.csv", "write dead-lettered rows as a CSV that can be imported again", func(ctx context.Context, q *queue, id string) error {
-				return a.dlqExport(ctx, q, id)
+			sub("export", "bulkassign dlq export --redis URL ID > dead.csv", "write dead-lettered rows as a CSV that can be imported again", func(ctx context.Context, q *queue, b jobs.Batch) error {
+				return a.dlqExport(ctx, q, b)
 			}),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
@@ -394,12 +391,8 @@ func (a *app) dlqList(ctx context.Context, q *queue, id string) error {
 	return nil
 }
 
-func (a *app) dlqExport(ctx context.Context, q *queue, id string) error {
-	b, err := q.store.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	entries, err := deadEntries(ctx, q, id)
+func (a *app) dlqExport(ctx context.Context, q *queue, b jobs.Batch) error {
+	entries, err := deadEntries(ctx, q, b.ID)
 	if err != nil {
 		return err
 	}
