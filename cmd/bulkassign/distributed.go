@@ -64,9 +64,6 @@ func (a *app) importCommand() *ffcli.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(sum)
 			}
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
 			q, err := openQueue(ctx, cfg, false)
 			if err != nil {
 				return err
@@ -200,9 +197,6 @@ func (a *app) openBatch(ctx context.Context, cfg config.Config, args []string) (
 	if !report.ValidBatchID(args[0]) {
 		return nil, jobs.Batch{}, fmt.Errorf("batch id %q: ids are letters, digits, - and _ (see bulkassign batches)", args[0])
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, jobs.Batch{}, err
-	}
 	q, err := openQueue(ctx, cfg, false)
 	if err != nil {
 		return nil, jobs.Batch{}, err
@@ -226,9 +220,6 @@ func (a *app) batchesCommand() *ffcli.Command {
 		FlagSet:    fs,
 		Options:    envOptions,
 		Exec: func(ctx context.Context, args []string) error {
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
 			q, err := openQueue(ctx, cfg, false)
 			if err != nil {
 				return err

@@ -36,10 +36,13 @@ type queue struct {
 	embedded string
 }
 
-// openQueue connects to cfg.Redis, or, when it is empty and embedded is
-// allowed, starts an in-process Redis-compatible server that lives as long
-// as the command.
+// openQueue checks the settings and connects to cfg.Redis, or, when it is
+// empty and embedded is allowed, starts an embedded queue that lives as long
+// as the command (see startEmbedded).
 func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	var (
 		opt  asynq.RedisConnOpt
 		stop = func() {}

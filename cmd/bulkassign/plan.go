@@ -200,9 +200,6 @@ func (a *app) writePlan(file string, data []byte, rows int) error {
 // does; the batch id is the last line on stdout.
 func (a *app) queuePlan(ctx context.Context, cfg config.Config, data []byte, opts importer.Options) error {
 	defer limitImportMemory()()
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
 	q, err := openQueue(ctx, cfg, false)
 	if err != nil {
 		return err
