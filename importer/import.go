@@ -11,7 +11,6 @@ import (
 
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/hibiken/asynq"
-	"golang.org/x/sync/errgroup"
 )
 
 // Options describes one import.
@@ -45,12 +44,15 @@ type Options struct {
 
 // Summary says what an import read and queued.
 type Summary struct {
-	BatchID  string   `json:"batchId,omitempty"`
-	File     string   `json:"file"`
-	Format   Format   `json:"format"`
-	Rows     int      `json:"rows"`
-	Valid    int      `json:"valid"`
-	Invalid  int      `json:"invalid"`
+	BatchID string `json:"batchId,omitempty"`
+	File    string `json:"file"`
+	Format  Format `json:"format"`
+	Rows    int    `json:"rows"`
+	Valid   int    `json:"valid"`
+	Invalid int    `json:"invalid"`
+	// Blocked counts the valid rows never sent because an earlier row of
+	// their contact is invalid.
+	Blocked  int      `json:"blocked"`
 	Merged   int      `json:"duplicatesMerged"`
 	Contacts int      `json:"contacts"`
 	Calls    int      `json:"calls"`
@@ -80,9 +82,12 @@ func New(store *jobs.Store, client *asynq.Client, queue string) *Importer {
 // chunk is how many rows go to Redis in one round trip.
 const chunk = 2000
 
-// Import reads the whole file, and only if all of it is usable queues one
-// task per contact. On a file-level problem it returns a *FileError and
-// leaves nothing behind: no batch, no task, no call.
+// Import reads the whole file and, only if all of it is usable, stores the
+// batch and queues one task per contact. On a file-level problem it
+// returns a *FileError and leaves nothing behind: no batch, no task, no
+// call. The import holds a lease on its batch until every task is queued:
+// if the process dies before, the batch is abandoned (while reading) or
+// its missing tasks are queued by a worker's sweep (after Start).
 func (im *Importer) Import(ctx context.Context, r io.Reader, opts Options) (Summary, error) {
 	sum := Summary{File: opts.File, Reasons: map[string]int{}}
 	if opts.Preflight && opts.Directory == nil {
@@ -98,34 +103,103 @@ func (im *Importer) Import(ctx context.Context, r io.Reader, opts Options) (Summ
 		if err := im.store.Create(ctx, sum.BatchID, opts.Name, opts.File); err != nil {
 			return sum, err
 		}
+		var stop func()
+		ctx, stop = im.holdLease(ctx, sum.BatchID)
+		defer stop()
 	}
 	plan := NewPlan()
 	err = im.read(ctx, dec, sum.BatchID, plan, &sum, opts)
 	if err == nil && plan.Rows == 0 {
 		err = &FileError{File: displayName(opts.File), Err: errors.New("no data rows: the file has a header but nothing under it")}
 	}
-	if err == nil && !opts.DryRun && opts.RecordPrevious {
-		err = im.store.SetRecordPrevious(ctx, sum.BatchID)
-	}
+	started := false
 	if err == nil && !opts.DryRun {
-		err = im.enqueue(ctx, plan, sum.BatchID)
-	}
-	if err == nil && !opts.DryRun {
-		err = im.store.Start(ctx, sum.BatchID, plan.Rows, plan.Contacts(), dec.Extras())
+		started, err = im.commit(ctx, plan, sum.BatchID, dec.Extras(), opts)
 	}
 	if err != nil {
-		if !opts.DryRun {
+		if !opts.DryRun && !started {
 			if aerr := im.abort(sum.BatchID); aerr != nil {
-				err = fmt.Errorf("%w (the unfinished batch %s could not be removed either: %v; workers will not run it: it stays importing)", err, sum.BatchID, aerr)
+				err = fmt.Errorf("%w (the unfinished batch %s could not be removed either: %v; it shows as abandoned once its lease runs out, and `bulkassign delete %s` removes it)", err, sum.BatchID, aerr, sum.BatchID)
 			}
 		}
 		return sum, err
 	}
-	sum.Rows, sum.Valid, sum.Merged = plan.Rows, plan.Valid, plan.Merged
-	sum.Invalid = plan.Rows - plan.Valid
+	sum.Rows, sum.Valid, sum.Blocked, sum.Merged = plan.Rows, plan.Valid+plan.Blocked, plan.Blocked, plan.Merged
+	sum.Invalid = plan.Rows - sum.Valid
 	sum.Contacts, sum.Calls = plan.Contacts(), plan.Valid-plan.Merged
 	sum.Extras = dec.Extras()
 	return sum, nil
+}
+
+// holdLease renews the import's lease on its batch until stop is called;
+// the context it returns ends if the lease is lost (the batch was
+// deleted, or Redis did not answer for the lease's whole life).
+func (im *Importer) holdLease(ctx context.Context, batch string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(im.store.LeaseTTL() / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ok, err := im.store.RenewLease(ctx, batch)
+			if err == nil && !ok {
+				cancel(fmt.Errorf("import of batch %s: the batch was deleted or its lease ran out", batch))
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		cancel(nil)
+	}
+}
+
+// commit stores the plan, starts the batch and queues its tasks, then
+// ends the lease. started says whether the batch got to run: after that,
+// an error leaves it to the workers' sweep, which queues what is missing
+// once the lease runs out.
+func (im *Importer) commit(ctx context.Context, plan *Plan, batch string, extras []string, opts Options) (started bool, err error) {
+	if opts.RecordPrevious {
+		if err := im.store.SetRecordPrevious(ctx, batch); err != nil {
+			return false, err
+		}
+	}
+	page := make([]jobs.Contact, 0, chunk)
+	for c := range plan.All() {
+		page = append(page, c)
+		if len(page) == chunk {
+			if err := im.store.AddContacts(ctx, batch, page); err != nil {
+				return false, err
+			}
+			page = page[:0]
+		}
+	}
+	if err := im.store.AddContacts(ctx, batch, page); err != nil {
+		return false, err
+	}
+	if err := im.store.Start(ctx, batch, plan.Rows, plan.Contacts(), extras); err != nil {
+		return false, err
+	}
+	tasks := jobs.Tasks{Store: im.store, Client: im.client, Queue: im.queue}
+	ids := make([]string, 0, chunk)
+	for c := range plan.All() {
+		ids = append(ids, c.ID)
+		if len(ids) == chunk {
+			if _, err := tasks.Enqueue(ctx, batch, ids); err != nil {
+				return true, err
+			}
+			ids = ids[:0]
+		}
+	}
+	if _, err := tasks.Enqueue(ctx, batch, ids); err != nil {
+		return true, err
+	}
+	return true, im.store.EndLease(ctx, batch)
 }
 
 // read decodes every row into the plan and, unless this is a dry run, the
@@ -142,8 +216,8 @@ func (im *Importer) read(ctx context.Context, dec *Decoder, batch string, plan *
 	}
 	members := newResolver(opts)
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
 		}
 		row, err := dec.Next()
 		if errors.Is(err, io.EOF) {
@@ -156,7 +230,7 @@ func (im *Importer) read(ctx context.Context, dec *Decoder, batch string, plan *
 			return err
 		}
 		sum.Resolved = members.resolved
-		plan.Add(row)
+		plan.Add(&row)
 		if !row.Valid() {
 			sum.Reasons[row.Reason]++
 		}
@@ -172,43 +246,8 @@ func (im *Importer) read(ctx context.Context, dec *Decoder, batch string, plan *
 	}
 }
 
-// enqueue queues the plan's tasks from a few goroutines: each enqueue is a
-// round trip to Redis.
-func (im *Importer) enqueue(ctx context.Context, plan *Plan, batch string) error {
-	g, ctx := errgroup.WithContext(ctx)
-	payloads := make(chan jobs.AssignPayload)
-	for range 8 {
-		g.Go(func() error {
-			for p := range payloads {
-				t, err := jobs.NewAssignTask(p, asynq.Queue(im.queue))
-				if err != nil {
-					return err
-				}
-				_, err = im.client.EnqueueContext(ctx, t)
-				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-					return fmt.Errorf("queue contact %s: %w", p.Contact, err)
-				}
-			}
-			return nil
-		})
-	}
-	g.Go(func() error {
-		defer close(payloads)
-		for p := range plan.Payloads(batch) {
-			select {
-			case payloads <- p:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	})
-	return g.Wait()
-}
-
-// abort removes a batch whose import failed. Tasks already queued for it
-// are dropped by the workers, which hold tasks of an importing batch and
-// drop those of a batch that no longer exists: none of its rows is sent.
+// abort removes a batch whose import failed before it started: no task of
+// it was queued, none of its rows is sent.
 func (im *Importer) abort(batch string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

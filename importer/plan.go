@@ -9,12 +9,17 @@ import (
 
 // Plan groups valid rows into one ordered list of calls per contact.
 //
-// An exact duplicate (same contact, member and mode) is merged into the
-// earlier row only where applying it again could not change the contact:
-// an add repeats an add or replace of the same member made since the
-// contact's last replace, or a replace repeats the call just before it.
-// Anything else is kept, so the contact ends as the file says even when a
-// row in between fails.
+// A contact's rows are a sequence: an invalid row stops its contact, so
+// the contact's later rows are blocked (never sent, failed as blocked) and
+// stay out of the plan.
+//
+// A row that repeats the contact's last call exactly (same member, same
+// mode) is merged into it. Applying it
+// again could not change the contact, and since nothing stands between the
+// two, the merged rows share the call's outcome exactly as they would have
+// had theirs: when the call fails, the first row fails and the repeats are
+// blocked by it. Anything else is its own call, so the contact ends as the
+// file says even when a row in between fails.
 //
 // A plan holds every contact of the file until it is queued, so it is kept
 // small (about 90 bytes per contact of one row): a contact whose one call
@@ -30,9 +35,14 @@ type Plan struct {
 	memberIndex map[string]int32 // member id -> its index in members
 	members     []string         // interned member ids
 
-	// Rows, Valid and Merged count the rows seen, the valid ones, and the
-	// valid ones merged into an earlier duplicate.
-	Rows, Valid, Merged int
+	// stoppedAt is the line of the first invalid row of each contact that
+	// has one.
+	stoppedAt map[string]int
+
+	// Rows, Valid, Blocked and Merged count the rows seen, the valid ones
+	// planned, the valid ones blocked by an invalid row, and the planned
+	// ones merged into an earlier duplicate.
+	Rows, Valid, Blocked, Merged int
 }
 
 // contactPlan is one contact. While long is 0 it has exactly one op, one
@@ -50,28 +60,29 @@ type contactPlan struct {
 // than one line.
 type longPlan struct {
 	ops []jobs.Op
-	// since is the index of the contact's last replace op; adds after it
-	// are known to be in the contact's agents.
-	since int
-	// adds indexes the add ops after since by member once there are more
-	// than scanLimit of them, so that a file with very many rows for one
-	// contact is not planned in quadratic time.
-	adds map[string]int
 }
-
-// scanLimit is how many add ops since the last replace are scanned for a
-// duplicate before longPlan.adds takes over.
-const scanLimit = 16
 
 // NewPlan returns an empty plan.
 func NewPlan() *Plan {
-	return &Plan{index: map[string]int32{}, memberIndex: map[string]int32{}}
+	return &Plan{index: map[string]int32{}, memberIndex: map[string]int32{}, stoppedAt: map[string]int{}}
 }
 
-// Add takes the next row of the file.
-func (p *Plan) Add(r jobs.Row) {
+// Add takes the next row of the file. A valid row of a contact stopped by
+// an earlier invalid row gets that row's line in BlockedBy and is not
+// planned.
+func (p *Plan) Add(r *jobs.Row) {
 	p.Rows++
 	if !r.Valid() {
+		if c := strings.ToLower(r.ContactID); c != "" {
+			if _, ok := p.stoppedAt[c]; !ok {
+				p.stoppedAt[strings.Clone(c)] = r.Line
+			}
+		}
+		return
+	}
+	if l, ok := p.stoppedAt[r.ContactID]; ok {
+		r.BlockedBy = l
+		p.Blocked++
 		return
 	}
 	p.Valid++
@@ -96,9 +107,6 @@ func (p *Plan) Add(r jobs.Row) {
 	}
 	c := &p.contacts[i]
 	if c.long == 0 {
-		// The one op is both the last op and the only one since the last
-		// replace (or the start): a row repeats it harmlessly exactly when
-		// it has the same member and mode.
 		c.long = p.newLong(&jobs.Op{MemberID: p.members[c.member], Replace: c.replace, Lines: []int{int(c.line)}})
 	}
 	if p.long[c.long-1].add(p.members[m], r.Replace, r.Line) {
@@ -118,63 +126,26 @@ func (p *Plan) newLong(op *jobs.Op) int32 {
 }
 
 // add takes the contact's next row and reports whether it was merged into
-// an earlier op. member is interned.
+// the last op. member is interned.
 func (c *longPlan) add(member string, replace bool, line int) (merged bool) {
-	if i := c.duplicate(member, replace); i >= 0 {
-		c.ops[i].Lines = append(c.ops[i].Lines, line)
-		return true
+	if n := len(c.ops); n > 0 {
+		if last := &c.ops[n-1]; last.MemberID == member && last.Replace == replace {
+			last.Lines = append(last.Lines, line)
+			return true
+		}
 	}
 	c.ops = append(c.ops, jobs.Op{MemberID: member, Replace: replace, Lines: []int{line}})
-	switch last := len(c.ops) - 1; {
-	case replace:
-		c.since, c.adds = last, nil
-	case c.adds != nil:
-		c.adds[member] = last
-	case last-c.since > scanLimit:
-		c.adds = map[string]int{}
-		for i := c.since; i <= last; i++ {
-			if op := c.ops[i]; !op.Replace {
-				c.adds[op.MemberID] = i
-			}
-		}
-	}
 	return false
-}
-
-// duplicate returns the index of the op this row repeats harmlessly, or -1.
-func (c *longPlan) duplicate(member string, replace bool) int {
-	if len(c.ops) == 0 {
-		return -1
-	}
-	if replace {
-		last := len(c.ops) - 1
-		if op := c.ops[last]; op.Replace && op.MemberID == member {
-			return last
-		}
-		return -1
-	}
-	if c.adds != nil {
-		if i, ok := c.adds[member]; ok {
-			return i
-		}
-		return -1
-	}
-	for i := c.since; i < len(c.ops); i++ {
-		if op := c.ops[i]; !op.Replace && op.MemberID == member {
-			return i
-		}
-	}
-	return -1
 }
 
 // Contacts is the number of contacts with at least one call to make.
 func (p *Plan) Contacts() int { return len(p.contacts) }
 
-// Payloads yields one task payload per contact, in order of first
-// appearance in the file. The ops of a contact of one line are built
-// afresh for each call; the others are the plan's own.
-func (p *Plan) Payloads(batch string) iter.Seq[jobs.AssignPayload] {
-	return func(yield func(jobs.AssignPayload) bool) {
+// All yields every contact with its calls, in order of first appearance
+// in the file. The ops of a contact of one line are built afresh for each
+// contact; the others are the plan's own.
+func (p *Plan) All() iter.Seq[jobs.Contact] {
+	return func(yield func(jobs.Contact) bool) {
 		for _, c := range p.contacts {
 			var ops []jobs.Op
 			if c.long == 0 {
@@ -182,7 +153,7 @@ func (p *Plan) Payloads(batch string) iter.Seq[jobs.AssignPayload] {
 			} else {
 				ops = p.long[c.long-1].ops
 			}
-			if !yield(jobs.AssignPayload{Batch: batch, Contact: c.contact, Ops: ops}) {
+			if !yield(jobs.Contact{ID: c.contact, Ops: ops}) {
 				return
 			}
 		}

@@ -26,13 +26,13 @@ func planInvalidRow(contact, member, reason string) jobs.Row {
 
 // planOf feeds rows to a new plan, numbering them from line 2 as a CSV
 // would, and returns the plan and its payloads.
-func planOf(rows []jobs.Row) (*Plan, []jobs.AssignPayload) {
+func planOf(rows []jobs.Row) (*Plan, []jobs.Contact) {
 	p := NewPlan()
 	for i, r := range rows {
 		r.Line = i + 2
-		p.Add(r)
+		p.Add(&r)
 	}
-	return p, slices.Collect(p.Payloads("b1"))
+	return p, slices.Collect(p.All())
 }
 
 func TestPlanMerge(t *testing.T) {
@@ -40,29 +40,31 @@ func TestPlanMerge(t *testing.T) {
 		return jobs.Op{MemberID: member, Replace: replace, Lines: lines}
 	}
 	tests := []struct {
-		name   string
-		rows   []jobs.Row
-		want   []jobs.AssignPayload
-		merged int
+		name    string
+		rows    []jobs.Row
+		want    []jobs.Contact
+		merged  int
+		blocked int
 	}{
 		{
 			name:   "exact duplicate adds in a row are merged",
 			rows:   []jobs.Row{planAddRow("c1", "a"), planAddRow("c1", "a"), planAddRow("c1", "a")},
-			want:   []jobs.AssignPayload{{Batch: "b1", Contact: "c1", Ops: []jobs.Op{op("a", false, 2, 3, 4)}}},
+			want:   []jobs.Contact{{ID: "c1", Ops: []jobs.Op{op("a", false, 2, 3, 4)}}},
 			merged: 2,
 		},
 		{
-			name:   "add A, add B, add A: the third goes into the first",
-			rows:   []jobs.Row{planAddRow("c1", "a"), planAddRow("c1", "b"), planAddRow("c1", "a")},
-			want:   []jobs.AssignPayload{{Batch: "b1", Contact: "c1", Ops: []jobs.Op{op("a", false, 2, 4), op("b", false, 3)}}},
-			merged: 1,
+			// If add B fails, the third row is blocked by it: it cannot
+			// share the first row's outcome.
+			name: "add A, add B, add A: not merged",
+			rows: []jobs.Row{planAddRow("c1", "a"), planAddRow("c1", "b"), planAddRow("c1", "a")},
+			want: []jobs.Contact{{ID: "c1", Ops: []jobs.Op{op("a", false, 2), op("b", false, 3), op("a", false, 4)}}},
 		},
 		{
 			// Merging the second replace A into the first would leave [A, B]
 			// instead of [A].
 			name: "replace A, add B, replace A: not merged",
 			rows: []jobs.Row{planReplaceRow("c1", "a"), planAddRow("c1", "b"), planReplaceRow("c1", "a")},
-			want: []jobs.AssignPayload{{Batch: "b1", Contact: "c1", Ops: []jobs.Op{
+			want: []jobs.Contact{{ID: "c1", Ops: []jobs.Op{
 				op("a", true, 2), op("b", false, 3), op("a", true, 4),
 			}}},
 		},
@@ -70,49 +72,53 @@ func TestPlanMerge(t *testing.T) {
 			// If replace B succeeds, A is gone: the second add A must run.
 			name: "add A, replace B, add A: not merged",
 			rows: []jobs.Row{planAddRow("c1", "a"), planReplaceRow("c1", "b"), planAddRow("c1", "a")},
-			want: []jobs.AssignPayload{{Batch: "b1", Contact: "c1", Ops: []jobs.Op{
+			want: []jobs.Contact{{ID: "c1", Ops: []jobs.Op{
 				op("a", false, 2), op("b", true, 3), op("a", false, 4),
 			}}},
 		},
 		{
 			name:   "replace A, replace A: merged",
 			rows:   []jobs.Row{planReplaceRow("c1", "a"), planReplaceRow("c1", "a")},
-			want:   []jobs.AssignPayload{{Batch: "b1", Contact: "c1", Ops: []jobs.Op{op("a", true, 2, 3)}}},
+			want:   []jobs.Contact{{ID: "c1", Ops: []jobs.Op{op("a", true, 2, 3)}}},
 			merged: 1,
 		},
 		{
 			name: "replace A, add A: different modes are kept",
 			rows: []jobs.Row{planReplaceRow("c1", "a"), planAddRow("c1", "a")},
-			want: []jobs.AssignPayload{{Batch: "b1", Contact: "c1", Ops: []jobs.Op{
+			want: []jobs.Contact{{ID: "c1", Ops: []jobs.Op{
 				op("a", true, 2), op("a", false, 3),
 			}}},
 		},
 		{
 			name: "the same pair on another contact is not a duplicate",
 			rows: []jobs.Row{planAddRow("c1", "a"), planAddRow("c2", "a")},
-			want: []jobs.AssignPayload{
-				{Batch: "b1", Contact: "c1", Ops: []jobs.Op{op("a", false, 2)}},
-				{Batch: "b1", Contact: "c2", Ops: []jobs.Op{op("a", false, 3)}},
+			want: []jobs.Contact{
+				{ID: "c1", Ops: []jobs.Op{op("a", false, 2)}},
+				{ID: "c2", Ops: []jobs.Op{op("a", false, 3)}},
 			},
 		},
 		{
-			name: "invalid rows are counted, never planned, and break no merge",
+			name: "an invalid row stops its contact: its later rows are blocked, never planned",
 			rows: []jobs.Row{
-				planAddRow("c1", "a"), planInvalidRow("c1", "a", "invalid_remove_existing_agents"),
-				planInvalidRow("bad id", "a", "invalid_contact_id"), planAddRow("c1", "a"),
+				planAddRow("c1", "a"), planAddRow("c2", "a"), planInvalidRow("C1", "a", "invalid_remove_existing_agents"),
+				planInvalidRow("bad id", "a", "invalid_contact_id"), planAddRow("c1", "a"), planReplaceRow("c1", "b"),
+				planAddRow("c2", "b"),
 			},
-			want:   []jobs.AssignPayload{{Batch: "b1", Contact: "c1", Ops: []jobs.Op{op("a", false, 2, 5)}}},
-			merged: 1,
+			want: []jobs.Contact{
+				{ID: "c1", Ops: []jobs.Op{op("a", false, 2)}},
+				{ID: "c2", Ops: []jobs.Op{op("a", false, 3), op("b", false, 8)}},
+			},
+			blocked: 2,
 		},
 		{
 			name: "contacts in order of first appearance, rows in file order",
 			rows: []jobs.Row{
 				planAddRow("c3", "a"), planAddRow("c1", "a"), planReplaceRow("c3", "b"), planAddRow("c2", "c"), planAddRow("c1", "b"), planAddRow("c3", "c"),
 			},
-			want: []jobs.AssignPayload{
-				{Batch: "b1", Contact: "c3", Ops: []jobs.Op{op("a", false, 2), op("b", true, 4), op("c", false, 7)}},
-				{Batch: "b1", Contact: "c1", Ops: []jobs.Op{op("a", false, 3), op("b", false, 6)}},
-				{Batch: "b1", Contact: "c2", Ops: []jobs.Op{op("c", false, 5)}},
+			want: []jobs.Contact{
+				{ID: "c3", Ops: []jobs.Op{op("a", false, 2), op("b", true, 4), op("c", false, 7)}},
+				{ID: "c1", Ops: []jobs.Op{op("a", false, 3), op("b", false, 6)}},
+				{ID: "c2", Ops: []jobs.Op{op("c", false, 5)}},
 			},
 		},
 		{
@@ -134,9 +140,9 @@ func TestPlanMerge(t *testing.T) {
 					invalid++
 				}
 			}
-			if p.Rows != len(tt.rows) || p.Valid != len(tt.rows)-invalid || p.Merged != tt.merged {
-				t.Errorf("Rows, Valid, Merged = %d, %d, %d; want %d, %d, %d",
-					p.Rows, p.Valid, p.Merged, len(tt.rows), len(tt.rows)-invalid, tt.merged)
+			if want := len(tt.rows) - invalid - tt.blocked; p.Rows != len(tt.rows) || p.Valid != want || p.Merged != tt.merged || p.Blocked != tt.blocked {
+				t.Errorf("Rows, Valid, Merged, Blocked = %d, %d, %d, %d; want %d, %d, %d, %d",
+					p.Rows, p.Valid, p.Merged, p.Blocked, len(tt.rows), want, tt.merged, tt.blocked)
 			}
 			if p.Contacts() != len(tt.want) {
 				t.Errorf("Contacts() = %d, want %d", p.Contacts(), len(tt.want))

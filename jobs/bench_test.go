@@ -1,12 +1,14 @@
 package jobs_test
 
-// Benchmarks of the ledger update every finished row makes: Store.Record,
-// one Lua script call on a real redis-server. Run with
+// Benchmarks of the ledger writes every contact makes: Store.Begin (claim
+// the contact, read what is left) and Store.Settle (give a row its result),
+// each one Lua script call on a real redis-server. Run with
 //
-//	go test ./jobs -run '^$' -bench BenchmarkRecord -benchmem
+//	go test ./jobs -run '^$' -bench BenchmarkExecution -benchmem
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -16,8 +18,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// benchStore is a store on the test Redis with one running batch that
-// never completes (its row count is far above what a benchmark records).
+// benchContacts is how many one-row contacts the bench batch plans: more
+// than a benchmark settles, so the batch never completes.
+const benchContacts = 200_000
+
+// benchStore is a store on the test Redis with one running batch of
+// benchContacts one-row contacts.
 func benchStore(b *testing.B) (*jobs.Store, string) {
 	b.Helper()
 	url := redistest.URL(b)
@@ -34,55 +40,67 @@ func benchStore(b *testing.B) (*jobs.Store, string) {
 	if err := store.Create(ctx, id, "", "bench.csv"); err != nil {
 		b.Fatal(err)
 	}
-	if err := store.Start(ctx, id, 1<<40, 1<<40, nil); err != nil {
+	plan := make([]jobs.Contact, 0, 5000)
+	for i := range benchContacts {
+		plan = append(plan, jobs.Contact{ID: contactN(i), Ops: []jobs.Op{{MemberID: "m1", Lines: []int{i + 2}}}})
+		if len(plan) == cap(plan) || i == benchContacts-1 {
+			if err := store.AddContacts(ctx, id, plan); err != nil {
+				b.Fatal(err)
+			}
+			plan = plan[:0]
+		}
+	}
+	if err := store.Start(ctx, id, 1<<40, benchContacts, nil); err != nil {
 		b.Fatal(err)
 	}
 	return store, id
 }
 
-// BenchmarkRecord records results: "first" gives a new line its result
-// (the normal path), "failed" does so with a reason code (the error
-// counter too), "duplicate" repeats a line that has one (a redelivered
-// task: nothing is counted), and "parallel-16" is the first path from 16
-// goroutines at once, as a worker's concurrency makes it.
-func BenchmarkRecord(b *testing.B) {
+func contactN(i int) string { return fmt.Sprintf("c%07d", i) }
+
+// BenchmarkExecution runs a one-row contact's ledger writes: "success"
+// begins and settles it (the normal path), "failed" settles it with a
+// reason code (the error counter too), "redelivered" begins a contact
+// that is settled already (a duplicate delivery: nothing is written), and
+// "parallel-16" is the first path from 16 goroutines at once, as a
+// worker's concurrency makes it.
+func BenchmarkExecution(b *testing.B) {
 	ok := jobs.Result{Status: jobs.StatusSucceeded, HTTPStatus: 200, Attempts: 1}
 	failed := jobs.Result{Status: jobs.StatusFailed, HTTPStatus: 404, Attempts: 1, Reason: "http_404", Error: "HTTP 404: Contact not found"}
 	st := jobs.Stats{Calls: 1}
 	ctx := context.Background()
-
-	b.Run("first", func(b *testing.B) {
-		store, id := benchStore(b)
-		b.ReportAllocs()
-		line := 1
-		for b.Loop() {
-			line++
-			if _, err := store.Record(ctx, id, []int{line}, ok, st); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("failed", func(b *testing.B) {
-		store, id := benchStore(b)
-		b.ReportAllocs()
-		line := 1
-		for b.Loop() {
-			line++
-			if _, err := store.Record(ctx, id, []int{line}, failed, st); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("duplicate", func(b *testing.B) {
-		store, id := benchStore(b)
-		if _, err := store.Record(ctx, id, []int{2}, ok, st); err != nil {
+	run := func(b *testing.B, store *jobs.Store, id string, i int, res jobs.Result) {
+		got, err := store.Begin(ctx, id, contactN(i%benchContacts), 5)
+		if err != nil {
 			b.Fatal(err)
 		}
+		if got.Verdict != jobs.Run {
+			return
+		}
+		if _, err := store.Settle(ctx, got.Exec, 0, res, false, true, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		res  jobs.Result
+	}{{"success", ok}, {"failed", failed}} {
+		b.Run(bc.name, func(b *testing.B) {
+			store, id := benchStore(b)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				run(b, store, id, i, bc.res)
+				i++
+			}
+		})
+	}
+	b.Run("redelivered", func(b *testing.B) {
+		store, id := benchStore(b)
+		run(b, store, id, 0, ok)
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := store.Record(ctx, id, []int{2}, ok, jobs.Stats{}); err != nil {
-				b.Fatal(err)
-			}
+			run(b, store, id, 0, ok)
 		}
 	})
 	b.Run("parallel-16", func(b *testing.B) {
@@ -92,10 +110,7 @@ func BenchmarkRecord(b *testing.B) {
 		b.SetParallelism(max(16/runtime.GOMAXPROCS(0), 1)) // about 16 goroutines
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := store.Record(ctx, id, []int{int(next.Add(1)) + 1}, ok, st); err != nil {
-					b.Error(err)
-					return
-				}
+				run(b, store, id, int(next.Add(1)), ok)
 			}
 		})
 	})

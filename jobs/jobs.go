@@ -46,6 +46,9 @@ type Row struct {
 	Extra       []string `json:"x,omitempty"`
 	Reason      string   `json:"why,omitempty"`
 	Error       string   `json:"err,omitempty"`
+	// BlockedBy, for a valid row, is the line of an earlier invalid row of
+	// the same contact: the row is never sent and fails as blocked.
+	BlockedBy int `json:"bb,omitempty"`
 }
 
 // ValidID reports whether a trimmed, lower-cased contact or member id is
@@ -64,7 +67,8 @@ func ValidID(s string) bool {
 	return true
 }
 
-// Valid reports whether the row will be sent to the API.
+// Valid reports whether the row is well formed; it is sent to the API
+// unless it is blocked.
 func (r Row) Valid() bool { return r.Reason == "" }
 
 // ReplaceCell is the removeExistingAgents value as the report shows it.
@@ -98,12 +102,12 @@ type Op struct {
 	Lines    []int  `json:"l"`
 }
 
-// AssignPayload is the payload of a TypeAssign task: one contact's calls in
-// file order.
+// AssignPayload is the payload of a TypeAssign task: it names a contact
+// of a batch; the contact's calls are in the batch's plan, so nothing of
+// the file is stored twice.
 type AssignPayload struct {
 	Batch   string `json:"b"`
 	Contact string `json:"c"`
-	Ops     []Op   `json:"o"`
 }
 
 // TaskRetries is asynq's retry budget of a task. The worker counts each

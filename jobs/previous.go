@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // A batch imported with RecordPrevious keeps, per contact, the agents the
@@ -14,7 +12,7 @@ import (
 // (contact -> JSON array of member ids, in the CRM's order), one of the
 // batch's keys, so it is deleted and expires with the batch.
 
-func (s *Store) previousKey(id string) string { return s.ns + ":batch:" + id + ":previous" }
+func (s *Store) previousKey(id string) string { return s.key(id, "previous") }
 
 // recordPreviousField is the batch record's flag of a batch that records
 // previous agents.
@@ -24,7 +22,7 @@ const recordPreviousField = "recordPrevious"
 // and keep each contact's agents before changing them. The importer sets it
 // before the batch runs; it never changes afterwards.
 func (s *Store) SetRecordPrevious(ctx context.Context, id string) error {
-	n, err := setFlagScript.Run(ctx, s.rdb, []string{s.metaKey(id)}, recordPreviousField, "1").Int()
+	n, err := setFlagScript.Run(ctx, s.rdb, s.keys(id), recordPreviousField, "1").Int()
 	if err != nil {
 		return fmt.Errorf("batch %s: record previous agents: %w", id, err)
 	}
@@ -68,7 +66,7 @@ func (s *Store) SavePrevious(ctx context.Context, id, contact string, agents []s
 	if err != nil {
 		return false, fmt.Errorf("encode previous agents of %s: %w", contact, err)
 	}
-	n, err := savePreviousScript.Run(ctx, s.rdb, []string{s.metaKey(id), s.previousKey(id)}, contact, b).Int()
+	n, err := savePreviousScript.Run(ctx, s.rdb, s.keys(id), contact, b).Int()
 	if err != nil {
 		return false, fmt.Errorf("batch %s: record previous agents of %s: %w", id, contact, err)
 	}
@@ -104,32 +102,29 @@ func (s *Store) Previous(ctx context.Context, id string, contacts []string) (map
 }
 
 // setFlagLua sets a field of a batch record that exists.
-// KEYS: meta; ARGV: field, value
+// ARGV: field, value
 const setFlagLua = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('EXISTS', meta) == 0 then
   return 0
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', meta, ARGV[1], ARGV[2])
 return 1
 `
 
 // savePreviousLua records a contact's previous agents once, in a batch
 // that exists, with the batch's expiry: a worker finishing a task of a
 // deleted or expired batch must not bring a key of it back.
-// KEYS: meta, previous; ARGV: contact, agents json
+// ARGV: contact, agents json
 const savePreviousLua = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('EXISTS', meta) == 0 then
   return -1
 end
-local n = redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
-if n == 1 and ttl > 0 then
-  redis.call('PEXPIRE', KEYS[2], ttl)
-end
+local n = redis.call('HSETNX', KEYS[7], ARGV[1], ARGV[2])
+touch(KEYS[7])
 return n
 `
 
 var (
-	setFlagScript      = redis.NewScript(setFlagLua)
-	savePreviousScript = redis.NewScript(savePreviousLua)
+	setFlagScript      = script(setFlagLua)
+	savePreviousScript = script(savePreviousLua)
 )

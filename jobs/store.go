@@ -9,16 +9,23 @@ import (
 	"iter"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Batch statuses as the batch record keeps them.
+// Batch statuses as the batch record keeps them. The moves between them
+// are made by the ledger's scripts, which refuse any other:
+//
+//	importing -> running (Start) | abandoned (the importer's lease ran out)
+//	running   -> paused | cancelled | done (its last row is final)
+//	paused    -> running | cancelled | done
+//	done      -> running (Reopen: dead letters retried)
 const (
-	// BatchImporting: rows are being written and tasks queued; workers wait.
+	// BatchImporting: rows are being written; no task is queued yet.
 	BatchImporting = "importing"
-	// BatchRunning: every task is queued; workers apply rows.
+	// BatchRunning: workers apply rows.
 	BatchRunning = "running"
 	// BatchPaused: workers hold the batch's tasks until it is resumed.
 	BatchPaused = "paused"
@@ -27,13 +34,33 @@ const (
 	// BatchCancelled: an operator stopped the batch; rows not yet sent
 	// never will be.
 	BatchCancelled = "cancelled"
+	// BatchAbandoned: the import died part-way; nothing of it is sent.
+	BatchAbandoned = "abandoned"
 )
 
 // Finished reports whether a batch status is final.
-func Finished(status string) bool { return status == BatchDone || status == BatchCancelled }
+func Finished(status string) bool {
+	return status == BatchDone || status == BatchCancelled || status == BatchAbandoned
+}
 
 // ErrNotFound is returned for a batch id that has no record.
 var ErrNotFound = errors.New("batch not found")
+
+// TransitionError is a status change the batch's current status does not
+// allow (pause a done batch, resume an importing one, ...).
+type TransitionError struct {
+	ID, From, To string
+}
+
+func (e *TransitionError) Error() string {
+	switch {
+	case e.From == BatchImporting:
+		return fmt.Sprintf("batch %s is still importing: it cannot be %s (an import that died shows as abandoned after its lease; `bulkassign delete %s` removes it)", e.ID, e.To, e.ID)
+	case Finished(e.From):
+		return fmt.Sprintf("batch %s is already %s: it cannot be %s", e.ID, e.From, e.To)
+	}
+	return fmt.Sprintf("batch %s is %s: it cannot be %s", e.ID, e.From, e.To)
+}
 
 // Batch is the batch record: what was imported and how far it got.
 type Batch struct {
@@ -93,23 +120,33 @@ type Stats struct {
 }
 
 // Store keeps batch records and row ledgers in Redis, every key under one
-// namespace prefix.
+// namespace prefix and every key of one batch under one hash tag.
 type Store struct {
 	rdb       redis.UniversalClient
 	ns        string
 	now       func() time.Time
 	retention int64 // seconds
+	claimTTL  time.Duration
+	leaseTTL  time.Duration
 }
 
 // StoreOptions configures a Store; the zero value means defaults.
 type StoreOptions struct {
 	// Namespace prefixes every key; default "bulkassign".
 	Namespace string
-	// Now is the clock; default time.Now.
+	// Now is the clock of the times a batch record shows; default
+	// time.Now. Claims and leases use Redis's own clock.
 	Now func() time.Time
 	// Retention is how long the keys of a batch this store creates are kept
 	// once it is finished; default 7 days, negative keeps them forever.
 	Retention time.Duration
+	// ClaimTTL is how long a worker's hold on a contact lasts unless its
+	// process renews it (see Watch); past it, another worker takes the
+	// contact over and the first one's writes are refused. Default 30s.
+	ClaimTTL time.Duration
+	// LeaseTTL is how long an import lasts unless its process renews it;
+	// past it, the batch is abandoned. Default 30s.
+	LeaseTTL time.Duration
 }
 
 // DefaultRetention is how long a finished batch is kept in Redis.
@@ -126,44 +163,89 @@ func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
 	if opts.Retention == 0 {
 		opts.Retention = DefaultRetention
 	}
-	return &Store{rdb: rdb, ns: opts.Namespace, now: opts.Now, retention: max(int64(opts.Retention/time.Second), 0)}
+	if opts.ClaimTTL <= 0 {
+		opts.ClaimTTL = 30 * time.Second
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = 30 * time.Second
+	}
+	return &Store{rdb: rdb, ns: opts.Namespace, now: opts.Now, retention: max(int64(opts.Retention/time.Second), 0),
+		claimTTL: opts.ClaimTTL, leaseTTL: opts.LeaseTTL}
 }
 
-func (s *Store) batchesKey() string           { return s.ns + ":batches" }
-func (s *Store) metaKey(id string) string     { return s.ns + ":batch:" + id }
-func (s *Store) rowsKey(id string) string     { return s.ns + ":batch:" + id + ":rows" }
-func (s *Store) resultsKey(id string) string  { return s.ns + ":batch:" + id + ":results" }
-func (s *Store) errorsKey(id string) string   { return s.ns + ":batch:" + id + ":errors" }
-func (s *Store) attemptsKey(id string) string { return s.ns + ":batch:" + id + ":attempts" }
-func (s *Store) deadKey(id string) string     { return s.ns + ":batch:" + id + ":dead" }
+// LeaseTTL is how long an import's lease lasts: its process renews it
+// well within that time.
+func (s *Store) LeaseTTL() time.Duration { return s.leaseTTL }
 
-// keys are all of a batch's keys, the meta key first.
+// ClaimTTL is how long a worker's hold on a contact lasts: its process
+// renews it well within that time.
+func (s *Store) ClaimTTL() time.Duration { return s.claimTTL }
+
+// The batch's keys. The {id} hash tag puts them all in one Redis Cluster
+// slot, so every script of the ledger runs on one node.
+func (s *Store) batchesKey() string          { return s.ns + ":batches" }
+func (s *Store) metaKey(id string) string    { return s.ns + ":batch:{" + id + "}" }
+func (s *Store) key(id, what string) string  { return s.metaKey(id) + ":" + what }
+func (s *Store) rowsKey(id string) string    { return s.key(id, "rows") }
+func (s *Store) resultsKey(id string) string { return s.key(id, "results") }
+func (s *Store) deadKey(id string) string    { return s.key(id, "dead") }
+func (s *Store) planKey(id string) string    { return s.key(id, "plan") }
+func (s *Store) parkedKey(id string) string  { return s.key(id, "parked") }
+
+// keys are all of a batch's keys, in the order prelude.lua names them.
 func (s *Store) keys(id string) []string {
-	return []string{s.metaKey(id), s.resultsKey(id), s.errorsKey(id), s.attemptsKey(id), s.rowsKey(id), s.deadKey(id), s.previousKey(id)}
+	return []string{
+		s.metaKey(id), s.resultsKey(id), s.key(id, "errors"), s.key(id, "attempts"), s.rowsKey(id),
+		s.deadKey(id), s.previousKey(id), s.planKey(id), s.key(id, "claims"), s.parkedKey(id),
+	}
 }
 
-// Create writes a new batch record in status importing.
+// Create writes a new batch record in status importing, under a lease
+// that the importing process renews (RenewLease) until every task is
+// queued (EndLease).
 func (s *Store) Create(ctx context.Context, id, name, source string) error {
 	now := s.now()
-	ok, err := s.rdb.HSetNX(ctx, s.metaKey(id), "id", id).Result()
+	// The index first: an entry without a record is dropped by IDs, a
+	// record without an entry would be invisible.
+	if err := s.rdb.ZAdd(ctx, s.batchesKey(), redis.Z{Score: float64(now.UnixMilli()), Member: id}).Err(); err != nil {
+		return fmt.Errorf("create batch %s: %w", id, err)
+	}
+	n, err := createScript.Run(ctx, s.rdb, s.keys(id), id, name, source, now.UnixMilli(), s.retention, s.leaseTTL.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("create batch %s: %w", id, err)
 	}
-	if !ok {
+	if n == 0 {
 		return fmt.Errorf("create batch %s: id already in use", id)
-	}
-	pipe := s.rdb.TxPipeline()
-	pipe.HSet(ctx, s.metaKey(id), "name", name, "source", source, "status", BatchImporting,
-		"createdAt", now.UnixMilli(), "retention", s.retention, "rows", 0, "succeeded", 0, "failed", 0, "invalid", 0)
-	pipe.ZAdd(ctx, s.batchesKey(), redis.Z{Score: float64(now.UnixMilli()), Member: id})
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("create batch %s: %w", id, err)
 	}
 	return nil
 }
 
-// AddRows stores rows of a batch being imported; invalid rows get their
-// final result at once.
+// RenewLease renews the lease of a batch being imported. It reports false
+// when the batch is no longer the importer's: abandoned, deleted, or its
+// lease ran out.
+func (s *Store) RenewLease(ctx context.Context, id string) (bool, error) {
+	n, err := leaseScript.Run(ctx, s.rdb, s.keys(id), s.leaseTTL.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("renew the import lease of batch %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// EndLease says that every task of a started batch is queued.
+func (s *Store) EndLease(ctx context.Context, id string) error {
+	n, err := leaseScript.Run(ctx, s.rdb, s.keys(id), 0).Int()
+	if err != nil {
+		return fmt.Errorf("end the import lease of batch %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("end the import of batch %s: its lease ran out before every task was queued (a worker queues the rest)", id)
+	}
+	return nil
+}
+
+// AddRows stores rows of a batch being imported. Rows that will never be
+// sent get their final result at once: invalid rows, and rows blocked by an
+// earlier invalid row of their contact.
 func (s *Store) AddRows(ctx context.Context, id string, rows []Row) error {
 	if len(rows) == 0 {
 		return nil
@@ -178,18 +260,24 @@ func (s *Store) AddRows(ctx context.Context, id string, rows []Row) error {
 	}
 	// Scripts cannot fall back from EVALSHA to EVAL inside a pipeline:
 	// load the script first.
-	if err := recordScript.Load(ctx, s.rdb).Err(); err != nil {
+	if err := importResultScript.Load(ctx, s.rdb).Err(); err != nil {
 		return fmt.Errorf("store rows of batch %s: %w", id, err)
 	}
 	pipe := s.rdb.Pipeline()
 	pipe.HSet(ctx, s.rowsKey(id), fields...)
 	for _, r := range rows {
-		if r.Valid() {
+		var res Result
+		switch {
+		case !r.Valid():
+			res = Result{Status: StatusInvalid, Reason: r.Reason, Error: r.Error}
+		case r.BlockedBy != 0:
+			res = Result{Status: StatusFailed, Reason: ReasonBlocked,
+				Error: fmt.Sprintf("not sent: line %d of the same contact is invalid; fix that row and feed failed.csv back as it is (it keeps the order)", r.BlockedBy)}
+		default:
 			continue
 		}
-		res := Result{Status: StatusInvalid, Reason: r.Reason, Error: r.Error}
-		keys, args := s.recordArgs(id, []int{r.Line}, res, Stats{})
-		recordScript.EvalSha(ctx, pipe, keys, args...)
+		b, _ := json.Marshal(res) // a Result always encodes
+		importResultScript.EvalSha(ctx, pipe, s.keys(id), b, string(res.Status), res.Reason, r.Line)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("store rows of batch %s: %w", id, err)
@@ -197,46 +285,125 @@ func (s *Store) AddRows(ctx context.Context, id string, rows []Row) error {
 	return nil
 }
 
-// Start ends the import: it records the row and contact counts and the
-// extra column names, and sets the batch running. A batch whose rows are all
-// invalid is done at once.
+// ReasonBlocked is the reason of a row never sent because an earlier row
+// of its contact did not succeed.
+const ReasonBlocked = "blocked"
+
+// Contact is one contact of a batch: its calls in file order.
+type Contact struct {
+	ID  string
+	Ops []Op
+}
+
+// AddContacts stores the plan of a batch being imported: every contact
+// with calls to make. Tasks name a contact; the worker reads its calls
+// from here, and so can whoever queues it again (resume, dlq retry, lost
+// tasks).
+func (s *Store) AddContacts(ctx context.Context, id string, cs []Contact) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	fields := make([]any, 0, 2*len(cs))
+	for _, c := range cs {
+		fields = append(fields, c.ID, EncodeOps(c.Ops))
+	}
+	if err := s.rdb.HSet(ctx, s.planKey(id), fields...).Err(); err != nil {
+		return fmt.Errorf("store the plan of batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// EncodeOps writes a contact's ops as the plan keeps them:
+// "member:0|1:line,line;..." (ids never hold ':', ';' or ',').
+func EncodeOps(ops []Op) string {
+	var b strings.Builder
+	for i, op := range ops {
+		if i > 0 {
+			b.WriteByte(';')
+		}
+		b.WriteString(op.MemberID)
+		if op.Replace {
+			b.WriteString(":1:")
+		} else {
+			b.WriteString(":0:")
+		}
+		for j, l := range op.Lines {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.Itoa(l))
+		}
+	}
+	return b.String()
+}
+
+// DecodeOps reads what EncodeOps wrote.
+func DecodeOps(s string) ([]Op, error) {
+	var ops []Op
+	for part := range strings.SplitSeq(s, ";") {
+		member, rest, ok1 := strings.Cut(part, ":")
+		flag, lines, ok2 := strings.Cut(rest, ":")
+		if !ok1 || !ok2 || (flag != "0" && flag != "1") || lines == "" {
+			return nil, fmt.Errorf("plan entry %q: want member:0|1:lines", part)
+		}
+		op := Op{MemberID: member, Replace: flag == "1"}
+		for l := range strings.SplitSeq(lines, ",") {
+			n, err := strconv.Atoi(l)
+			if err != nil {
+				return nil, fmt.Errorf("plan entry %q: line %q", part, l)
+			}
+			op.Lines = append(op.Lines, n)
+		}
+		ops = append(ops, op)
+	}
+	return ops, nil
+}
+
+// Start ends the reading of an import: it records the row and contact
+// counts and the extra column names, and sets the batch running; its tasks
+// are queued next. A batch whose rows are all settled already (all
+// invalid) is done at once. A batch whose lease ran out is abandoned
+// instead, and Start fails.
 func (s *Store) Start(ctx context.Context, id string, rows, contacts int, extras []string) error {
 	ex, err := json.Marshal(extras)
 	if err != nil {
 		return fmt.Errorf("encode extras: %w", err)
 	}
-	err = startScript.Run(ctx, s.rdb, s.keys(id),
-		rows, contacts, ex, s.now().UnixMilli()).Err()
+	err = startScript.Run(ctx, s.rdb, s.keys(id), rows, contacts, ex, s.now().UnixMilli()).Err()
 	if err != nil {
-		return fmt.Errorf("start batch %s: %w", id, err)
+		return fmt.Errorf("start batch %s: %w", id, scriptError(err, id, BatchRunning))
 	}
 	return nil
 }
 
-// Delete removes every key of a batch.
-func (s *Store) Delete(ctx context.Context, id string) error {
-	pipe := s.rdb.TxPipeline()
-	pipe.Unlink(ctx, s.keys(id)...)
-	pipe.ZRem(ctx, s.batchesKey(), id)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("delete batch %s: %w", id, err)
+// scriptError turns a script's refusal into ErrNotFound or a
+// *TransitionError.
+func scriptError(err error, id, to string) error {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "NOTFOUND"):
+		return fmt.Errorf("batch %s: %w", id, ErrNotFound)
+	case strings.HasPrefix(msg, "ILLEGAL "):
+		return &TransitionError{ID: id, From: strings.TrimPrefix(msg, "ILLEGAL "), To: to}
 	}
-	return nil
+	return err
 }
 
 // PauseUnauthorized is the pause code of a batch stopped because the CRM
 // refused the API key.
 const PauseUnauthorized = "unauthorized"
 
-// SetStatus moves a batch that is not finished to status; a pause has a code
-// callers branch on and a reason operators read. A batch that is done stays
-// done.
-func (s *Store) SetStatus(ctx context.Context, id, status, code, reason string) error {
-	err := statusScript.Run(ctx, s.rdb, s.keys(id), status, code, reason, s.now().UnixMilli()).Err()
+// SetStatus moves a batch to status, running, paused or cancelled; a pause
+// has a code callers branch on and a reason operators read. It reports
+// whether the status changed (false: the batch had it already); a move the
+// batch's status does not allow is a *TransitionError. Resume is this plus
+// queueing the contacts parked while paused: see Resume.
+func (s *Store) SetStatus(ctx context.Context, id, status, code, reason string) (bool, error) {
+	n, err := statusScript.Run(ctx, s.rdb, s.keys(id), status, code, reason, s.now().UnixMilli()).Int()
 	if err != nil {
-		return fmt.Errorf("set batch %s %s: %w", id, status, err)
+		return false, fmt.Errorf("set batch %s %s: %w", id, status, scriptError(err, id, status))
 	}
-	return nil
+	return n == 1, nil
 }
 
 // Status returns the batch's status and pause reason; ErrNotFound when the
@@ -254,127 +421,114 @@ func (s *Store) Status(ctx context.Context, id string) (status, reason string, e
 	return status, reason, nil
 }
 
-// Progress is what a worker needs to resume a contact's task: the batch's
-// status, the results already recorded and the attempts already spent, by
-// line.
-type Progress struct {
-	Status   string
-	Done     map[int]bool
-	Attempts map[int]int
-}
-
-// Progress reads the batch's status and the state of the given lines in
-// one round trip; ErrNotFound when the batch is gone.
-func (s *Store) Progress(ctx context.Context, id string, lines []int) (Progress, error) {
-	fields := make([]string, len(lines))
-	for i, l := range lines {
-		fields[i] = strconv.Itoa(l)
-	}
-	pipe := s.rdb.Pipeline()
-	status := pipe.HGet(ctx, s.metaKey(id), "status")
-	res := pipe.HMGet(ctx, s.resultsKey(id), fields...)
-	att := pipe.HMGet(ctx, s.attemptsKey(id), fields...)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Progress{}, fmt.Errorf("read progress of batch %s: %w", id, err)
-	}
-	if status.Val() == "" {
-		return Progress{}, fmt.Errorf("batch %s: %w", id, ErrNotFound)
-	}
-	p := Progress{Status: status.Val(), Done: map[int]bool{}, Attempts: map[int]int{}}
-	for i, v := range res.Val() {
-		if v != nil {
-			p.Done[lines[i]] = true
-		}
-	}
-	for i, v := range att.Val() {
-		if str, ok := v.(string); ok {
-			n, _ := strconv.Atoi(str)
-			p.Attempts[lines[i]] = n
-		}
-	}
-	return p, nil
-}
-
-// NoteAttempt records a failed call for the lines of one operation that
-// will be tried again, with the counters that go with it.
-func (s *Store) NoteAttempt(ctx context.Context, id string, line int, st Stats) error {
-	if err := s.addStats(ctx, id, st, strconv.Itoa(line)); err != nil {
-		return fmt.Errorf("note attempt in batch %s: %w", id, err)
-	}
-	return nil
-}
-
-// AddStats adds counters of calls that did not end a row.
+// AddStats adds counters of calls that did not end a row, unless the batch
+// is gone: a worker finishing a call of a deleted batch must not bring its
+// record back.
 func (s *Store) AddStats(ctx context.Context, id string, st Stats) error {
-	if err := s.addStats(ctx, id, st, ""); err != nil {
+	if st == (Stats{}) {
+		return nil
+	}
+	if err := statsScript.Run(ctx, s.rdb, s.keys(id), st.Calls, st.Retries, st.RateLimited).Err(); err != nil {
 		return fmt.Errorf("add counters to batch %s: %w", id, err)
 	}
 	return nil
 }
 
-// addStats adds st and, when line is not empty, an attempt of line, unless
-// the batch is gone: a worker finishing a call of a deleted batch must not
-// bring its record back.
-func (s *Store) addStats(ctx context.Context, id string, st Stats, line string) error {
-	if st == (Stats{}) && line == "" {
-		return nil
-	}
-	return statsScript.Run(ctx, s.rdb, []string{s.metaKey(id), s.attemptsKey(id)},
-		st.Calls, st.Retries, st.RateLimited, line).Err()
-}
+//go:embed prelude.lua
+var preludeLua string
 
-// statsLua adds counters and an attempt to a batch that exists.
-// KEYS: meta, attempts; ARGV: calls, retries, rateLimited, line (or empty)
-const statsLua = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
+//go:embed begin.lua
+var beginLua string
+
+//go:embed settle.lua
+var settleLua string
+
+//go:embed release.lua
+var releaseLua string
+
+//go:embed watch.lua
+var watchLua string
+
+//go:embed start.lua
+var startLua string
+
+//go:embed status.lua
+var statusLua string
+
+//go:embed reopen.lua
+var reopenLua string
+
+//go:embed lease.lua
+var leaseLua string
+
+//go:embed sweep.lua
+var sweepLua string
+
+// createLua writes a new batch record, unless the id is taken.
+// ARGV: id, name, source, now ms, retention s, lease ms
+const createLua = `
+if redis.call('EXISTS', meta) == 1 then
   return 0
 end
-if ARGV[4] ~= '' then
-  redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl > 0 then
-    redis.call('PEXPIRE', KEYS[2], ttl)
-  end
-end
-local names = {'apiCalls', 'retries', 'rateLimited'}
-for i = 1, 3 do
-  local n = tonumber(ARGV[i])
-  if n ~= 0 then
-    redis.call('HINCRBY', KEYS[1], names[i], n)
-  end
-end
+redis.call('HSET', meta, 'id', ARGV[1], 'name', ARGV[2], 'source', ARGV[3], 'status', 'importing',
+  'createdAt', ARGV[4], 'retention', ARGV[5], 'leaseUntil', clock() + tonumber(ARGV[6]),
+  'rows', 0, 'succeeded', 0, 'failed', 0, 'invalid', 0)
 return 1
 `
 
-// Record gives lines their final result, once: a line that already has a
-// result keeps it and is not counted again, so duplicate deliveries and
-// retries never double-count. It reports whether this update completed the
-// batch, which is true for exactly one caller.
-func (s *Store) Record(ctx context.Context, id string, lines []int, res Result, st Stats) (completed bool, err error) {
-	keys, args := s.recordArgs(id, lines, res, st)
-	n, err := recordScript.Run(ctx, s.rdb, keys, args...).Int()
-	if err != nil {
-		return false, fmt.Errorf("record lines %v of batch %s: %w", lines, id, err)
-	}
-	return n == 1, nil
-}
+// importResultLua settles a row at import, while the batch is importing:
+// an invalid row, or one blocked by an invalid row.
+// ARGV: result json, status, reason, line
+const importResultLua = `
+if redis.call('HGET', meta, 'status') ~= 'importing' then
+  return redis.error_reply('ILLEGAL ' .. (redis.call('HGET', meta, 'status') or 'gone'))
+end
+settle_lines({ARGV[4]}, ARGV[1], ARGV[2], ARGV[3])
+return 1
+`
 
-// recordArgs are the keys and arguments of record.lua.
-func (s *Store) recordArgs(id string, lines []int, res Result, st Stats) ([]string, []any) {
-	b, _ := json.Marshal(res) // a Result always encodes
-	args := make([]any, 0, 7+len(lines))
-	args = append(args, b, string(res.Status), res.Reason, s.now().UnixMilli(), st.Calls, st.Retries, st.RateLimited)
-	for _, l := range lines {
-		args = append(args, l)
-	}
-	return s.keys(id), args
-}
+// statsLua adds counters to a batch that exists.
+// ARGV: calls, retries, rateLimited
+const statsLua = `
+if redis.call('EXISTS', meta) == 0 then
+  return 0
+end
+add_stats(ARGV[1], ARGV[2], ARGV[3])
+return 1
+`
+
+// deletingLua marks a batch that exists as being deleted.
+const deletingLua = `
+if redis.call('EXISTS', meta) == 0 then
+  return 0
+end
+redis.call('HSET', meta, 'status', 'deleting')
+return 1
+`
+
+func script(body string) *redis.Script { return redis.NewScript(preludeLua + body) }
+
+var (
+	createScript       = script(createLua)
+	importResultScript = script(importResultLua)
+	statsScript        = script(statsLua)
+	beginScript        = script(beginLua)
+	settleScript       = script(settleLua)
+	releaseScript      = script(releaseLua)
+	watchScript        = script(watchLua)
+	startScript        = script(startLua)
+	statusScript       = script(statusLua)
+	reopenScript       = script(reopenLua)
+	leaseScript        = script(leaseLua)
+	sweepScript        = script(sweepLua)
+	deletingScript     = script(deletingLua)
+)
 
 // Get reads a batch record.
 func (s *Store) Get(ctx context.Context, id string) (Batch, error) {
 	pipe := s.rdb.Pipeline()
 	meta := pipe.HGetAll(ctx, s.metaKey(id))
-	errs := pipe.HGetAll(ctx, s.errorsKey(id))
+	errs := pipe.HGetAll(ctx, s.key(id, "errors"))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Batch{}, fmt.Errorf("read batch %s: %w", id, err)
 	}
@@ -390,6 +544,10 @@ func (s *Store) Get(ctx context.Context, id string) (Batch, error) {
 		CreatedAt: millis(m["createdAt"]), StartedAt: millis(m["startedAt"]), FinishedAt: millis(m["finishedAt"]),
 		Errors: map[string]int64{},
 	}
+	if b.Status == BatchImporting && m["leaseUntil"] != "" && time.Now().UnixMilli() > atoi(m["leaseUntil"]) {
+		// The importer died: a worker's sweep will say so in the record.
+		b.Status = BatchAbandoned
+	}
 	if ex := m["extras"]; ex != "" {
 		if err := json.Unmarshal([]byte(ex), &b.Extras); err != nil {
 			return Batch{}, fmt.Errorf("batch %s: extras: %w", id, err)
@@ -403,67 +561,36 @@ func (s *Store) Get(ctx context.Context, id string) (Batch, error) {
 	return b, nil
 }
 
-// Reopen takes failed lines back for a retry: their results go, the
-// counters move with them, and the batch runs again. It returns how many
-// lines were reopened; lines that did not fail are left alone.
-func (s *Store) Reopen(ctx context.Context, id string, lines []int) (int, error) {
-	args := make([]any, len(lines))
-	for i, l := range lines {
-		args[i] = l
-	}
-	n, err := reopenScript.Run(ctx, s.rdb, s.keys(id), args...).Int()
-	if err != nil {
-		return 0, fmt.Errorf("reopen lines of batch %s: %w", id, err)
-	}
-	return n, nil
-}
-
-// MarkDead keeps the task of a contact whose rows were dead-lettered, so
-// that it can be retried even after asynq's archive dropped it.
-func (s *Store) MarkDead(ctx context.Context, p AssignPayload) error {
-	b, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("encode payload for contact %s: %w", p.Contact, err)
-	}
-	if err := s.rdb.HSet(ctx, s.deadKey(p.Batch), p.Contact, b).Err(); err != nil {
-		return fmt.Errorf("dead-letter contact %s of batch %s: %w", p.Contact, p.Batch, err)
-	}
-	return nil
-}
-
-// Dead returns the dead-lettered tasks of a batch, by contact.
-func (s *Store) Dead(ctx context.Context, id string) ([]AssignPayload, error) {
-	m, err := s.rdb.HGetAll(ctx, s.deadKey(id)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read dead letters of batch %s: %w", id, err)
-	}
-	out := make([]AssignPayload, 0, len(m))
-	for _, v := range m {
-		var p AssignPayload
-		if err := json.Unmarshal([]byte(v), &p); err != nil {
-			return nil, fmt.Errorf("batch %s: dead letter: %w", id, err)
-		}
-		out = append(out, p)
-	}
-	slices.SortFunc(out, func(a, b AssignPayload) int { return a.Ops[0].Lines[0] - b.Ops[0].Lines[0] })
-	return out, nil
-}
-
-// Undead forgets a contact's dead letter once its task is queued again.
-func (s *Store) Undead(ctx context.Context, id, contact string) error {
-	if err := s.rdb.HDel(ctx, s.deadKey(id), contact).Err(); err != nil {
-		return fmt.Errorf("batch %s: clear dead letter of %s: %w", id, contact, err)
-	}
-	return nil
-}
-
-// IDs lists batch ids, newest first.
+// IDs lists batch ids, newest first, and drops from the index the batches
+// whose record expired.
 func (s *Store) IDs(ctx context.Context) ([]string, error) {
 	ids, err := s.rdb.ZRevRange(ctx, s.batchesKey(), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list batches: %w", err)
 	}
-	return ids, nil
+	pipe := s.rdb.Pipeline()
+	exists := make([]*redis.IntCmd, len(ids))
+	for i, id := range ids {
+		exists[i] = pipe.Exists(ctx, s.metaKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && len(ids) > 0 {
+		return nil, fmt.Errorf("list batches: %w", err)
+	}
+	var gone []any
+	live := ids[:0]
+	for i, id := range ids {
+		if exists[i].Val() == 0 {
+			gone = append(gone, id)
+			continue
+		}
+		live = append(live, id)
+	}
+	if len(gone) > 0 {
+		if err := s.rdb.ZRem(ctx, s.batchesKey(), gone...).Err(); err != nil {
+			return nil, fmt.Errorf("prune the batch index: %w", err)
+		}
+	}
+	return live, nil
 }
 
 // Entry is a row and its result; Result.Status is empty while the row has
@@ -567,27 +694,27 @@ func millis(s string) time.Time {
 	return time.UnixMilli(n).UTC()
 }
 
-// finishLua defines finish(), which record, start and status share.
-//
-//go:embed finish.lua
-var finishLua string
+// markDeleting moves a batch in any state to deleting: workers drop its
+// tasks as they come, and nothing settles any more.
+func (s *Store) markDeleting(ctx context.Context, id string) error {
+	n, err := deletingScript.Run(ctx, s.rdb, s.keys(id)).Int()
+	if err != nil {
+		return fmt.Errorf("delete batch %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("batch %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
 
-//go:embed record.lua
-var recordLua string
-
-//go:embed start.lua
-var startLua string
-
-//go:embed status.lua
-var statusLua string
-
-//go:embed reopen.lua
-var reopenLua string
-
-var (
-	reopenScript = redis.NewScript(reopenLua)
-	recordScript = redis.NewScript(finishLua + recordLua)
-	startScript  = redis.NewScript(finishLua + startLua)
-	statusScript = redis.NewScript(finishLua + statusLua)
-	statsScript  = redis.NewScript(statsLua)
-)
+// Delete removes every key of a batch, whatever its state; its tasks are
+// dropped by the workers as they come (Tasks.Delete removes them first).
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if err := s.rdb.Unlink(ctx, s.keys(id)...).Err(); err != nil {
+		return fmt.Errorf("delete batch %s: %w", id, err)
+	}
+	if err := s.rdb.ZRem(ctx, s.batchesKey(), id).Err(); err != nil {
+		return fmt.Errorf("delete batch %s: %w", id, err)
+	}
+	return nil
+}

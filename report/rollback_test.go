@@ -23,6 +23,8 @@ type ledgerBatch struct {
 	ctx   context.Context
 	store *jobs.Store
 	id    string
+	// op is, by line, the line's contact and the index of its op.
+	op map[int][2]any
 }
 
 // newLedgerBatch creates a running batch of rows; record says whether it
@@ -48,11 +50,26 @@ func newLedgerBatch(t *testing.T, record bool, rows []jobs.Row) *ledgerBatch {
 	if err := b.store.AddRows(b.ctx, b.id, rows); err != nil {
 		t.Fatal(err)
 	}
-	contacts := map[string]bool{}
+	b.op = map[int][2]any{}
+	var plan []jobs.Contact
+	index := map[string]int{}
 	for _, r := range rows {
-		contacts[r.ContactID] = true
+		if !r.Valid() {
+			continue
+		}
+		i, ok := index[r.ContactID]
+		if !ok {
+			i = len(plan)
+			index[r.ContactID] = i
+			plan = append(plan, jobs.Contact{ID: r.ContactID})
+		}
+		b.op[r.Line] = [2]any{r.ContactID, len(plan[i].Ops)}
+		plan[i].Ops = append(plan[i].Ops, jobs.Op{MemberID: r.MemberID, Replace: r.Replace, Lines: []int{r.Line}})
 	}
-	if err := b.store.Start(b.ctx, b.id, len(rows), len(contacts), nil); err != nil {
+	if err := b.store.AddContacts(b.ctx, b.id, plan); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.Start(b.ctx, b.id, len(rows), len(plan), nil); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -64,7 +81,15 @@ func (b *ledgerBatch) result(t *testing.T, line int, status jobs.Status) {
 	if status == jobs.StatusFailed {
 		res.HTTPStatus, res.Reason = 404, "http_404"
 	}
-	if _, err := b.store.Record(b.ctx, b.id, []int{line}, res, jobs.Stats{Calls: 1}); err != nil {
+	at := b.op[line]
+	got, err := b.store.Begin(b.ctx, b.id, at[0].(string), 5)
+	if err != nil || got.Verdict != jobs.Run {
+		t.Fatalf("Begin %v: %+v, %v", at[0], got, err)
+	}
+	if _, err := b.store.Settle(b.ctx, got.Exec, at[1].(int), res, false, false, jobs.Stats{Calls: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.store.Release(b.ctx, got.Exec, -1, false, jobs.Stats{}); err != nil {
 		t.Fatal(err)
 	}
 }

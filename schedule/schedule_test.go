@@ -160,7 +160,7 @@ func TestTickQueuesABatchAndHoldsTheSchedule(t *testing.T) {
 	if err != nil || next.BatchID != "" || !strings.Contains(next.Skipped, "still running") {
 		t.Errorf("tick while the batch runs: %+v, %v", next, err)
 	}
-	if err := s.store.SetStatus(ctx, out.BatchID, jobs.BatchCancelled, "", ""); err != nil {
+	if _, err := s.store.SetStatus(ctx, out.BatchID, jobs.BatchCancelled, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	next, err = s.runner.Tick(ctx, s.p, tick0.Add(2*time.Hour), "task-3")

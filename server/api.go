@@ -413,34 +413,33 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	log := s.deps.Logger.With(slog.String("batch", b.ID), slog.String("action", action))
+	tasks := jobs.Tasks{Store: s.deps.Store, Client: s.deps.Client, Inspector: s.deps.Inspector, Queue: s.deps.Queue}
+	var (
+		n   int
+		err error
+	)
+	switch action {
+	case "retry-failed":
+		n, err = tasks.Retry(ctx, b.ID)
+	case "resume":
+		_, err = tasks.Resume(ctx, b.ID)
+	case "pause":
+		_, err = s.deps.Store.SetStatus(ctx, b.ID, status, "", "paused by an operator")
+	default:
+		_, err = s.deps.Store.SetStatus(ctx, b.ID, status, "", "")
+	}
+	var te *jobs.TransitionError
+	switch {
+	case errors.As(err, &te):
+		writeError(w, http.StatusConflict, te.Error())
+		return
+	case err != nil:
+		s.internal(w, action, err)
+		return
+	}
 	if action == "retry-failed" {
-		if b.Status == jobs.BatchImporting || b.Status == jobs.BatchCancelled {
-			writeError(w, http.StatusConflict, fmt.Sprintf("batch %s is %s: its failed rows cannot be retried", b.ID, b.Status))
-			return
-		}
-		n, err := jobs.Retry(ctx, s.deps.Store, s.deps.Client, s.deps.Inspector, s.deps.Queue, b.ID)
-		if err != nil {
-			s.internal(w, "retry failed rows", err)
-			return
-		}
 		log.Info("dead-lettered rows queued again", slog.Int("rows", n))
 		s.answerBatch(w, r, map[string]any{"requeued": n})
-		return
-	}
-	if jobs.Finished(b.Status) {
-		writeError(w, http.StatusConflict, fmt.Sprintf("batch %s is already %s", b.ID, b.Status))
-		return
-	}
-	if b.Status == jobs.BatchImporting {
-		writeError(w, http.StatusConflict, fmt.Sprintf("batch %s is still importing; try again when it runs", b.ID))
-		return
-	}
-	reason := ""
-	if status == jobs.BatchPaused {
-		reason = "paused by an operator"
-	}
-	if err := s.deps.Store.SetStatus(ctx, b.ID, status, "", reason); err != nil {
-		s.internal(w, action, err)
 		return
 	}
 	log.Info("batch " + status)

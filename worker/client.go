@@ -163,9 +163,26 @@ func sameOrigin(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// Refused is closed once the CRM has refused the API key. A process with a
-// refused key can do nothing useful: its command stops and says so.
+// Refused is closed once the CRM has refused the API key. A worker
+// process whose only job is to call the CRM stops then and says so; serve
+// goes on, and a batch resumed after the refusal tries the key again
+// (Reprobe).
 func (c *Client) Refused() <-chan struct{} { return c.refusedCh }
+
+// refusedNow reports whether calls fail unsent because the key was refused.
+func (c *Client) refusedNow() bool { return c.refused.Load() != 0 }
+
+// Reprobe forgets that the key was refused: the next call tries it again,
+// alone (the others wait for its answer), so a key still refused costs one
+// call.
+func (c *Client) Reprobe() {
+	c.probe.Lock()
+	defer c.probe.Unlock()
+	if c.refused.Load() != 0 {
+		c.keyAccepted.Store(false)
+		c.refused.Store(0)
+	}
+}
 
 // Assign makes one assign call and classifies its outcome.
 func (c *Client) Assign(ctx context.Context, contact, member string, replace bool) Outcome {
@@ -192,6 +209,7 @@ func (c *Client) guard(call func() Outcome) Outcome {
 	switch {
 	case out.Kind == Unauthorized:
 		c.refused.Store(int32(out.HTTPStatus))
+		c.keyAccepted.Store(false)
 		c.refuseOnce.Do(func() { close(c.refusedCh) })
 	case out.HTTPStatus != 0:
 		c.keyAccepted.Store(true)
@@ -290,21 +308,27 @@ func scrubURL(err error) string {
 	return err.Error()
 }
 
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
+// maxHeaderWait bounds the Retry-After read from an answer, before the
+// handler's own cap (HandlerOptions.MaxRetryAfter): whatever the header
+// says, the wait is a valid, positive duration.
+const maxHeaderWait = 24 * time.Hour
+
+// retryAfter reads a Retry-After header: seconds or an HTTP date, at most
+// maxHeaderWait.
 func retryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n < 0 {
-			return 0
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		if n > uint64(maxHeaderWait/time.Second) || err != nil {
+			return maxHeaderWait
 		}
 		return time.Duration(n) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d
+			return min(d, maxHeaderWait)
 		}
 	}
 	return 0

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
@@ -14,8 +15,8 @@ import (
 )
 
 // DeferError asks asynq to run the task again later without using up an
-// attempt: the batch is paused or still importing, or the API kept
-// answering 429.
+// attempt: the batch is still importing, another worker holds the
+// contact, or the API asked for a long wait (429).
 type DeferError struct {
 	RetryIn time.Duration
 	Why     string
@@ -27,7 +28,7 @@ func (e *DeferError) Error() string { return fmt.Sprintf("deferred %s: %s", e.Re
 type TransientError struct {
 	// Attempt is how many calls this row has had.
 	Attempt int
-	// RetryAfter is the wait the API asked for, if any.
+	// RetryAfter is the wait the API asked for, if any, within the cap.
 	RetryAfter time.Duration
 	Err        error
 }
@@ -90,9 +91,14 @@ type HandlerOptions struct {
 	// is dead-lettered; default 5.
 	MaxAttempts int
 	// PausedRetry is how soon a task of a batch still importing is looked
-	// at again, default 2s; a paused batch's tasks wait 2.5 to 5 times as
-	// long.
+	// at again; default 2s.
 	PausedRetry time.Duration
+	// MaxRetryAfter caps the wait a Retry-After asks for; default 15m.
+	MaxRetryAfter time.Duration
+	// WatchEvery is how often this process checks the status of a batch
+	// whose tasks it runs: a pause or cancel stops them before their next
+	// call within about that time (plus a call in flight). Default 500ms.
+	WatchEvery time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 	// Observe, if set, is told the outcome and duration of every API call
@@ -106,9 +112,13 @@ type Handler struct {
 	client  *Client
 	limiter Limiter
 	opts    HandlerOptions
-	// recording caches, by batch id, whether a batch records previous
-	// agents: fixed at import, read once per batch.
-	recording sync.Map
+	watch   *watcher
+	// refusedIn holds, by batch, the epoch in which the CRM refused the
+	// key: the batch was paused for it, and only a later start or resume
+	// of a batch tries the key again.
+	refusedIn sync.Map
+	// after, in tests, is called after each write to the ledger, named.
+	after func(point string)
 }
 
 // NewHandler returns a Handler recording outcomes in store.
@@ -119,27 +129,30 @@ func NewHandler(store *jobs.Store, client *Client, limiter Limiter, opts Handler
 	if opts.PausedRetry <= 0 {
 		opts.PausedRetry = 2 * time.Second
 	}
+	if opts.MaxRetryAfter <= 0 {
+		opts.MaxRetryAfter = 15 * time.Minute
+	}
+	if opts.WatchEvery <= 0 {
+		opts.WatchEvery = 500 * time.Millisecond
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handler{store: store, client: client, limiter: limiter, opts: opts}
+	return &Handler{store: store, client: client, limiter: limiter, opts: opts, after: func(string) {},
+		watch: newWatcher(store, opts.WatchEvery, opts.Logger)}
 }
 
-// holdFor is how long a task of a batch that is not running waits before
-// it is looked at again: an import ends in seconds, a pause lasts until an
-// operator acts, so its tasks come back less often (with jitter, so a large
-// paused batch does not keep every worker cycling its tasks in step).
-func (h *Handler) holdFor(status string) time.Duration {
-	if status == jobs.BatchImporting {
-		return h.opts.PausedRetry
-	}
-	d := 5 * h.opts.PausedRetry
-	return d/2 + rand.N(d/2+1)
-}
-
-// maxRateLimited bounds the 429s one task absorbs before it steps aside and
-// lets asynq bring it back later.
-const maxRateLimited = 20
+const (
+	// maxRateLimited bounds the 429s one execution absorbs before its
+	// task steps aside and lets asynq bring it back later.
+	maxRateLimited = 20
+	// inSlotWait is the longest wait for a 429 spent in a worker slot; a
+	// longer Retry-After sends the task back to the queue for that long.
+	inSlotWait = 10 * time.Second
+	// busyRetry is how soon a task whose contact another worker holds is
+	// looked at again.
+	busyRetry = 5 * time.Second
+)
 
 // ProcessTask applies one contact's rows in file order, skipping rows that
 // already have a result (a retry or a duplicate delivery).
@@ -154,35 +167,36 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 		}
 	}()
 	log := h.opts.Logger.With(slog.String("batch", p.Batch), slog.String("contact", p.Contact))
-	first := make([]int, len(p.Ops))
-	for i, op := range p.Ops {
-		first[i] = op.Lines[0]
+	b, err := h.store.Begin(ctx, p.Batch, p.Contact, h.opts.MaxAttempts)
+	if err != nil {
+		return err
 	}
-	prog, err := h.store.Progress(ctx, p.Batch, first)
-	switch {
-	case errors.Is(err, jobs.ErrNotFound):
+	h.after("begin")
+	switch b.Verdict {
+	case jobs.Gone:
 		log.Warn("dropping task of a batch that no longer exists")
 		return nil
-	case err != nil:
-		return err
-	case jobs.Finished(prog.Status):
-		// Done (a duplicate delivery) or cancelled: nothing left to send.
+	case jobs.Over, jobs.Parked:
 		return nil
-	case prog.Status != jobs.BatchRunning:
-		return &DeferError{RetryIn: h.holdFor(prog.Status), Why: "batch is " + prog.Status}
+	case jobs.Hold:
+		return &DeferError{RetryIn: h.opts.PausedRetry, Why: "batch is " + b.Status}
+	case jobs.Busy:
+		return &DeferError{RetryIn: busyRetry, Why: "another worker is applying this contact"}
+	case jobs.Settled:
+		log.Warn("row dead-lettered: the worker making its call stopped each time", slog.Int("attempts", h.opts.MaxAttempts))
+		h.completed(b.Completed, p.Batch)
+		return fmt.Errorf("contact %s dead-lettered: its worker died in the middle of every attempt: %w", p.Contact, asynq.SkipRetry)
 	}
-	if settled, err := h.previous(ctx, log, p, prog); settled || err != nil {
-		return err
-	}
-	for i, op := range p.Ops {
-		if prog.Done[op.Lines[0]] {
-			continue
+	x := b.Exec
+	if h.client.refusedNow() {
+		if e, ok := h.refusedIn.Load(x.Batch); !ok || e.(int64) != x.Epoch {
+			h.client.Reprobe()
 		}
-		if err := h.apply(ctx, log, p, i, prog.Attempts[op.Lines[0]]); err != nil {
-			return err
-		}
 	}
-	return nil
+	held, release := h.watch.hold(ctx, x)
+	defer release()
+	e := &execution{h: h, x: x, log: log, held: held}
+	return e.run(ctx)
 }
 
 // redisWait bounds how long a failed task waits for Redis to answer again,
@@ -215,142 +229,271 @@ func (h *Handler) awaitRedis(ctx context.Context, batch string) {
 	}
 }
 
-// apply makes the calls for op i until it has a final result, or returns
-// the error that sends the task back to asynq.
-func (h *Handler) apply(ctx context.Context, log *slog.Logger, p jobs.AssignPayload, i int, attempts int) error {
-	op := p.Ops[i]
-	var st jobs.Stats
-	for limited := 0; ; {
-		if err := h.limiter.Wait(ctx); err != nil {
-			return h.abandon(p, st, err)
-		}
-		start := time.Now()
-		out := h.client.Assign(ctx, p.Contact, op.MemberID, op.Replace)
-		if h.opts.Observe != nil {
-			h.opts.Observe(out, time.Since(start))
-		}
-		if ctx.Err() != nil && out.Kind != OK {
-			// Shutting down: this call does not count against the row.
-			return h.abandon(p, st, context.Cause(ctx))
-		}
-		if !out.NotSent {
-			st.Calls++
-		}
-		if out.Kind == RateLimited {
-			limited++
-			if err := h.onRateLimited(ctx, p, &st, out, limited); err != nil {
-				return err
-			}
-			continue
-		}
-		attempts++
-		res := jobs.Result{HTTPStatus: out.HTTPStatus, Attempts: attempts, Reason: out.Reason}
-		switch out.Kind {
-		case OK:
-			res.Status = jobs.StatusSucceeded
-			return h.record(ctx, p.Batch, op.Lines, res, st)
-		case Permanent:
-			res.Status, res.Error = jobs.StatusFailed, out.Err.Error()
-			return h.record(ctx, p.Batch, op.Lines, res, st)
-		case Unauthorized:
-			return h.unauthorized(ctx, log, p, st, out)
-		}
-		// Transient.
-		if attempts < h.opts.MaxAttempts {
-			st.Retries++
-			if err := h.store.NoteAttempt(ctx, p.Batch, op.Lines[0], st); err != nil {
-				return err
-			}
-			return &TransientError{Attempt: attempts, RetryAfter: out.RetryAfter, Err: out.Err}
-		}
-		res.Status = jobs.StatusFailed
-		res.Error = fmt.Sprintf("gave up after %d attempts: %v", attempts, out.Err)
-		log.Warn("row dead-lettered", slog.Int("line", op.Lines[0]), slog.String("reason", out.Reason), slog.Int("attempts", attempts))
-		// Keep the task for `dlq retry` before any row is final, so a crash
-		// in between cannot leave failed rows that cannot be retried.
-		if err := h.store.MarkDead(ctx, p); err != nil {
-			return err
-		}
-		if err := h.record(ctx, p.Batch, op.Lines, res, st); err != nil {
-			return err
-		}
-		if err := h.blockRest(ctx, p, i); err != nil {
-			return err
-		}
-		return fmt.Errorf("line %d dead-lettered after %d attempts: %v: %w", op.Lines[0], attempts, out.Err, asynq.SkipRetry)
-	}
-}
-
-// unauthorized pauses the batch after the CRM refused the key.
-func (h *Handler) unauthorized(ctx context.Context, log *slog.Logger, p jobs.AssignPayload, st jobs.Stats, out Outcome) error {
-	reason := fmt.Sprintf("the CRM refused the API key (HTTP %d): check --api-key / BULKASSIGN_API_KEY, then resume the batch", out.HTTPStatus)
-	if err := h.store.SetStatus(ctx, p.Batch, jobs.BatchPaused, jobs.PauseUnauthorized, reason); err != nil {
-		return err
-	}
-	log.Error("batch paused: API key refused", slog.Int("http_status", out.HTTPStatus))
-	return h.abandon(p, st, &DeferError{RetryIn: h.holdFor(jobs.BatchPaused), Why: "API key refused"})
-}
-
-func (h *Handler) record(ctx context.Context, batch string, lines []int, res jobs.Result, st jobs.Stats) error {
-	completed, err := h.store.Record(ctx, batch, lines, res, st)
-	if err != nil {
-		return err
-	}
+func (h *Handler) completed(completed bool, batch string) {
 	if completed {
 		h.opts.Logger.Info("batch complete", slog.String("batch", batch))
 	}
-	return nil
 }
 
-// blockRest fails the contact's rows after op i, which ran out of
-// attempts: applying them without it would leave the contact in a state
-// the file never described.
-func (h *Handler) blockRest(ctx context.Context, p jobs.AssignPayload, i int) error {
-	for _, op := range p.Ops[i+1:] {
-		res := jobs.Result{
-			Status: jobs.StatusFailed,
-			Reason: "blocked",
-			Error:  fmt.Sprintf("not sent: line %d for the same contact failed first; re-import failed.csv, which keeps the order", p.Ops[i].Lines[0]),
+// execution is one run of a contact's task that holds the contact.
+type execution struct {
+	h   *Handler
+	x   *jobs.Execution
+	log *slog.Logger
+	// held ends when the batch stops running (paused, cancelled, gone).
+	held context.Context
+	// st counts the calls not yet written to the ledger; they travel with
+	// the next write.
+	st jobs.Stats
+}
+
+// run makes the calls of the contact's ops that are not settled, in file
+// order, until they are all settled or one of them stops the execution.
+func (e *execution) run(ctx context.Context) error {
+	var pending []int
+	for i, done := range e.x.Done {
+		if !done {
+			pending = append(pending, i)
 		}
-		if err := h.record(ctx, p.Batch, op.Lines, res, jobs.Stats{}); err != nil {
+	}
+	if e.x.RecordPrevious && len(pending) == len(e.x.Ops) {
+		if stop, err := e.previous(ctx); stop || err != nil {
+			return err
+		}
+	}
+	for k, i := range pending {
+		op := e.x.Ops[i]
+		out, err := e.call(ctx, func(ctx context.Context) Outcome {
+			return e.h.client.Assign(ctx, e.x.Contact, op.MemberID, op.Replace)
+		})
+		if err != nil {
+			return err
+		}
+		if stop, err := e.conclude(ctx, i, out, k == len(pending)-1, false); stop || err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// abandon keeps the counters of calls made so far and returns err.
-func (h *Handler) abandon(p jobs.AssignPayload, st jobs.Stats, err error) error {
-	if st != (jobs.Stats{}) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if serr := h.store.AddStats(ctx, p.Batch, st); serr != nil {
-			h.opts.Logger.Warn("counters not saved", slog.String("batch", p.Batch), slog.Any("error", serr))
+// errStopped is the cause of an execution's held context when the batch
+// stopped running.
+var errStopped = errors.New("the batch stopped running")
+
+// call makes one call under the rate limiter until it is answered with
+// anything but a 429; an error means the execution ended (its task steps
+// aside, the batch stopped, or the process is shutting down) and was
+// written to the ledger.
+func (e *execution) call(ctx context.Context, do func(context.Context) Outcome) (Outcome, error) {
+	for limited := 0; ; {
+		// The wait for a rate slot ends when the batch is paused or
+		// cancelled, and so does a slot reserved before that.
+		if err := e.h.limiter.Wait(e.held); err != nil || e.held.Err() != nil {
+			return Outcome{}, e.interrupted(ctx, err)
+		}
+		start := time.Now()
+		out := do(ctx)
+		if e.h.opts.Observe != nil {
+			e.h.opts.Observe(out, time.Since(start))
+		}
+		if ctx.Err() != nil && out.Kind != OK {
+			// Shutting down: this call does not count against the row.
+			return out, e.interrupted(ctx, nil)
+		}
+		if !out.NotSent {
+			e.st.Calls++
+		}
+		if out.Kind != RateLimited {
+			return out, nil
+		}
+		limited++
+		e.st.RateLimited++
+		e.h.limiter.Slow(ctx)
+		wait := min(out.RetryAfter, e.h.opts.MaxRetryAfter)
+		if wait <= 0 {
+			wait = min(time.Duration(limited)*250*time.Millisecond, 5*time.Second)
+		}
+		if wait > inSlotWait || limited >= maxRateLimited {
+			// The row waits in the queue, not in a worker slot.
+			return out, e.release(-1, false, &DeferError{RetryIn: max(wait, time.Second), Why: "the API answered 429"})
+		}
+		if err := sleep(e.held, wait); err != nil {
+			return out, e.interrupted(ctx, err)
 		}
 	}
-	return err
 }
 
-// onRateLimited handles the limited-th 429 in a row of one call: every
-// caller slows down, and this call waits what the API asked (or a growing
-// backoff). An error means the task steps aside or ctx ended.
-func (h *Handler) onRateLimited(ctx context.Context, p jobs.AssignPayload, st *jobs.Stats, out Outcome, limited int) error {
-	st.RateLimited++
-	h.limiter.Slow(ctx)
-	if limited >= maxRateLimited {
-		return h.defer429(p, *st, out)
+// interrupted ends an execution stopped between calls: by the process
+// shutting down (the task is retried), or by the batch no longer running
+// (the contact is parked if the batch is paused; the task ends).
+func (e *execution) interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return e.release(-1, false, context.Cause(ctx))
 	}
-	wait := out.RetryAfter
-	if wait <= 0 {
-		wait = min(time.Duration(limited)*250*time.Millisecond, 5*time.Second)
+	if e.held.Err() == nil {
+		return e.release(-1, false, err) // the limiter failed: Redis trouble
 	}
-	if err := sleep(ctx, wait); err != nil {
-		return h.abandon(p, *st, err)
-	}
-	return nil
+	return e.release(-1, true, nil)
 }
 
-// defer429 steps a task aside after many 429s in a row.
-func (h *Handler) defer429(p jobs.AssignPayload, st jobs.Stats, out Outcome) error {
-	return h.abandon(p, st, &DeferError{RetryIn: max(out.RetryAfter, time.Second), Why: "the API keeps answering 429"})
+// decision is what becomes of a row after a call.
+type decision int
+
+const (
+	succeed      decision = iota // the row succeeded
+	refuse                       // refused for good: the row failed, the contact stops
+	retry                        // transient, attempts left: the task is retried
+	giveUp                       // transient, out of attempts: dead letter
+	unauthorized                 // the key was refused: the batch pauses
+)
+
+// decide maps a call's outcome, on the given attempt of the row, to what
+// becomes of the row: the one place where outcomes become decisions.
+func decide(kind Kind, attempt, maxAttempts int) decision {
+	switch kind {
+	case OK:
+		return succeed
+	case Permanent:
+		return refuse
+	case Unauthorized:
+		return unauthorized
+	}
+	if attempt < maxAttempts {
+		return retry
+	}
+	return giveUp
+}
+
+// conclude writes what becomes of op i after out; read says the call was
+// the read of the contact's agents before its first op. stop means the
+// execution is over.
+func (e *execution) conclude(ctx context.Context, i int, out Outcome, last, read bool) (stop bool, err error) {
+	attempt := e.x.Attempts[i] + 1
+	res := jobs.Result{HTTPStatus: out.HTTPStatus, Attempts: attempt, Reason: out.Reason}
+	reading := ""
+	if read {
+		reading = " to read the contact's current agents (--record-previous)"
+	}
+	switch decide(out.Kind, attempt, e.h.opts.MaxAttempts) {
+	case succeed:
+		res.Status = jobs.StatusSucceeded
+		return e.settle(i, res, false, last)
+	case refuse:
+		res.Status, res.Error = jobs.StatusFailed, out.Err.Error()
+		if read {
+			res.Error = fmt.Sprintf("not sent: the contact's current agents could not be read (--record-previous): %v", out.Err)
+		}
+		return e.settle(i, res, false, true)
+	case giveUp:
+		res.Status = jobs.StatusFailed
+		res.Error = fmt.Sprintf("gave up after %d attempts%s: %v", attempt, reading, out.Err)
+		if read {
+			res.Error = "not sent: " + res.Error
+		}
+		e.log.Warn("row dead-lettered", slog.Int("line", e.x.Ops[i].Lines[0]), slog.String("reason", out.Reason), slog.Int("attempts", attempt))
+		if _, err := e.settle(i, res, true, true); err != nil {
+			return true, err
+		}
+		return true, fmt.Errorf("line %d dead-lettered after %d attempts%s: %v: %w", e.x.Ops[i].Lines[0], attempt, reading, out.Err, asynq.SkipRetry)
+	case unauthorized:
+		return true, e.unauthorized(ctx, out)
+	}
+	e.st.Retries++
+	err = fmt.Errorf("call%s: %w", reading, out.Err)
+	return true, e.release(i, false, &TransientError{Attempt: attempt, RetryAfter: min(out.RetryAfter, e.h.opts.MaxRetryAfter), Err: err})
+}
+
+// ledgerTimeout bounds a write to the ledger. Writes use a context of
+// their own: a call that went through is recorded even when the process is
+// shutting down.
+const ledgerTimeout = 10 * time.Second
+
+// settle writes op i's final result and the calls counted so far; stop
+// when the execution is over.
+func (e *execution) settle(i int, res jobs.Result, dead, release bool) (stop bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
+	defer cancel()
+	r, err := e.h.store.Settle(ctx, e.x, i, res, dead, release, e.st)
+	if err != nil {
+		return true, err
+	}
+	e.st = jobs.Stats{}
+	e.h.after("settle")
+	e.h.completed(r.Completed, e.x.Batch)
+	if r.Stale {
+		e.log.Warn("another worker took this contact over (this one stalled past its claim): stopping")
+		return true, nil
+	}
+	return release || r.Gone, nil
+}
+
+// release ends the execution with the contact's rows unsettled and the
+// calls counted so far, and returns ret: attemptOp >= 0 counts a failed
+// attempt of that op; park keeps the contact for resume if the batch is
+// paused.
+func (e *execution) release(attemptOp int, park bool, ret error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
+	defer cancel()
+	if _, _, err := e.h.store.Release(ctx, e.x, attemptOp, park, e.st); err != nil {
+		return errors.Join(ret, err)
+	}
+	e.st = jobs.Stats{}
+	e.h.after("release")
+	return ret
+}
+
+// unauthorized pauses the batch after the CRM refused the key and parks
+// the contact; only a resume (or another batch) tries the key again.
+func (e *execution) unauthorized(ctx context.Context, out Outcome) error {
+	reason := fmt.Sprintf("the CRM refused the API key (HTTP %d): check --api-key / BULKASSIGN_API_KEY, then resume the batch", out.HTTPStatus)
+	e.h.refusedIn.Store(e.x.Batch, e.x.Epoch)
+	changed, err := e.h.store.SetStatus(context.WithoutCancel(ctx), e.x.Batch, jobs.BatchPaused, jobs.PauseUnauthorized, reason)
+	var te *jobs.TransitionError
+	if err != nil && !errors.As(err, &te) {
+		return e.release(-1, false, err)
+	}
+	if changed {
+		e.log.Error("batch paused: API key refused", slog.Int("http_status", out.HTTPStatus))
+	}
+	return e.release(-1, true, nil)
+}
+
+// previous reads and records the contact's current agents before the
+// batch's first call for it, when the batch records previous agents. The
+// record is written once (a retry or a duplicate delivery finds it and
+// reads nothing), and only while none of the contact's rows has a result:
+// once a call was made, what the contact has is no longer what it had.
+//
+// The read is an API call like the assign calls: it waits for the rate
+// limiter, is counted in apiCalls, and its failures count against the
+// contact's first row. A 404 records nothing (the contact is unknown, its
+// assign calls will fail with 404 too).
+func (e *execution) previous(ctx context.Context) (stop bool, err error) {
+	has, err := e.h.store.HasPrevious(ctx, e.x.Batch, e.x.Contact)
+	if err != nil {
+		return true, e.release(-1, false, err)
+	}
+	if has {
+		return false, nil
+	}
+	var agents []string
+	out, err := e.call(ctx, func(ctx context.Context) Outcome {
+		var out Outcome
+		agents, out = e.h.client.contactAgents(ctx, e.x.Contact)
+		return out
+	})
+	switch {
+	case err != nil:
+		return true, err
+	case out.Kind == OK:
+		if _, err := e.h.store.SavePrevious(context.WithoutCancel(ctx), e.x.Batch, e.x.Contact, agents); err != nil {
+			return true, e.release(-1, false, err)
+		}
+		e.h.after("previous")
+		return false, nil
+	case out.HTTPStatus == http.StatusNotFound:
+		e.log.Debug("contact unknown: no previous agents to record")
+		return false, nil
+	}
+	return e.conclude(ctx, 0, out, false, true)
 }

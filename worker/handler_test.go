@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,8 +34,10 @@ type env struct {
 	store   *jobs.Store
 	sim     *simulator.Simulator
 	handler *Handler
+	client  *Client
 	queue   *asynq.Client
 	insp    *asynq.Inspector
+	tasks   jobs.Tasks
 
 	mu   sync.Mutex
 	seen []pair
@@ -46,6 +49,8 @@ type envOptions struct {
 	maxAttempts int
 	pausedRetry time.Duration
 	timeout     time.Duration // of one call; default 10s
+	claimTTL    time.Duration // default the store's
+	crm         http.Handler  // in front of the simulator, if set
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -65,13 +70,18 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(func() { _ = e.queue.Close() })
 	e.insp = asynq.NewInspector(e.conn)
 	t.Cleanup(func() { _ = e.insp.Close() })
-	e.store = jobs.NewStore(e.rdb, jobs.StoreOptions{Namespace: e.ns})
+	e.store = jobs.NewStore(e.rdb, jobs.StoreOptions{Namespace: e.ns, ClaimTTL: o.claimTTL})
+	e.tasks = jobs.Tasks{Store: e.store, Client: e.queue, Inspector: e.insp, Queue: e.ns}
 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if parts := strings.Split(r.URL.Path, "/"); len(parts) == 7 && parts[5] == "assign-team-member" {
 			e.mu.Lock()
 			e.seen = append(e.seen, pair{parts[4], parts[6]})
 			e.mu.Unlock()
+		}
+		if o.crm != nil {
+			o.crm.ServeHTTP(w, r)
+			return
 		}
 		e.sim.ServeHTTP(w, r)
 	}))
@@ -83,16 +93,29 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.timeout == 0 {
 		o.timeout = 10 * time.Second
 	}
-	client, err := NewClient(ClientOptions{BaseURL: srv.URL, APIKey: key, Timeout: o.timeout})
-	if err != nil {
+	if e.client, err = NewClient(ClientOptions{BaseURL: srv.URL, APIKey: key, Timeout: o.timeout}); err != nil {
 		t.Fatal(err)
 	}
-	e.handler = NewHandler(e.store, client, NewLocalLimiter(0, 1), HandlerOptions{
+	e.handler = NewHandler(e.store, e.client, NewLocalLimiter(0, 1), HandlerOptions{
 		MaxAttempts: o.maxAttempts,
 		PausedRetry: o.pausedRetry,
+		WatchEvery:  50 * time.Millisecond,
 		Logger:      slog.New(slog.DiscardHandler),
 	})
 	return e
+}
+
+// sweep runs a sweeper of the test's namespace until the test ends.
+func (e *env) sweep(t *testing.T, stall time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	s := NewSweeper(e.rdb, e.ns, e.tasks, SweeperOptions{Every: 100 * time.Millisecond, Stall: stall, Logger: slog.New(slog.DiscardHandler)})
+	go func() {
+		defer close(done)
+		s.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // run starts an asynq server on the test's queue until the test ends.
@@ -134,36 +157,49 @@ func oneEach(n int, member string) []jobs.Row {
 }
 
 // plan groups valid rows per contact in file order, one op per row.
-func plan(batch string, rows []jobs.Row) []jobs.AssignPayload {
-	var out []jobs.AssignPayload
+func plan(rows []jobs.Row) []jobs.Contact {
+	var out []jobs.Contact
 	idx := map[string]int{}
 	for _, r := range rows {
-		if !r.Valid() {
+		if !r.Valid() || r.BlockedBy != 0 {
 			continue
 		}
 		i, ok := idx[r.ContactID]
 		if !ok {
 			i = len(out)
 			idx[r.ContactID] = i
-			out = append(out, jobs.AssignPayload{Batch: batch, Contact: r.ContactID})
+			out = append(out, jobs.Contact{ID: r.ContactID})
 		}
 		out[i].Ops = append(out[i].Ops, jobs.Op{MemberID: r.MemberID, Replace: r.Replace, Lines: []int{r.Line}})
 	}
 	return out
 }
 
-// load writes a running batch of rows and returns its plan, not queued.
+// load writes a running batch of rows, one op per row, and returns its
+// tasks' payloads, not queued.
 func (e *env) load(t *testing.T, id string, rows []jobs.Row) []jobs.AssignPayload {
 	t.Helper()
-	ps := plan(id, rows)
+	return e.loadPlan(t, id, rows, plan(rows))
+}
+
+// loadPlan writes a running batch of rows with the given plan.
+func (e *env) loadPlan(t *testing.T, id string, rows []jobs.Row, cs []jobs.Contact) []jobs.AssignPayload {
+	t.Helper()
 	if err := e.store.Create(e.ctx, id, id, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.store.AddRows(e.ctx, id, rows); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.Start(e.ctx, id, len(rows), len(ps), nil); err != nil {
+	if err := e.store.AddContacts(e.ctx, id, cs); err != nil {
 		t.Fatal(err)
+	}
+	if err := e.store.Start(e.ctx, id, len(rows), len(cs), nil); err != nil {
+		t.Fatal(err)
+	}
+	ps := make([]jobs.AssignPayload, len(cs))
+	for i, c := range cs {
+		ps[i] = jobs.AssignPayload{Batch: id, Contact: c.ID}
 	}
 	return ps
 }
@@ -419,39 +455,49 @@ func TestHandlerPermanentFailures(t *testing.T) {
 	e := newEnv(t, envOptions{sim: simulator.Options{Members: []simulator.Member{
 		{ID: "m1", Active: true},
 		{ID: "m2", Active: false},
+		{ID: "m3", Active: true},
 	}}})
 	rows := []jobs.Row{
-		row(2, "p1", "ghost", false), // unknown member: 404
-		row(3, "p1", "m1", false),
-		row(4, "p2", "m2", false), // inactive member: 404
-		row(5, "p2", "m1", true),
-		row(6, "bad.id", "m1", false), // malformed for the CRM: 400
+		row(2, "p1", "m1", false),
+		row(3, "p1", "ghost", true),   // unknown member: 404
+		row(4, "p1", "m3", false),     // blocked: the replace before it failed
+		row(5, "p2", "m2", false),     // inactive member: 404
+		row(6, "p2", "m1", true),      // blocked
+		row(7, "bad.id", "m1", false), // malformed for the CRM: 400
+		row(8, "p3", "m1", false),
 	}
 	e.enqueue(t, e.load(t, "b", rows))
 	e.run(t)
 	b := e.waitDone(t, "b")
 
-	if b.Failed != 3 || b.Succeeded != 2 || b.Retries != 0 {
+	if b.Failed != 5 || b.Succeeded != 2 || b.Retries != 0 {
 		t.Errorf("batch = %+v", b)
 	}
-	if b.Errors["http_404"] != 2 || b.Errors["http_400"] != 1 {
+	if b.Errors["http_404"] != 2 || b.Errors["http_400"] != 1 || b.Errors["blocked"] != 2 {
 		t.Errorf("errors = %v", b.Errors)
 	}
 	e.checkCalls(t, b)
 	res := e.results(t, "b")
-	for line, status := range map[int]int{2: 404, 4: 404, 6: 400} {
+	for line, status := range map[int]int{3: 404, 5: 404, 7: 400} {
 		r := res[line]
 		if r.Status != jobs.StatusFailed || r.HTTPStatus != status || r.Attempts != 1 || r.Error == "" {
 			t.Errorf("line %d: %+v, want failed with HTTP %d after 1 attempt", line, r, status)
 		}
 	}
-	for _, c := range []string{"p1", "p2"} {
-		if got := e.sim.Agents(c); !slices.Equal(got, []string{"m1"}) {
-			t.Errorf("%s's agents = %v, want [m1]", c, got)
+	for line, by := range map[int]string{4: "line 3", 6: "line 5"} {
+		if r := res[line]; r.Reason != jobs.ReasonBlocked || !strings.Contains(r.Error, by) {
+			t.Errorf("line %d: %+v, want blocked by %s", line, r, by)
+		}
+	}
+	// A refused row stops its contact: what follows it is never sent, so
+	// failed.csv, fixed and fed back, gives the state the file describes.
+	for c, want := range map[string][]string{"p1": {"m1"}, "p2": nil, "p3": {"m1"}} {
+		if got := e.sim.Agents(c); !slices.Equal(got, want) {
+			t.Errorf("%s's agents = %v, want %v", c, got, want)
 		}
 	}
 	if n := e.sim.Stats().Requests; n != 5 {
-		t.Errorf("the CRM got %d calls, want 5 (no retry of a 4xx)", n)
+		t.Errorf("the CRM got %d calls, want 5 (no retry of a 4xx, no blocked row sent)", n)
 	}
 	if a := e.archived(t); len(a) != 0 {
 		t.Errorf("%d tasks archived for permanent failures", len(a))
@@ -460,17 +506,14 @@ func TestHandlerPermanentFailures(t *testing.T) {
 
 func TestHandlerUnauthorizedPausesBatch(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{
-		sim:         simulator.Options{APIKey: "the-right-key"},
-		apiKey:      secretKey,
-		pausedRetry: time.Hour, // deferred tasks stay put for the checks
-	})
+	e := newEnv(t, envOptions{sim: simulator.Options{APIKey: "the-right-key"}, apiKey: secretKey})
 	rows := oneEach(50, "m1")
 	e.enqueue(t, e.load(t, "b", rows))
 	e.run(t)
-	eventually(t, 60*time.Second, "every task deferred", func() bool {
+	// Every task parks its contact and ends: nothing churns while paused.
+	eventually(t, 60*time.Second, "every contact parked", func() bool {
 		qi := e.queueInfo(t)
-		return qi.Retry == len(rows) && qi.Active == 0 && qi.Pending == 0
+		return qi.Size == 0 && qi.Active == 0 && e.rdb.SCard(e.ctx, e.ns+":batch:{b}:parked").Val() == int64(len(rows))
 	})
 	b := e.batch(t, "b")
 	if b.Status != jobs.BatchPaused || b.PauseCode != jobs.PauseUnauthorized || b.PauseReason == "" {
@@ -498,6 +541,54 @@ func TestHandlerUnauthorizedPausesBatch(t *testing.T) {
 			if v := dumpKey(t, e.rdb, k); strings.Contains(v, secretKey) {
 				t.Errorf("key %s holds the API key", k)
 			}
+		}
+	}
+}
+
+// TestHandlerResumeAfterRefusedKey: a process whose key was refused (serve
+// with in-process workers lives on) calls the CRM again once the batch is
+// resumed, and a new batch tries the key too: one call each while it is
+// still refused, all rows once it is accepted.
+func TestHandlerResumeAfterRefusedKey(t *testing.T) {
+	t.Parallel()
+	var accept atomic.Bool
+	var e *env
+	e = newEnv(t, envOptions{crm: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !accept.Load() {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		e.sim.ServeHTTP(w, r)
+	})})
+	rows := oneEach(20, "m1")
+	e.enqueue(t, e.load(t, "b", rows))
+	e.run(t)
+	calls := func() int {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.seen)
+	}
+	eventually(t, 30*time.Second, "batch paused for the key", func() bool {
+		return e.batch(t, "b").PauseCode == jobs.PauseUnauthorized && e.queueInfo(t).Size == 0
+	})
+	// A new batch while the key is still refused: one call, paused too.
+	e.enqueue(t, e.load(t, "b2", oneEach(5, "m2")))
+	eventually(t, 30*time.Second, "second batch paused for the key", func() bool {
+		return e.batch(t, "b2").PauseCode == jobs.PauseUnauthorized && e.queueInfo(t).Size == 0
+	})
+	if n := calls(); n > 4 {
+		t.Errorf("%d calls with a refused key for two batches, want 1 or 2 each", n)
+	}
+	// The key is fixed (in the CRM); the operator resumes both.
+	accept.Store(true)
+	for _, id := range []string{"b", "b2"} {
+		if _, err := e.tasks.Resume(e.ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, n := range map[string]int64{"b": 20, "b2": 5} {
+		if b := e.waitDone(t, id); b.Succeeded != n {
+			t.Errorf("batch %s after resume: %+v", id, b)
 		}
 	}
 }
@@ -569,12 +660,12 @@ func TestHandlerDuplicateDelivery(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	rows := []jobs.Row{row(2, "dup", "m1", false), row(3, "dup", "m1", false), row(4, "dup", "m2", true), row(5, "other", "m1", false)}
-	e.load(t, "b", rows)
 	// Lines 2 and 3 are exact duplicates travelling as one call.
-	task := e.task(t, jobs.AssignPayload{Batch: "b", Contact: "dup", Ops: []jobs.Op{
-		{MemberID: "m1", Lines: []int{2, 3}},
-		{MemberID: "m2", Replace: true, Lines: []int{4}},
-	}})
+	ps := e.loadPlan(t, "b", rows, []jobs.Contact{
+		{ID: "dup", Ops: []jobs.Op{{MemberID: "m1", Lines: []int{2, 3}}, {MemberID: "m2", Replace: true, Lines: []int{4}}}},
+		{ID: "other", Ops: []jobs.Op{{MemberID: "m1", Lines: []int{5}}}},
+	})
+	task := e.task(t, ps[0])
 	for i := range 3 {
 		if err := e.handler.ProcessTask(e.ctx, task); err != nil {
 			t.Fatalf("delivery %d: %v", i+1, err)
@@ -587,7 +678,7 @@ func TestHandlerDuplicateDelivery(t *testing.T) {
 			t.Fatalf("after delivery %d the CRM got %d calls, want 2", i+1, n)
 		}
 	}
-	other := e.task(t, plan("b", rows)[1])
+	other := e.task(t, ps[1])
 	for range 2 {
 		if err := e.handler.ProcessTask(e.ctx, other); err != nil {
 			t.Fatal(err)
@@ -606,7 +697,7 @@ func TestHandlerDuplicateDelivery(t *testing.T) {
 func TestHandlerBatchStates(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{pausedRetry: 3 * time.Second})
-	p := jobs.AssignPayload{Batch: "b", Contact: "c1", Ops: []jobs.Op{{MemberID: "m1", Lines: []int{2}}}}
+	p := jobs.AssignPayload{Batch: "b", Contact: "c1"}
 	task := e.task(t, p)
 
 	// No batch: the task is dropped.
@@ -617,7 +708,11 @@ func TestHandlerBatchStates(t *testing.T) {
 	if err := e.store.Create(e.ctx, "b", "", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.AddRows(e.ctx, "b", []jobs.Row{row(2, "c1", "m1", false)}); err != nil {
+	rows := []jobs.Row{row(2, "c1", "m1", false)}
+	if err := e.store.AddRows(e.ctx, "b", rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.AddContacts(e.ctx, "b", plan(rows)); err != nil {
 		t.Fatal(err)
 	}
 	err := e.handler.ProcessTask(e.ctx, task)
@@ -628,12 +723,15 @@ func TestHandlerBatchStates(t *testing.T) {
 	if err := e.store.Start(e.ctx, "b", 1, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	// Paused: deferred.
-	if err := e.store.SetStatus(e.ctx, "b", jobs.BatchPaused, "manual", "operator"); err != nil {
+	// Paused: the contact is parked, the task ends.
+	if _, err := e.store.SetStatus(e.ctx, "b", jobs.BatchPaused, "manual", "operator"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.handler.ProcessTask(e.ctx, task); !errors.As(err, &de) {
-		t.Errorf("task of a paused batch: %v, want a deferral", err)
+	if err := e.handler.ProcessTask(e.ctx, task); err != nil {
+		t.Errorf("task of a paused batch: %v, want it parked", err)
+	}
+	if got := e.rdb.SMembers(e.ctx, e.ns+":batch:{b}:parked").Val(); !slices.Equal(got, []string{"c1"}) {
+		t.Errorf("parked = %v, want [c1]", got)
 	}
 	if n := e.sim.Stats().Requests; n != 0 {
 		t.Errorf("the CRM got %d calls before the batch ran", n)
@@ -651,43 +749,30 @@ func TestHandlerBatchStates(t *testing.T) {
 		t.Errorf("task of a deleted batch: %v", err)
 	}
 	if _, err := e.store.Get(e.ctx, "b"); !errors.Is(err, jobs.ErrNotFound) {
-		t.Errorf("deleted batch: Get = %v", err)
+		t.Errorf("deleted batch: Get = %v, want ErrNotFound", err)
 	}
 }
 
+// TestHandlerPausedBatchWaitsForResume: a paused batch's tasks park their
+// contacts as they come up and end, so the pause costs Redis nothing while
+// it holds; resume queues them again from the ledger.
 func TestHandlerPausedBatchWaitsForResume(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{pausedRetry: 50 * time.Millisecond})
-	rows := oneEach(10, "m1")
+	e := newEnv(t, envOptions{})
+	rows := oneEach(200, "m1")
 	ps := e.load(t, "b", rows)
-	if err := e.store.SetStatus(e.ctx, "b", jobs.BatchPaused, "manual", "held by the operator"); err != nil {
+	if _, err := e.store.SetStatus(e.ctx, "b", jobs.BatchPaused, "manual", "held by the operator"); err != nil {
 		t.Fatal(err)
 	}
 	e.enqueue(t, ps)
 	e.run(t)
-	// Every task is deferred, comes back and is deferred again while the
-	// batch is paused.
-	eventually(t, 60*time.Second, "every task deferred", func() bool {
+	eventually(t, 60*time.Second, "every contact parked", func() bool {
 		qi := e.queueInfo(t)
-		return qi.Retry == len(rows)
-	})
-	since := time.Now().Truncate(time.Second)
-	eventually(t, 60*time.Second, "every task deferred again", func() bool {
-		ts, err := e.insp.ListRetryTasks(e.ns, asynq.PageSize(1000))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, ti := range ts {
-			if ti.LastFailedAt.After(since) && strings.Contains(ti.LastErr, "paused") {
-				n++
-			}
-		}
-		return n == len(rows)
+		return qi.Size == 0 && qi.Active == 0 && e.rdb.SCard(e.ctx, e.ns+":batch:{b}:parked").Val() == int64(len(rows))
 	})
 	qi := e.queueInfo(t)
-	if qi.Failed != 0 || qi.Archived != 0 {
-		t.Errorf("paused batch: %d failed %d archived, want none", qi.Failed, qi.Archived)
+	if qi.Failed != 0 || qi.Archived != 0 || qi.Retry != 0 || qi.Scheduled != 0 {
+		t.Errorf("paused batch: queue %+v, want nothing held in asynq", qi)
 	}
 	if n := e.sim.Stats().Requests; n != 0 {
 		t.Errorf("the CRM got %d calls for a paused batch", n)
@@ -695,8 +780,8 @@ func TestHandlerPausedBatchWaitsForResume(t *testing.T) {
 	if b := e.batch(t, "b"); b.Done() != 0 || b.Status != jobs.BatchPaused {
 		t.Errorf("paused batch: %+v", b)
 	}
-	if err := e.store.SetStatus(e.ctx, "b", jobs.BatchRunning, "", ""); err != nil {
-		t.Fatal(err)
+	if changed, err := e.tasks.Resume(e.ctx, "b"); err != nil || !changed {
+		t.Fatalf("Resume = %v, %v", changed, err)
 	}
 	b := e.waitDone(t, "b")
 	if b.Succeeded != int64(len(rows)) {

@@ -6,14 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
-
-	"github.com/bulkassign/bulkassign/jobs"
-	"github.com/hibiken/asynq"
 )
 
 // ErrContactNotFound means the CRM does not know the contact (HTTP 404).
@@ -167,115 +162,4 @@ func scalarID(raw json.RawMessage) (string, error) {
 		return n.String(), nil
 	}
 	return "", fmt.Errorf("id %s is not a string or a number", truncate(string(raw), 40))
-}
-
-// previous reads and records the contact's current agents before the
-// batch's first call for it, when the batch records previous agents. The
-// record is written once (a retry or a duplicate delivery finds it and
-// reads nothing), and only while none of the contact's rows has a result:
-// once a call was made, what the contact has is no longer what it had.
-//
-// The read is an API call like the assign calls: it waits for the rate
-// limiter, is counted in apiCalls, and its failures count against the
-// contact's first row. A 404 records nothing (the contact is unknown, its
-// assign calls will fail with 404 too). When the read fails for good,
-// every remaining row of the contact fails unsent, and settled is true.
-func (h *Handler) previous(ctx context.Context, log *slog.Logger, p jobs.AssignPayload, prog jobs.Progress) (settled bool, err error) {
-	if len(p.Ops) == 0 {
-		return false, nil
-	}
-	for _, op := range p.Ops {
-		if prog.Done[op.Lines[0]] {
-			return false, nil
-		}
-	}
-	on, err := h.recordsPrevious(ctx, p.Batch)
-	if err != nil || !on {
-		return false, err
-	}
-	has, err := h.store.HasPrevious(ctx, p.Batch, p.Contact)
-	if err != nil || has {
-		return false, err
-	}
-	first := p.Ops[0].Lines[0]
-	attempts := prog.Attempts[first]
-	var st jobs.Stats
-	for limited := 0; ; {
-		if err := h.limiter.Wait(ctx); err != nil {
-			return false, h.abandon(p, st, err)
-		}
-		start := time.Now()
-		agents, out := h.client.contactAgents(ctx, p.Contact)
-		if h.opts.Observe != nil {
-			h.opts.Observe(out, time.Since(start))
-		}
-		if ctx.Err() != nil && out.Kind != OK {
-			return false, h.abandon(p, st, context.Cause(ctx))
-		}
-		if !out.NotSent {
-			st.Calls++
-		}
-		switch {
-		case out.Kind == RateLimited:
-			limited++
-			if err := h.onRateLimited(ctx, p, &st, out, limited); err != nil {
-				return false, err
-			}
-			continue
-		case out.Kind == OK:
-			if _, err := h.store.SavePrevious(ctx, p.Batch, p.Contact, agents); err != nil {
-				return false, h.abandon(p, st, err)
-			}
-			return false, h.store.AddStats(ctx, p.Batch, st)
-		case out.HTTPStatus == http.StatusNotFound:
-			log.Debug("contact unknown: no previous agents to record")
-			return false, h.store.AddStats(ctx, p.Batch, st)
-		case out.Kind == Unauthorized:
-			return false, h.unauthorized(ctx, log, p, st, out)
-		}
-		attempts++
-		res := jobs.Result{Status: jobs.StatusFailed, HTTPStatus: out.HTTPStatus, Attempts: attempts, Reason: out.Reason}
-		if out.Kind == Permanent {
-			res.Error = fmt.Sprintf("not sent: the contact's current agents could not be read (--record-previous): %v", out.Err)
-			var lines []int
-			for _, op := range p.Ops {
-				lines = append(lines, op.Lines...)
-			}
-			return true, h.record(ctx, p.Batch, lines, res, st)
-		}
-		// Transient.
-		if attempts < h.opts.MaxAttempts {
-			st.Retries++
-			if err := h.store.NoteAttempt(ctx, p.Batch, first, st); err != nil {
-				return false, err
-			}
-			return false, &TransientError{Attempt: attempts, RetryAfter: out.RetryAfter, Err: fmt.Errorf("read the contact's agents: %w", out.Err)}
-		}
-		res.Error = fmt.Sprintf("not sent: gave up after %d attempts to read the contact's current agents (--record-previous): %v", attempts, out.Err)
-		log.Warn("row dead-lettered: agents unread", slog.Int("line", first), slog.String("reason", out.Reason), slog.Int("attempts", attempts))
-		if err := h.store.MarkDead(ctx, p); err != nil {
-			return false, err
-		}
-		if err := h.record(ctx, p.Batch, p.Ops[0].Lines, res, st); err != nil {
-			return false, err
-		}
-		if err := h.blockRest(ctx, p, 0); err != nil {
-			return false, err
-		}
-		return true, fmt.Errorf("line %d dead-lettered after %d attempts to read the contact's agents: %v: %w", first, attempts, out.Err, asynq.SkipRetry)
-	}
-}
-
-// recordsPrevious reports whether a batch records previous agents; the
-// answer is fixed at import, so it is read once per batch.
-func (h *Handler) recordsPrevious(ctx context.Context, batch string) (bool, error) {
-	if v, ok := h.recording.Load(batch); ok {
-		return v.(bool), nil
-	}
-	on, err := h.store.RecordsPrevious(ctx, batch)
-	if err != nil {
-		return false, err
-	}
-	h.recording.Store(batch, on)
-	return on, nil
 }

@@ -240,7 +240,14 @@ func TestHandlerNoReadAfterFirstCall(t *testing.T) {
 	ps := p.loadRecording(t, "b", []jobs.Row{row(2, "alice", "changed", true), row(3, "alice", "more", false)})
 	// Line 2 was applied (by a worker of an older version, or before the
 	// record was lost): what alice has now is not what she had before.
-	if _, err := p.store.Record(p.ctx, "b", []int{2}, jobs.Result{Status: jobs.StatusSucceeded, HTTPStatus: 200, Attempts: 1}, jobs.Stats{Calls: 1}); err != nil {
+	got, err := p.store.Begin(p.ctx, "b", "alice", 5)
+	if err != nil || got.Verdict != jobs.Run {
+		t.Fatalf("Begin = %+v, %v", got, err)
+	}
+	if _, err := p.store.Settle(p.ctx, got.Exec, 0, jobs.Result{Status: jobs.StatusSucceeded, HTTPStatus: 200, Attempts: 1}, false, false, jobs.Stats{Calls: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.store.Release(p.ctx, got.Exec, -1, false, jobs.Stats{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.handler.ProcessTask(p.ctx, p.task(t, ps[0])); err != nil {
@@ -381,10 +388,12 @@ func TestHandlerPreviousUnreadableFailsRows(t *testing.T) {
 	if n := p.assigns.Load(); n != 0 {
 		t.Errorf("%d assign calls sent", n)
 	}
-	for line, r := range p.results(t, "b") {
-		if r.Status != jobs.StatusFailed || r.Reason != "unreadable_agents" || !strings.Contains(r.Error, "no agent list") {
-			t.Errorf("line %d = %+v", line, r)
-		}
+	res := p.results(t, "b")
+	if r := res[2]; r.Status != jobs.StatusFailed || r.Reason != "unreadable_agents" || !strings.Contains(r.Error, "no agent list") {
+		t.Errorf("line 2 = %+v", r)
+	}
+	if r := res[3]; r.Status != jobs.StatusFailed || r.Reason != jobs.ReasonBlocked {
+		t.Errorf("line 3 = %+v, want blocked", r)
 	}
 }
 
@@ -392,10 +401,8 @@ func TestHandlerPreviousUnauthorizedPauses(t *testing.T) {
 	t.Parallel()
 	p := newPrevEnv(t, envOptions{sim: simulator.Options{APIKey: "right"}, apiKey: "wrong"}, nil)
 	ps := p.loadRecording(t, "b", []jobs.Row{row(2, "alice", "x", true)})
-	err := p.handler.ProcessTask(p.ctx, p.task(t, ps[0]))
-	var de *DeferError
-	if !errors.As(err, &de) {
-		t.Fatalf("ProcessTask = %v, want a deferral", err)
+	if err := p.handler.ProcessTask(p.ctx, p.task(t, ps[0])); err != nil {
+		t.Fatalf("ProcessTask = %v, want the contact parked", err)
 	}
 	b := p.batch(t, "b")
 	if b.Status != jobs.BatchPaused || b.PauseCode != jobs.PauseUnauthorized || b.Done() != 0 {

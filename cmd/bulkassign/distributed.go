@@ -17,7 +17,6 @@ import (
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/report"
-	"github.com/hibiken/asynq"
 	"github.com/peterbourgon/ff/v3/ffcli"
 )
 
@@ -137,8 +136,8 @@ all of them. The API key comes from this process's own settings
 			if err != nil {
 				return err
 			}
-			if err := w.srv.Start(w.mux); err != nil {
-				return fmt.Errorf("start worker: %w", err)
+			if err := w.start(ctx); err != nil {
+				return err
 			}
 			log.Info("worker started", slog.String("redis", cfg.RedisDisplay()), slog.String("queue", cfg.Namespace),
 				slog.Int("concurrency", cfg.Concurrency), slog.Float64("rate", cfg.Rate))
@@ -148,7 +147,7 @@ all of them. The API key comes from this process's own settings
 			case <-w.client.Refused():
 				log.Error("the CRM refused the API key: stopping")
 			}
-			w.srv.Shutdown()
+			w.stop()
 			log.Info("worker stopped")
 			select {
 			case <-w.client.Refused():
@@ -271,17 +270,15 @@ func (a *app) controlCommand(name, help, status string) *ffcli.Command {
 			}
 			defer q.close()
 			id := b.ID
-			if jobs.Finished(b.Status) {
-				return fmt.Errorf("batch %s is already %s", id, b.Status)
+			switch status {
+			case jobs.BatchRunning:
+				_, err = q.tasks().Resume(ctx, id)
+			case jobs.BatchPaused:
+				_, err = q.store.SetStatus(ctx, id, status, "", "paused by an operator")
+			default:
+				_, err = q.store.SetStatus(ctx, id, status, "", "")
 			}
-			if b.Status == jobs.BatchImporting {
-				return fmt.Errorf("batch %s is still importing; try again when it runs", id)
-			}
-			reason := ""
-			if status == jobs.BatchPaused {
-				reason = "paused by an operator"
-			}
-			if err := q.store.SetStatus(ctx, id, status, "", reason); err != nil {
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "batch %s %s\n", id, status)
@@ -324,7 +321,7 @@ func (a *app) dlqCommand() *ffcli.Command {
 			}),
 			sub("retry", "bulkassign dlq retry --redis URL ID", "queue dead-lettered rows again (the counters move back with them)", func(ctx context.Context, q *queue, b jobs.Batch) error {
 				id := b.ID
-				n, err := jobs.Retry(ctx, q.store, q.client, asynq.NewInspector(q.opt), cfg.Namespace, id)
+				n, err := q.tasks().Retry(ctx, id)
 				if err != nil {
 					return err
 				}
@@ -346,8 +343,8 @@ func deadEntries(ctx context.Context, q *queue, id string) ([]jobs.Entry, error)
 		return nil, err
 	}
 	var lines []int
-	for _, p := range dead {
-		for _, op := range p.Ops {
+	for _, c := range dead {
+		for _, op := range c.Ops {
 			lines = append(lines, op.Lines...)
 		}
 	}

@@ -31,7 +31,10 @@ type queue struct {
 	rdb    redis.UniversalClient
 	store  *jobs.Store
 	client *asynq.Client
-	close  func()
+	// inspector reads and removes tasks; queueName is the asynq queue.
+	inspector *asynq.Inspector
+	queueName string
+	close     func()
 	// embedded says what the embedded queue is; "" for --redis.
 	embedded string
 }
@@ -78,7 +81,10 @@ func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, e
 	q.opt, q.rdb = opt, rdb
 	q.store = jobs.NewStore(rdb, jobs.StoreOptions{Namespace: cfg.Namespace, Retention: retention(cfg.Retention)})
 	q.client = asynq.NewClient(opt)
+	q.inspector = asynq.NewInspector(opt)
+	q.queueName = cfg.Namespace
 	q.close = func() {
+		q.inspector.Close()
 		q.client.Close()
 		rdb.Close()
 		stop()
@@ -112,16 +118,45 @@ func startEmbedded(kind string) (addr, what string, stop func(), err error) {
 	return m.Addr(), "an in-process miniredis", m.Close, nil
 }
 
+// tasks queues and removes the tasks of the queue's batches.
+func (q *queue) tasks() jobs.Tasks {
+	return jobs.Tasks{Store: q.store, Client: q.client, Inspector: q.inspector, Queue: q.queueName}
+}
+
 func (q *queue) importer(cfg config.Config) *importer.Importer {
 	return importer.New(q.store, q.client, cfg.Namespace)
 }
 
-// workerProc is an asynq server that applies rows, and the API client it
-// calls through.
+// workerProc is an asynq server that applies rows, the API client it
+// calls through, and the sweeper that keeps every batch moving.
 type workerProc struct {
-	srv    *asynq.Server
-	mux    *asynq.ServeMux
-	client *worker.Client
+	srv     *asynq.Server
+	mux     *asynq.ServeMux
+	client  *worker.Client
+	sweeper *worker.Sweeper
+	cancel  context.CancelFunc
+	swept   chan struct{}
+}
+
+// start starts the asynq server and the sweeper.
+func (w *workerProc) start(ctx context.Context) error {
+	if err := w.srv.Start(w.mux); err != nil {
+		return fmt.Errorf("start workers: %w", err)
+	}
+	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	w.swept = make(chan struct{})
+	go func() {
+		defer close(w.swept)
+		w.sweeper.Run(ctx)
+	}()
+	return nil
+}
+
+// stop stops the sweeper and drains the asynq server.
+func (w *workerProc) stop() {
+	w.cancel()
+	<-w.swept
+	w.srv.Shutdown()
 }
 
 // newWorker builds the asynq server that applies rows, with its API client
@@ -148,7 +183,11 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worke
 	// Scheduled plans run on the workers too; their handler is wired here
 	// because it needs the importer, which the worker package may not import.
 	mux.Handle(jobs.TypePlan, schedule.NewRunner(q.rdb, q.store, q.importer(cfg), schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log}))
-	return &workerProc{srv: srv, mux: mux, client: client}, nil
+	sweeper := worker.NewSweeper(q.rdb, cfg.Namespace, q.tasks(), worker.SweeperOptions{
+		Stall:  max(2*time.Minute, 2*cfg.RetryMax),
+		Logger: log,
+	})
+	return &workerProc{srv: srv, mux: mux, client: client, sweeper: sweeper}, nil
 }
 
 // retention maps --retention to the store's option, where 0 means the

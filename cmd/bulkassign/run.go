@@ -114,11 +114,11 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	if err != nil {
 		return err
 	}
-	if err := w.srv.Start(w.mux); err != nil {
-		return fmt.Errorf("start workers: %w", err)
+	if err := w.start(ctx); err != nil {
+		return err
 	}
 	b, werr := watch(ctx, q.store, sum.BatchID, a.stderr, every)
-	w.srv.Shutdown()
+	w.stop()
 	return a.finish(q, cfg, b, werr)
 }
 

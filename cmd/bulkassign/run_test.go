@@ -3,17 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"fmt"
 	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/report"
 	"github.com/bulkassign/bulkassign/simulator"
 )
@@ -22,6 +25,7 @@ import (
 type messyRun struct {
 	res  cliResult
 	sim  *simulator.Simulator
+	url  string // the simulator's
 	out  string // --out
 	dir  string // the batch's report folder
 	want expectation
@@ -53,7 +57,7 @@ func runMessy(t *testing.T, f *messyFile, format string, target redisTarget, opt
 	if res.code == 1 {
 		t.Fatalf("run: exit 1: %v\nstderr:\n%s", res.err, res.stderr)
 	}
-	return messyRun{res: res, sim: sim, out: out, dir: reportDir(t, out), want: f.expect(format, lines)}
+	return messyRun{res: res, sim: sim, url: url, out: out, dir: reportDir(t, out), want: f.expect(format, lines)}
 }
 
 // refNeutralise is the report's formula neutralisation as DESIGN.md and
@@ -174,8 +178,8 @@ func compareRow(c map[string]string, w wantRow) []string {
 			eq(col, refNeutralise(w.formula))
 		}
 	}
-	if w.status == wantInvalid {
-		eq("attempts", "")
+	if w.status == wantInvalid || w.reason == jobs.ReasonBlocked {
+		eq("attempts", "") // never sent
 	} else if n, err := strconv.Atoi(c["attempts"]); err != nil || n < 1 {
 		errs = append(errs, fmt.Sprintf("attempts %q, want a count", c["attempts"]))
 	}
@@ -279,17 +283,108 @@ func TestRunFailedCSVReimport(t *testing.T) {
 	if len(after) != len(before) {
 		t.Fatalf("re-import failed.csv has %d rows, want %d", len(after), len(before))
 	}
+	// A blocked row names the line that blocked it: now failed.csv's own.
+	fileLine := map[string]string{}
+	for _, b := range before {
+		fileLine[b.cells["line"]] = strconv.Itoa(b.fileLine)
+	}
+	blockedBy := regexp.MustCompile(`^not sent: line (\d+) `)
 	for i, b := range before {
 		a := after[i]
 		// The line is now failed.csv's own line.
 		if a.cells["line"] != strconv.Itoa(b.fileLine) {
 			t.Errorf("row %d: line %q, want %d (its line in the re-imported failed.csv)", i, a.cells["line"], b.fileLine)
 		}
+		if m := blockedBy.FindStringSubmatch(b.cells["error"]); m != nil {
+			b.cells["error"] = strings.Replace(b.cells["error"], "line "+m[1]+" ", "line "+fileLine[m[1]]+" ", 1)
+		}
 		for _, col := range []string{"aiContactId", "teamMemberId", "removeExistingAgents", "Note", "Formula", "status", "httpStatus", "error"} {
 			if a.cells[col] != b.cells[col] {
 				t.Errorf("row %d (line %s before): %s %q, was %q", i, b.cells["line"], col, a.cells[col], b.cells[col])
 			}
 		}
+	}
+}
+
+// TestRunFailedCSVFixedRoundTrip is the promise of failed.csv: run a
+// file, fix failed.csv as an operator would (correct the refused members,
+// delete the rows that cannot be fixed), feed it back as it is, and the
+// CRM ends exactly in the state the corrected file describes.
+func TestRunFailedCSVFixedRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{fmtCSV, fmtJSON} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			f := newMessyFile(4, 1500)
+			first := runMessy(t, f, format, redisTarget{}, simulator.Options{}, "--request-timeout", "5s")
+			first.check(t, true)
+
+			// The fix: refused members become an active one, rows that
+			// cannot be fixed (invalid, unknown contact) go.
+			const good = "m-0001"
+			raw, err := os.ReadFile(filepath.Join(first.dir, report.FailedFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := csv.NewReader(bytes.NewReader(raw)).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			col := map[string]int{}
+			for i, h := range recs[0] {
+				col[h] = i
+			}
+			fixed := [][]string{recs[0]}
+			fix := map[int]string{} // input line -> new member, "" to delete
+			for _, rec := range recs[1:] {
+				line, _ := strconv.Atoi(rec[col["line"]])
+				switch errText := rec[col["error"]]; {
+				case rec[col["status"]] == wantInvalid, strings.Contains(errText, "contact") && strings.Contains(errText, "not found"):
+					fix[line] = ""
+					continue
+				case strings.Contains(errText, "team member"):
+					rec[col["teamMemberId"]] = good
+					fix[line] = good
+				case !strings.Contains(errText, "not sent"):
+					t.Fatalf("line %d failed for a reason the test cannot fix: %s", line, errText)
+				}
+				fixed = append(fixed, rec)
+			}
+			var buf bytes.Buffer
+			w := csv.NewWriter(&buf)
+			if err := w.WriteAll(fixed); err != nil {
+				t.Fatal(err)
+			}
+			fixedFile := filepath.Join(t.TempDir(), "fixed.csv")
+			if err := os.WriteFile(fixedFile, buf.Bytes(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Back in, against the same CRM.
+			args := append([]string{"run", "--api-url", first.url, "--api-key", "k-test", "--out", t.TempDir()}, fastFlags()...)
+			if res := runCLI(t, nil, append(args, fixedFile)...); res.code == exitFatal {
+				t.Fatalf("re-import: exit %d (%v)\nstderr:\n%s", res.code, res.err, res.stderr)
+			}
+
+			// The corrected file, as the reference model runs it from an
+			// empty CRM.
+			corrected := &messyFile{contacts: f.contacts, members: f.members}
+			var lines []int
+			for i, r := range f.rows {
+				m, ok := fix[first.want.rows[i].line]
+				switch {
+				case ok && m == "":
+					continue
+				case ok:
+					r.member, r.mBase = m, m
+				}
+				corrected.rows = append(corrected.rows, r)
+				lines = append(lines, len(lines)+2)
+			}
+			if len(fix) == 0 || len(corrected.rows) == len(f.rows) {
+				t.Fatal("nothing to fix: the test needs refused and invalid rows")
+			}
+			checkState(t, first.sim.State(), corrected.expect(format, lines).state)
+		})
 	}
 }
 

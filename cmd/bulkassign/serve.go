@@ -90,10 +90,10 @@ answer.`,
 				if err != nil {
 					return err
 				}
-				if err := w.srv.Start(w.mux); err != nil {
-					return fmt.Errorf("start workers: %w", err)
+				if err := w.start(ctx); err != nil {
+					return err
 				}
-				defer w.srv.Shutdown()
+				defer w.stop()
 			}
 			inspector := asynq.NewInspector(q.opt)
 			defer inspector.Close()

@@ -372,6 +372,11 @@ func (f *messyFile) expect(format string, lines []int) expectation {
 		active[m.ID] = m.Active
 	}
 	e := expectation{state: map[string][]string{}, counts: map[string]int64{}, reasons: map[string]int64{}}
+	// stopped holds, by contact, the line of its first row that did not
+	// succeed: its later rows are never sent. An invalid row blocks what
+	// follows it at import, whatever failed before it: the rows after it
+	// name it.
+	stopped, invalidAt := map[string]int{}, map[string]int{}
 	for i, r := range f.rows {
 		w := wantRow{
 			line: lines[i], note: strings.TrimSpace(r.note), formula: strings.TrimSpace(r.formula),
@@ -392,6 +397,10 @@ func (f *messyFile) expect(format string, lines []int) expectation {
 			w.status, w.reason, w.errHas = wantInvalid, "invalid_member_id", "teamMemberId"
 		case !rOK:
 			w.status, w.reason, w.errHas = wantInvalid, "invalid_remove_existing_agents", "removeExistingAgents"
+		case invalidAt[c] != 0:
+			w.status, w.reason, w.errHas = wantFailed, "blocked", fmt.Sprintf("line %d ", invalidAt[c])
+		case stopped[c] != 0:
+			w.status, w.reason, w.errHas = wantFailed, "blocked", fmt.Sprintf("line %d ", stopped[c])
 		case !known[c] || !active[m]:
 			w.status, w.reason, w.http, w.errHas = wantFailed, "http_404", "404", "404"
 		default:
@@ -404,6 +413,12 @@ func (f *messyFile) expect(format string, lines []int) expectation {
 				agents = append(agents, m)
 			}
 			e.state[c] = agents
+		}
+		if w.status != wantSucceeded && !cMissing && stopped[c] == 0 {
+			stopped[c] = w.line
+		}
+		if w.status == wantInvalid && !cMissing && invalidAt[c] == 0 {
+			invalidAt[c] = w.line
 		}
 		if w.status == wantInvalid {
 			// An invalid row is reported as written (trimmed).

@@ -1,0 +1,224 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
+)
+
+// Tasks queues a batch's contacts as asynq tasks, from the plan the ledger
+// keeps: at import, on resume, for `dlq retry`, when tasks were lost, and
+// removes them with the batch.
+type Tasks struct {
+	Store     *Store
+	Client    *asynq.Client
+	Inspector *asynq.Inspector
+	// Queue is the asynq queue; default Queue.
+	Queue string
+}
+
+func (t Tasks) queue() string {
+	if t.Queue == "" {
+		return Queue
+	}
+	return t.Queue
+}
+
+// enqueuers is how many enqueues are in flight at once: each is a round
+// trip to Redis.
+const enqueuers = 8
+
+// Enqueue queues a task for each contact of the batch. A contact whose
+// task exists already (pending, scheduled, retrying, running or archived)
+// is left alone and returned in exists.
+func (t Tasks) Enqueue(ctx context.Context, batch string, contacts []string) (exists []string, err error) {
+	g, gctx := errgroup.WithContext(ctx)
+	ch := make(chan string)
+	found := make(chan string, len(contacts))
+	for range min(enqueuers, len(contacts)) {
+		g.Go(func() error {
+			for c := range ch {
+				task, err := NewAssignTask(AssignPayload{Batch: batch, Contact: c}, asynq.Queue(t.queue()))
+				if err != nil {
+					return err
+				}
+				_, err = t.Client.EnqueueContext(gctx, task)
+				switch {
+				case errors.Is(err, asynq.ErrTaskIDConflict):
+					found <- c
+				case err != nil:
+					return fmt.Errorf("queue contact %s of batch %s: %w", c, batch, err)
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(ch)
+		for _, c := range contacts {
+			select {
+			case ch <- c:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	err = g.Wait()
+	close(found)
+	for c := range found {
+		exists = append(exists, c)
+	}
+	return exists, err
+}
+
+// Resume lets a paused batch run again and queues the contacts parked
+// while it was paused. It reports whether the batch was paused.
+func (t Tasks) Resume(ctx context.Context, id string) (bool, error) {
+	changed, err := t.Store.SetStatus(ctx, id, BatchRunning, "", "")
+	if err != nil {
+		return false, err
+	}
+	return changed, t.Unpark(ctx, id)
+}
+
+// Unpark queues the parked contacts of a running batch again. A contact
+// whose task still runs (it parked itself and is about to end) goes back
+// to the parked set for the next sweep; one whose task exists otherwise
+// needs nothing.
+func (t Tasks) Unpark(ctx context.Context, id string) error {
+	for {
+		cs, err := t.Store.TakeParked(ctx, id, 1000)
+		if err != nil || len(cs) == 0 {
+			return err
+		}
+		exists, err := t.Enqueue(ctx, id, cs)
+		if err != nil {
+			// Which of cs were queued is unknown: park them all again; a
+			// second task of a contact finds its rows settled.
+			return errors.Join(err, t.Store.Unpark(ctx, id, cs))
+		}
+		var again []string
+		for _, c := range exists {
+			info, err := t.Inspector.GetTaskInfo(t.queue(), TaskID(id, c))
+			if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				return errors.Join(err, t.Store.Unpark(ctx, id, exists))
+			}
+			if err != nil || info.State == asynq.TaskStateActive {
+				again = append(again, c)
+			}
+		}
+		if err := t.Store.Unpark(ctx, id, again); err != nil {
+			return err
+		}
+		if len(again) > 0 {
+			return nil // the next sweep takes them
+		}
+	}
+}
+
+// Requeue queues every contact of a running batch that has rows without a
+// result and no task: tasks lost with a Redis that failed over without
+// persistence, deleted by hand, or never queued by an importer that died.
+// A contact whose task is archived although it has rows to send (a retry
+// cut short) gets a fresh one. It returns the number of contacts queued.
+func (t Tasks) Requeue(ctx context.Context, id string) (int, error) {
+	n := 0
+	for page, err := range t.Store.Contacts(ctx, id, true) {
+		if err != nil {
+			return n, err
+		}
+		ids := make([]string, len(page))
+		for i, c := range page {
+			ids[i] = c.ID
+		}
+		exists, err := t.Enqueue(ctx, id, ids)
+		if err != nil {
+			return n, err
+		}
+		n += len(ids) - len(exists)
+		var stale []string
+		for _, c := range exists {
+			info, err := t.Inspector.GetTaskInfo(t.queue(), TaskID(id, c))
+			if err == nil && info.State == asynq.TaskStateArchived {
+				if err := t.Inspector.DeleteTask(t.queue(), info.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+					return n, fmt.Errorf("drop the archived task of contact %s: %w", c, err)
+				}
+				stale = append(stale, c)
+			}
+		}
+		if len(stale) > 0 {
+			again, err := t.Enqueue(ctx, id, stale)
+			n += len(stale) - len(again)
+			if err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// Retry sends a batch's dead-lettered contacts back to the queue: their
+// failed rows are reopened (the counters move back with them) and their
+// tasks queued again, whether or not asynq's archive still holds them — the
+// archive is capped, the ledger is not. A paused batch stays paused: the
+// contacts wait for resume. It returns the number of rows reopened.
+func (t Tasks) Retry(ctx context.Context, id string) (int, error) {
+	dead, err := t.Store.Dead(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	ids := make([]string, len(dead))
+	for i, c := range dead {
+		ids[i] = c.ID
+	}
+	n, reopened, err := t.Store.Reopen(ctx, id, ids)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range reopened {
+		// The archived copy, if asynq still has it, holds the task id.
+		err := t.Inspector.DeleteTask(t.queue(), TaskID(id, c))
+		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+			return n, fmt.Errorf("drop archived task of contact %s: %w", c, err)
+		}
+	}
+	// A crash from here on leaves pending rows without a task: the
+	// workers' sweep queues them.
+	if _, err := t.Enqueue(ctx, id, reopened); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// Delete removes a batch in any state: its tasks first (a task running
+// now finds the batch gone and ends without another call), then every
+// key. It returns the number of tasks removed.
+func (t Tasks) Delete(ctx context.Context, id string) (int, error) {
+	if err := t.Store.markDeleting(ctx, id); err != nil {
+		return 0, err
+	}
+	n := 0
+	for page, err := range t.Store.Contacts(ctx, id, false) {
+		if err != nil {
+			return n, err
+		}
+		for _, c := range page {
+			err := t.Inspector.DeleteTask(t.queue(), TaskID(id, c.ID))
+			switch {
+			case err == nil:
+				n++
+			case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+			default:
+				// A running task cannot be deleted; it ends on its own.
+				if info, ierr := t.Inspector.GetTaskInfo(t.queue(), TaskID(id, c.ID)); ierr != nil || info.State != asynq.TaskStateActive {
+					return n, fmt.Errorf("delete the task of contact %s: %w", c.ID, err)
+				}
+			}
+		}
+	}
+	return n, t.Store.Delete(ctx, id)
+}
