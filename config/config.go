@@ -39,6 +39,8 @@ type Config struct {
 	MaxAttempts int
 	RetryBase   time.Duration
 	RetryMax    time.Duration
+	// MaxRetryAfter caps the wait a 429's Retry-After asks for.
+	MaxRetryAfter time.Duration
 
 	// Output.
 	Out      string
@@ -59,6 +61,7 @@ func Default() Config {
 		MaxAttempts:    5,
 		RetryBase:      time.Second,
 		RetryMax:       time.Minute,
+		MaxRetryAfter:  15 * time.Minute,
 		Out:            "reports",
 		LogLevel:       "warn",
 	}
@@ -96,6 +99,7 @@ func (c *Config) RegisterWorker(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "calls a row gets for transient failures before it is dead-lettered")
 	fs.DurationVar(&c.RetryBase, "retry-base", c.RetryBase, "first backoff after a transient failure; doubles each attempt")
 	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "longest backoff between attempts")
+	fs.DurationVar(&c.MaxRetryAfter, "max-retry-after", c.MaxRetryAfter, "longest Retry-After honoured; longer waits are capped")
 }
 
 // RegisterOutput adds the report and logging flags to fs.
@@ -141,6 +145,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
 		errs = append(errs, fmt.Errorf("--retry-base %s and --retry-max %s: want 0 < base <= max", c.RetryBase, c.RetryMax))
+	}
+	if c.MaxRetryAfter <= 0 {
+		errs = append(errs, fmt.Errorf("--max-retry-after %s must be positive", c.MaxRetryAfter))
 	}
 	if c.Redis != "" {
 		if _, err := c.RedisOpt(); err != nil {

@@ -20,6 +20,7 @@ func TestValidate(t *testing.T) {
 		{name: "zero concurrency", change: func(c *Config) { c.Concurrency = 0 }, wantErr: "--concurrency"},
 		{name: "too many attempts", change: func(c *Config) { c.MaxAttempts = 1000 }, wantErr: "--max-attempts"},
 		{name: "retry max below base", change: func(c *Config) { c.RetryMax = time.Millisecond }, wantErr: "--retry-base"},
+		{name: "zero max retry-after", change: func(c *Config) { c.MaxRetryAfter = 0 }, wantErr: "--max-retry-after"},
 		{name: "namespace with a colon", change: func(c *Config) { c.Namespace = "a:b" }, wantErr: "--namespace"},
 		{name: "unknown embedded queue", change: func(c *Config) { c.Embedded = "sqlite" }, wantErr: "--embedded"},
 		{name: "bad redis url", change: func(c *Config) { c.Redis = "http://h" }, wantErr: "--redis"},
