@@ -351,6 +351,9 @@ func deadEntries(ctx context.Context, q *queue, id string) ([]jobs.Entry, error)
 			lines = append(lines, op.Lines...)
 		}
 	}
+	if len(lines) == 0 {
+		return nil, nil // and no HMGET without fields, which Redis refuses
+	}
 	slices.Sort(lines)
 	entries, err := q.store.Lookup(ctx, id, lines)
 	if err != nil {
