@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,31 +17,32 @@ import (
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/report"
 	"github.com/hibiken/asynq"
-	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-func (a *app) importCommand() *ffcli.Command {
+func (a *app) importCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign import", a.stderr)
-	cfg.RegisterRedis(fs, false)
-	cfg.RegisterAPI(fs) // the team member list, for member emails and --preflight
-	format := fs.String("format", "", "input format: csv, json or jsonl (default: from the extension, else sniffed)")
-	name := fs.String("name", "", "label of the batch")
-	dryRun := fs.Bool("dry-run", false, "validate and print what would be queued, queue nothing")
-	members := registerMemberFlags(fs)
-	recordPrevious := fs.Bool("record-previous", false, recordPreviousHelp)
-	return &ffcli.Command{
-		Name:       "import",
-		ShortUsage: "bulkassign import --redis URL [flags] FILE",
-		ShortHelp:  "validate a file and queue it as a batch; the batch id is the last line on stdout",
-		FlagSet:    fs,
-		Options:    envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+	var (
+		format, name           string
+		dryRun, recordPrevious bool
+		members                *memberFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "import FILE",
+		Short: "validate a file and queue it as a batch; the batch id is the last line on stdout",
+		Long: `Validates the whole file and queues it as a batch in Redis for the workers
+(bulkassign worker); the batch id is the last line on stdout. FILE may be -
+for stdin. --dry-run validates only and prints what would be queued.`,
+		Example: `  id=$(bulkassign import --redis redis://localhost:6379/0 assignments.csv)
+  bulkassign report "$id" --wait --redis redis://localhost:6379/0`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
 			if len(args) != 1 {
 				return fmt.Errorf("import: want one FILE argument (or - for stdin), got %d", len(args))
 			}
 			defer limitImportMemory()()
-			f, err := importer.ParseFormat(*format)
+			f, err := importer.ParseFormat(format)
 			if err != nil {
 				return err
 			}
@@ -51,11 +51,11 @@ func (a *app) importCommand() *ffcli.Command {
 				return err
 			}
 			defer in.Close()
-			opts, err := members.options(importer.Options{File: args[0], Format: f, Name: *name, DryRun: *dryRun, RecordPrevious: *recordPrevious}, cfg, false)
+			opts, err := members.options(importer.Options{File: args[0], Format: f, Name: name, DryRun: dryRun, RecordPrevious: recordPrevious}, cfg, false)
 			if err != nil {
 				return err
 			}
-			if *dryRun {
+			if dryRun {
 				sum, err := importer.New(nil, nil, "").Import(ctx, in, opts)
 				if err != nil {
 					return err
@@ -78,6 +78,17 @@ func (a *app) importCommand() *ffcli.Command {
 			return nil
 		},
 	}
+	flagGroup(cmd.Flags(), groupInput, func(fs *pflag.FlagSet) {
+		fs.StringVar(&format, "format", "", formatHelp)
+		fs.StringVar(&name, "name", "", "`LABEL` of the batch")
+		fs.BoolVar(&dryRun, "dry-run", false, "validate and print what would be queued, queue nothing")
+		members = registerMemberFlags(fs)
+		fs.BoolVar(&recordPrevious, "record-previous", false, recordPreviousHelp)
+	})
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	// The team member list, for member emails and --preflight.
+	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)
+	return cmd
 }
 
 // importMemoryLimit is the soft memory limit of a command that only imports
@@ -100,24 +111,19 @@ func limitImportMemory() (restore func()) {
 	return func() { debug.SetMemoryLimit(prev) }
 }
 
-func (a *app) workerCommand() *ffcli.Command {
+func (a *app) workerCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign worker", a.stderr)
-	cfg.RegisterAPI(fs)
-	cfg.RegisterRedis(fs, false)
-	cfg.RegisterWorker(fs)
-	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
-	return &ffcli.Command{
-		Name:       "worker",
-		ShortUsage: "bulkassign worker --redis URL [flags]",
-		ShortHelp:  "process queued batches until stopped (SIGTERM drains in-flight calls)",
-		LongHelp: `Runs an asynq server that applies every queued batch. Start as many as
+	cfg.LogLevel = "info"
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "process queued batches until stopped (SIGTERM drains in-flight calls)",
+		Long: `Runs an asynq server that applies every queued batch. Start as many as
 you like, on as many machines: --rate is the total for the API key across
 all of them. The API key comes from this process's own settings
 (BULKASSIGN_API_KEY) and is never written to Redis.`,
-		FlagSet: fs,
-		Options: envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
 			if cfg.APIKey == "" {
 				return errors.New("no API key: set BULKASSIGN_API_KEY (or --api-key)")
 			}
@@ -158,33 +164,55 @@ all of them. The API key comes from this process's own settings
 			}
 		},
 	}
+	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	flagGroup(cmd.Flags(), groupWorker, cfg.RegisterWorker)
+	flagGroup(cmd.Flags(), groupOutput, registerLogLevel(&cfg))
+	return cmd
 }
 
-func (a *app) reportCommand() *ffcli.Command {
+func (a *app) reportCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign report", a.stderr)
-	cfg.RegisterRedis(fs, false)
-	cfg.RegisterOutput(fs)
-	wait := fs.Bool("wait", false, "wait until the batch is finished, showing progress")
-	every := fs.Duration("progress-every", 5*time.Second, "how often to print a progress line when stderr is not a terminal")
-	return &ffcli.Command{
-		Name:       "report",
-		ShortUsage: "bulkassign report --redis URL [--wait] [--out DIR] ID",
-		ShortHelp:  "write a batch's report; exit 0 all succeeded, 2 some failed or invalid, 1 unknown batch",
-		FlagSet:    fs,
-		Options:    envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+	var (
+		wait  bool
+		every time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "report ID",
+		Short: "write a batch's report; exit 0 all succeeded, 2 some failed, 1 fatal",
+		Long: `Writes summary.json, succeeded.csv and failed.csv of the batch to
+OUT/<batch id>/, and prints the summary. --wait first follows the batch
+until it is finished. Exit 0 when every row succeeded, 2 when some failed
+or were invalid, 1 for an unknown batch or another fatal error.`,
+		Example: `  bulkassign report 01JB2X... --wait --out reports --redis redis://localhost:6379/0`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
 			q, b, err := a.openBatch(ctx, cfg, args)
 			if err != nil {
 				return err
 			}
 			defer q.close()
 			var werr error
-			if *wait {
-				b, werr = watch(ctx, q.store, b.ID, a.stderr, *every)
+			if wait {
+				b, werr = watch(ctx, q.store, b.ID, a.stderr, every)
 			}
 			return a.finish(q, cfg, b, werr)
 		},
+	}
+	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) {
+		fs.BoolVar(&wait, "wait", false, "wait until the batch is finished, showing progress")
+		registerProgressFlag(fs, &every)
+		cfg.RegisterOutput(fs)
+	})
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	return cmd
+}
+
+// registerLogLevel returns a flagGroup register func for --log-level
+// alone, with cfg's level as its default.
+func registerLogLevel(cfg *config.Config) func(*pflag.FlagSet) {
+	return func(fs *pflag.FlagSet) {
+		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "`LEVEL` of the logs: debug, info, warn or error")
 	}
 }
 
@@ -209,17 +237,14 @@ func (a *app) openBatch(ctx context.Context, cfg config.Config, args []string) (
 	return q, b, nil
 }
 
-func (a *app) batchesCommand() *ffcli.Command {
+func (a *app) batchesCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign batches", a.stderr)
-	cfg.RegisterRedis(fs, false)
-	return &ffcli.Command{
-		Name:       "batches",
-		ShortUsage: "bulkassign batches --redis URL",
-		ShortHelp:  "list batches with status, progress, rate and age",
-		FlagSet:    fs,
-		Options:    envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+	cmd := &cobra.Command{
+		Use:   "batches",
+		Short: "list batches with status, progress, rate and age",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
 			q, err := openQueue(ctx, cfg, false)
 			if err != nil {
 				return err
@@ -251,20 +276,18 @@ func (a *app) batchesCommand() *ffcli.Command {
 			return tw.Flush()
 		},
 	}
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	return cmd
 }
 
 // controlCommand is pause, resume or cancel.
-func (a *app) controlCommand(name, help, status string) *ffcli.Command {
+func (a *app) controlCommand(name, help, status string) *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign "+name, a.stderr)
-	cfg.RegisterRedis(fs, false)
-	return &ffcli.Command{
-		Name:       name,
-		ShortUsage: "bulkassign " + name + " --redis URL ID",
-		ShortHelp:  help,
-		FlagSet:    fs,
-		Options:    envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+	cmd := &cobra.Command{
+		Use:   name + " ID",
+		Short: help,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
 			q, b, err := a.openBatch(ctx, cfg, args)
 			if err != nil {
 				return err
@@ -291,52 +314,56 @@ func (a *app) controlCommand(name, help, status string) *ffcli.Command {
 			return nil
 		},
 	}
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	return cmd
 }
 
-func (a *app) dlqCommand() *ffcli.Command {
+func (a *app) dlqCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign dlq", a.stderr)
-	cfg.RegisterRedis(fs, false)
-	sub := func(name, usage, help string, exec func(context.Context, *queue, jobs.Batch) error) *ffcli.Command {
-		sfs := newFlagSet("bulkassign dlq "+name, a.stderr)
-		cfg.RegisterRedis(sfs, false)
-		return &ffcli.Command{
-			Name: name, ShortUsage: usage, ShortHelp: help, FlagSet: sfs, Options: envOptions,
-			Exec: func(ctx context.Context, args []string) error {
-				q, b, err := a.openBatch(ctx, cfg, args)
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "list, retry and export a batch's dead-lettered rows",
+		Long: `Rows that ran out of attempts are dead-lettered (asynq's archive) and
+reported as failed. dlq lists them, queues them again (the counters move
+back with them), or exports them as a CSV that can be imported again.`,
+		Example: `  bulkassign dlq list ID --redis redis://localhost:6379/0
+  bulkassign dlq export ID > dead.csv`,
+	}
+	// The subcommands share the Redis flags: `dlq --redis URL list ID`
+	// works as well as `dlq list ID --redis URL`.
+	flagGroup(cmd.PersistentFlags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	sub := func(name, short string, exec func(context.Context, *queue, jobs.Batch) error) *cobra.Command {
+		return &cobra.Command{
+			Use:   name + " ID",
+			Short: short,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				q, b, err := a.openBatch(cmd.Context(), cfg, args)
 				if err != nil {
 					return err
 				}
 				defer q.close()
-				return exec(ctx, q, b)
+				return exec(cmd.Context(), q, b)
 			},
 		}
 	}
-	return &ffcli.Command{
-		Name:       "dlq",
-		ShortUsage: "bulkassign dlq list|retry|export --redis URL ID",
-		ShortHelp:  "list, retry and export a batch's dead-lettered rows",
-		FlagSet:    fs,
-		Options:    envOptions,
-		Subcommands: []*ffcli.Command{
-			sub("list", "bulkassign dlq list --redis URL ID", "list the contacts whose rows ran out of attempts", func(ctx context.Context, q *queue, b jobs.Batch) error {
-				return a.dlqList(ctx, q, b.ID)
-			}),
-			sub("retry", "bulkassign dlq retry --redis URL ID", "queue dead-lettered rows again (the counters move back with them)", func(ctx context.Context, q *queue, b jobs.Batch) error {
-				id := b.ID
-				n, err := jobs.Retry(ctx, q.store, q.client, asynq.NewInspector(q.opt), cfg.Namespace, id)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(a.stdout, "batch %s: %d rows queued again; follow with: bulkassign report --wait %s\n", id, n, id)
-				return nil
-			}),
-			sub("export", "bulkassign dlq export --redis URL ID > dead.csv", "write dead-lettered rows as a CSV that can be imported again", func(ctx context.Context, q *queue, b jobs.Batch) error {
-				return a.dlqExport(ctx, q, b)
-			}),
-		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
-	}
+	cmd.AddCommand(
+		sub("list", "list the rows that ran out of attempts", func(ctx context.Context, q *queue, b jobs.Batch) error {
+			return a.dlqList(ctx, q, b.ID)
+		}),
+		sub("retry", "queue dead-lettered rows again (the counters move back with them)", func(ctx context.Context, q *queue, b jobs.Batch) error {
+			id := b.ID
+			n, err := jobs.Retry(ctx, q.store, q.client, asynq.NewInspector(q.opt), cfg.Namespace, id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "batch %s: %d rows queued again; follow with: bulkassign report --wait %s\n", id, n, id)
+			return nil
+		}),
+		sub("export", "write dead-lettered rows as a CSV that can be imported again", func(ctx context.Context, q *queue, b jobs.Batch) error {
+			return a.dlqExport(ctx, q, b)
+		}),
+	)
+	return cmd
 }
 
 // deadEntries reads the dead-lettered rows of a batch, in line order.

@@ -17,12 +17,8 @@ import (
 	"github.com/bulkassign/bulkassign/schedule"
 	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
-	"github.com/peterbourgon/ff/v3"
 	"github.com/redis/go-redis/v9"
 )
-
-// envOptions makes every flag read its BULKASSIGN_* twin.
-var envOptions = []ff.Option{ff.WithEnvVarPrefix(config.EnvPrefix)}
 
 // queue is an open connection to the queue's Redis: the ledger, the asynq
 // client and the connection options workers use.
