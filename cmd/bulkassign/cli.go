@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/bulkassign/bulkassign/config"
@@ -246,3 +247,25 @@ const (
 	groupOutput    = "Output"
 	groupSimulator = "Simulator"
 )
+
+// outputFlags are --output and --json, of commands that print data.
+type outputFlags struct {
+	format string
+	json   bool
+}
+
+// registerOutputFlags adds -o/--output and --json to fs.
+func registerOutputFlags(fs *pflag.FlagSet) *outputFlags {
+	o := &outputFlags{}
+	fs.StringVarP(&o.format, "output", "o", "table", "`FORMAT` of what is printed on stdout: table or json")
+	fs.BoolVar(&o.json, "json", false, "print JSON on stdout: the same as -o json")
+	return o
+}
+
+// isJSON says whether JSON was asked for.
+func (o *outputFlags) isJSON() (bool, error) {
+	if !slices.Contains([]string{"table", "json"}, o.format) {
+		return false, fmt.Errorf("--output %q: want table or json", o.format)
+	}
+	return o.json || o.format == "json", nil
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/spf13/cobra"
 )
 
@@ -115,10 +117,12 @@ func TestTypos(t *testing.T) {
 		{args: []string{"run", "--rat", "5", "file.csv"}, wantCode: exitFatal, want: "unknown flag: --rat; did you mean --rate? (see bulkassign run --help)"},
 		{args: []string{"run", "file.csv", "--retry", "5"}, wantCode: exitFatal, want: "did you mean --retry-base or --retry-max?"},
 		{args: []string{"report", "ID", "--wiat"}, wantCode: exitFatal, want: "did you mean --wait?"},
+		{args: []string{"batches", "--jsn"}, wantCode: exitFatal, want: "did you mean --json?"},
 		{args: []string{"dlq", "list", "ID", "--rediss", "x"}, wantCode: exitFatal, want: "did you mean --redis?"},
 		{args: []string{"run", "--zzzzzz"}, wantCode: exitFatal, want: "unknown flag: --zzzzzz (see bulkassign run --help)"},
 		{args: []string{"run", "-q"}, wantCode: exitFatal, want: "unknown shorthand flag"},
 		{args: []string{"run", "--rate", "fast"}, wantCode: exitFatal, want: `invalid argument "fast" for "--rate"`},
+		{args: []string{"batches", "-o", "yaml"}, wantCode: exitFatal, want: `--output "yaml": want table or json`},
 		{args: []string{"worker", "extra"}, wantCode: exitFatal, want: `unknown command "extra" for "bulkassign worker"`},
 		{args: []string{}, wantCode: exitOK, want: "Usage:\n  bulkassign [command]"},
 		{args: []string{"--help"}, wantCode: exitOK, want: "Usage:\n  bulkassign [command]"},
@@ -155,6 +159,8 @@ func TestEnvTwins(t *testing.T) {
 			args: []string{"batches", "--redis", target.url}, wantCode: exitFatal, wantErr: `--namespace "no:colons"`},
 		{name: "command line wins", env: map[string]string{"BULKASSIGN_NAMESPACE": "no:colons"},
 			args: slices.Concat([]string{"batches"}, target.flags()), wantCode: exitOK},
+		{name: "env of a bool flag", env: map[string]string{"BULKASSIGN_JSON": "true"},
+			args: slices.Concat([]string{"batches"}, target.flags()), wantCode: exitOK},
 		{name: "env of a bool flag: BULKASSIGN_DRY_RUN", env: map[string]string{"BULKASSIGN_DRY_RUN": "true"},
 			args: []string{"import", uuidFile(t, 2)}, wantCode: exitOK},
 		{name: "env of --max-attempts", env: map[string]string{"BULKASSIGN_MAX_ATTEMPTS": "1000"},
@@ -179,6 +185,9 @@ func TestEnvTwins(t *testing.T) {
 			}
 			if tt.env["BULKASSIGN_DRY_RUN"] != "" && !strings.Contains(res.stdout, `"valid": 2`) {
 				t.Errorf("import with BULKASSIGN_DRY_RUN=true: no dry-run summary on stdout:\n%s", res.stdout)
+			}
+			if tt.env["BULKASSIGN_JSON"] != "" && !json.Valid([]byte(res.stdout)) {
+				t.Errorf("BULKASSIGN_JSON=true: stdout is not JSON:\n%s", res.stdout)
 			}
 		})
 	}
@@ -288,6 +297,89 @@ func TestCompletion(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJSONOutput: batches, report and dlq list print JSON with --json or
+// -o json, and batches keeps its table aligned.
+func TestJSONOutput(t *testing.T) {
+	t.Parallel()
+	target := newRedisTarget(t)
+	_, done := simRun(t, target, 4, "--name", "tab\there")
+	// Every call fails with a 5xx: with one attempt, every row is
+	// dead-lettered.
+	failed, dead := simRun(t, target, 2, "--sim-transient", "1", "--sim-transient-attempts", "9", "--max-attempts", "1")
+	if failed.code != exitPartial {
+		t.Fatalf("run with failing calls: exit %d (%v), want 2", failed.code, failed.err)
+	}
+
+	for _, flag := range [][]string{{"--json"}, {"-o", "json"}, {"--output=json"}} {
+		res := runCLI(t, nil, slices.Concat([]string{"batches"}, flag, target.flags())...)
+		var got []batchJSON
+		if err := json.Unmarshal([]byte(res.stdout), &got); res.code != exitOK || err != nil {
+			t.Fatalf("batches %v: exit %d (%v), %v:\n%s", flag, res.code, res.err, err, res.stdout)
+		}
+		byID := map[string]batchJSON{}
+		for _, b := range got {
+			byID[b.ID] = b
+		}
+		if b := byID[done]; b.Status != jobs.BatchDone || b.Rows != 4 || b.Succeeded != 4 || b.Done != 4 || b.Name != "tab\there" || b.FinishedAt == nil {
+			t.Errorf("batches %v: %s is %+v, want done, 4 of 4 succeeded", flag, done, b)
+		}
+		if b := byID[dead]; b.Failed != 2 || b.Errors == nil {
+			t.Errorf("batches %v: %s is %+v, want 2 failed", flag, dead, b)
+		}
+	}
+
+	// The table: every row's cells start where the header's do.
+	res := runCLI(t, nil, slices.Concat([]string{"batches"}, target.flags())...)
+	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	if res.code != exitOK || len(lines) != 3 {
+		t.Fatalf("batches: exit %d (%v):\n%s", res.code, res.err, res.stdout)
+	}
+	for _, col := range []string{"NAME", "STATUS", "DONE", "SUCCEEDED", "AGE"} {
+		at := strings.Index(lines[0], col)
+		for _, l := range lines[1:] {
+			if len(l) <= at || l[at-1] != ' ' || (l[at] == ' ' && col != "NAME") {
+				t.Errorf("batches: column %s (at %d) is not aligned:\n%s", col, at, res.stdout)
+			}
+		}
+	}
+	if !strings.Contains(res.stdout, " tab here ") {
+		t.Errorf("batches: the tab in the name is not made a space:\n%s", res.stdout)
+	}
+
+	// report --json: summary.json's fields and the folder; the exit code stays.
+	out := t.TempDir()
+	res = runCLI(t, nil, slices.Concat([]string{"report", dead, "--json", "--out", out}, target.flags())...)
+	var sum struct {
+		BatchID   string `json:"batchId"`
+		Failed    int64  `json:"failed"`
+		ReportDir string `json:"reportDir"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &sum); err != nil || res.code != exitPartial {
+		t.Fatalf("report --json: exit %d (%v), %v:\n%s", res.code, res.err, err, res.stdout)
+	}
+	if sum.BatchID != dead || sum.Failed != 2 || sum.ReportDir != filepath.Join(out, dead) {
+		t.Errorf("report --json: %+v", sum)
+	}
+
+	// dlq list --json: the dead rows, in line order.
+	res = runCLI(t, nil, slices.Concat([]string{"dlq", "list", dead, "-o", "json"}, target.flags())...)
+	var rows []deadRowJSON
+	if err := json.Unmarshal([]byte(res.stdout), &rows); err != nil || res.code != exitOK {
+		t.Fatalf("dlq list --json: exit %d (%v), %v:\n%s", res.code, res.err, err, res.stdout)
+	}
+	if len(rows) != 2 || rows[0].Line != 2 || rows[1].Line != 3 || rows[0].Attempts != 1 || rows[0].Reason == "" {
+		t.Errorf("dlq list --json: %+v, want lines 2 and 3 after 1 attempt", rows)
+	}
+	res = runCLI(t, nil, slices.Concat([]string{"dlq", "list", done, "--json"}, target.flags())...)
+	if strings.TrimSpace(res.stdout) != "[]" {
+		t.Errorf("dlq list --json of a batch without dead rows: exit %d (%v), %q, want []", res.code, res.err, res.stdout)
+	}
+	res = runCLI(t, nil, slices.Concat([]string{"dlq", "list", done}, target.flags())...)
+	if res.code != exitOK || !strings.Contains(res.stdout, "has no dead-lettered rows") {
+		t.Errorf("dlq list of a batch without dead rows: exit %d (%v), %q", res.code, res.err, res.stdout)
 	}
 }
 

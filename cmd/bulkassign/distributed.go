@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/importer"
@@ -176,17 +179,23 @@ func (a *app) reportCommand() *cobra.Command {
 	var (
 		wait  bool
 		every time.Duration
+		out   *outputFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "report ID",
 		Short: "write a batch's report; exit 0 all succeeded, 2 some failed, 1 fatal",
 		Long: `Writes summary.json, succeeded.csv and failed.csv of the batch to
-OUT/<batch id>/, and prints the summary. --wait first follows the batch
-until it is finished. Exit 0 when every row succeeded, 2 when some failed
-or were invalid, 1 for an unknown batch or another fatal error.`,
+OUT/<batch id>/, and prints the summary (with --json: summary.json, and the
+report folder as reportDir). --wait first follows the batch until it is
+finished. Exit 0 when every row succeeded, 2 when some failed or were
+invalid, 1 for an unknown batch or another fatal error.`,
 		Example: `  bulkassign report 01JB2X... --wait --out reports --redis redis://localhost:6379/0`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			asJSON, err := out.isJSON()
+			if err != nil {
+				return err
+			}
 			q, b, err := a.openBatch(ctx, cfg, args)
 			if err != nil {
 				return err
@@ -196,13 +205,18 @@ or were invalid, 1 for an unknown batch or another fatal error.`,
 			if wait {
 				b, werr = watch(ctx, q.store, b.ID, a.stderr, every)
 			}
-			return a.finish(q, cfg, b, werr)
+			summarize := printSummary
+			if asJSON {
+				summarize = printSummaryJSON
+			}
+			return a.finish(q, cfg, b, werr, summarize)
 		},
 	}
 	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) {
 		fs.BoolVar(&wait, "wait", false, "wait until the batch is finished, showing progress")
 		registerProgressFlag(fs, &every)
 		cfg.RegisterOutput(fs)
+		out = registerOutputFlags(fs)
 	})
 	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
 	return cmd
@@ -239,12 +253,17 @@ func (a *app) openBatch(ctx context.Context, cfg config.Config, args []string) (
 
 func (a *app) batchesCommand() *cobra.Command {
 	cfg := config.Default()
+	var out *outputFlags
 	cmd := &cobra.Command{
 		Use:   "batches",
 		Short: "list batches with status, progress, rate and age",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			asJSON, err := out.isJSON()
+			if err != nil {
+				return err
+			}
 			q, err := openQueue(ctx, cfg, false)
 			if err != nil {
 				return err
@@ -254,9 +273,7 @@ func (a *app) batchesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tDONE\tSUCCEEDED\tFAILED\tINVALID\tROWS/S\tAGE")
-			now := time.Now()
+			var batches []jobs.Batch
 			for _, id := range ids {
 				b, err := q.store.Get(ctx, id)
 				if errors.Is(err, jobs.ErrNotFound) {
@@ -265,19 +282,104 @@ func (a *app) batchesCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				status := b.Status
-				if b.PauseReason != "" && b.Status == jobs.BatchPaused {
-					status += " (" + b.PauseCode + ")"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d (%.0f%%)\t%d\t%d\t%d\t%.1f\t%s\n",
-					b.ID, b.Name, status, b.Done(), b.Rows, b.Percent(),
-					b.Succeeded, b.Failed, b.Invalid, b.RowsPerSecond(now), now.Sub(b.CreatedAt).Round(time.Second))
+				batches = append(batches, b)
 			}
-			return tw.Flush()
+			if asJSON {
+				return writeBatchesJSON(a.stdout, batches, time.Now())
+			}
+			return writeBatchesTable(a.stdout, batches, time.Now())
 		},
 	}
+	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) { out = registerOutputFlags(fs) })
 	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
 	return cmd
+}
+
+// writeBatchesTable writes batches as an aligned table.
+func writeBatchesTable(w io.Writer, batches []jobs.Batch, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tDONE\tSUCCEEDED\tFAILED\tINVALID\tROWS/S\tAGE")
+	for _, b := range batches {
+		status := b.Status
+		if b.PauseReason != "" && b.Status == jobs.BatchPaused {
+			status += " (" + b.PauseCode + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d (%.0f%%)\t%d\t%d\t%d\t%.1f\t%s\n",
+			b.ID, cell(b.Name), status, b.Done(), b.Rows, b.Percent(),
+			b.Succeeded, b.Failed, b.Invalid, b.RowsPerSecond(now), now.Sub(b.CreatedAt).Round(time.Second))
+	}
+	return tw.Flush()
+}
+
+// batchJSON is a batch as `batches --json` prints it; the names are those
+// of the serve API's batch object.
+type batchJSON struct {
+	ID          string           `json:"batchId"`
+	Name        string           `json:"name"`
+	Source      string           `json:"source"`
+	Status      string           `json:"status"`
+	PauseCode   string           `json:"pauseCode,omitempty"`
+	PauseReason string           `json:"pauseReason,omitempty"`
+	Rows        int64            `json:"rows"`
+	Done        int64            `json:"done"`
+	Succeeded   int64            `json:"succeeded"`
+	Failed      int64            `json:"failed"`
+	Invalid     int64            `json:"invalid"`
+	Contacts    int64            `json:"contacts"`
+	APICalls    int64            `json:"apiCalls"`
+	Retries     int64            `json:"retries"`
+	RateLimited int64            `json:"rateLimited"`
+	Percent     float64          `json:"percent"`
+	RowsPerSec  float64          `json:"rowsPerSecond"`
+	CreatedAt   time.Time        `json:"createdAt"`
+	StartedAt   *time.Time       `json:"startedAt"`
+	FinishedAt  *time.Time       `json:"finishedAt"`
+	Errors      map[string]int64 `json:"errors"`
+}
+
+// writeBatchesJSON writes batches as one JSON array.
+func writeBatchesJSON(w io.Writer, batches []jobs.Batch, now time.Time) error {
+	out := make([]batchJSON, 0, len(batches))
+	for _, b := range batches {
+		v := batchJSON{
+			ID: b.ID, Name: b.Name, Source: b.Source, Status: b.Status, PauseCode: b.PauseCode, PauseReason: b.PauseReason,
+			Rows: b.Rows, Done: b.Done(), Succeeded: b.Succeeded, Failed: b.Failed, Invalid: b.Invalid, Contacts: b.Contacts,
+			APICalls: b.APICalls, Retries: b.Retries, RateLimited: b.RateLimited,
+			Percent: b.Percent(), RowsPerSec: b.RowsPerSecond(now),
+			CreatedAt: b.CreatedAt, StartedAt: timeOrNil(b.StartedAt), FinishedAt: timeOrNil(b.FinishedAt),
+			Errors: b.Errors,
+		}
+		if v.Errors == nil {
+			v.Errors = map[string]int64{}
+		}
+		out = append(out, v)
+	}
+	return writeJSON(w, out)
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// writeJSON writes v indented, as the commands' --json does.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// cell makes s safe in a table cell: a tab or line break would break the
+// columns.
+func cell(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // controlCommand is pause, resume or cancel.
@@ -346,10 +448,17 @@ back with them), or exports them as a CSV that can be imported again.`,
 			},
 		}
 	}
+	var out *outputFlags
+	list := sub("list", "list the rows that ran out of attempts", func(ctx context.Context, q *queue, b jobs.Batch) error {
+		asJSON, err := out.isJSON()
+		if err != nil {
+			return err
+		}
+		return a.dlqList(ctx, q, b.ID, asJSON)
+	})
+	flagGroup(list.Flags(), groupOutput, func(fs *pflag.FlagSet) { out = registerOutputFlags(fs) })
 	cmd.AddCommand(
-		sub("list", "list the rows that ran out of attempts", func(ctx context.Context, q *queue, b jobs.Batch) error {
-			return a.dlqList(ctx, q, b.ID)
-		}),
+		list,
 		sub("retry", "queue dead-lettered rows again (the counters move back with them)", func(ctx context.Context, q *queue, b jobs.Batch) error {
 			id := b.ID
 			n, err := jobs.Retry(ctx, q.store, q.client, asynq.NewInspector(q.opt), cfg.Namespace, id)
@@ -390,10 +499,30 @@ func deadEntries(ctx context.Context, q *queue, id string) ([]jobs.Entry, error)
 	return slices.DeleteFunc(entries, func(e jobs.Entry) bool { return e.Result.Status != jobs.StatusFailed }), nil
 }
 
-func (a *app) dlqList(ctx context.Context, q *queue, id string) error {
+// deadRowJSON is a dead-lettered row as `dlq list --json` prints it.
+type deadRowJSON struct {
+	Line       int    `json:"line"`
+	ContactID  string `json:"aiContactId"`
+	MemberID   string `json:"teamMemberId"`
+	Replace    bool   `json:"removeExistingAgents"`
+	Attempts   int    `json:"attempts"`
+	HTTPStatus int    `json:"httpStatus,omitempty"`
+	Reason     string `json:"reason"`
+	Error      string `json:"error"`
+}
+
+func (a *app) dlqList(ctx context.Context, q *queue, id string, asJSON bool) error {
 	entries, err := deadEntries(ctx, q, id)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		rows := make([]deadRowJSON, len(entries))
+		for i, e := range entries {
+			rows[i] = deadRowJSON{Line: e.Row.Line, ContactID: e.Row.ContactID, MemberID: e.Row.MemberID, Replace: e.Row.Replace,
+				Attempts: e.Result.Attempts, HTTPStatus: e.Result.HTTPStatus, Reason: e.Result.Reason, Error: e.Result.Error}
+		}
+		return writeJSON(a.stdout, rows)
 	}
 	if len(entries) == 0 {
 		fmt.Fprintf(a.stdout, "batch %s has no dead-lettered rows\n", id)
@@ -403,7 +532,7 @@ func (a *app) dlqList(ctx context.Context, q *queue, id string) error {
 	fmt.Fprintln(tw, "LINE\tCONTACT\tMEMBER\tREPLACE\tATTEMPTS\tREASON\tERROR")
 	for _, e := range entries {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Row.Line, e.Row.ContactID, e.Row.MemberID,
-			e.Row.ReplaceCell(), e.Result.Attempts, e.Result.Reason, e.Result.Error)
+			cell(e.Row.ReplaceCell()), e.Result.Attempts, e.Result.Reason, cell(e.Result.Error))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

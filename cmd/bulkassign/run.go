@@ -135,12 +135,12 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	}
 	b, werr := watch(ctx, q.store, sum.BatchID, a.stderr, every)
 	w.srv.Shutdown()
-	return a.finish(q, cfg, b, werr)
+	return a.finish(q, cfg, b, werr, printSummary)
 }
 
-// finish writes the report of a batch that ended, or stopped, and returns
-// the command's outcome.
-func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error) error {
+// finish writes the report of a batch that ended, or stopped, prints its
+// summary on stdout with summarize, and returns the command's outcome.
+func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error, summarize func(io.Writer, report.Summary, string) error) error {
 	if errors.Is(werr, errBatchLost) {
 		return werr // nothing left in Redis to report
 	}
@@ -153,7 +153,9 @@ func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error) erro
 	if err != nil {
 		return errors.Join(werr, err)
 	}
-	printSummary(a.stdout, s, dir)
+	if err := summarize(a.stdout, s, dir); err != nil {
+		return errors.Join(werr, err)
+	}
 	switch {
 	case werr != nil:
 		return werr
@@ -182,7 +184,8 @@ func printImport(w io.Writer, s importer.Summary) {
 		s.File, s.Format, s.Rows, s.Valid, s.Invalid, s.Merged, s.Contacts, s.Calls)
 }
 
-func printSummary(w io.Writer, s report.Summary, dir string) {
+// printSummary writes the summary of a batch for people.
+func printSummary(w io.Writer, s report.Summary, dir string) error {
 	fmt.Fprintf(w, "batch %s %s: %d rows: %d succeeded, %d failed, %d invalid; %d API calls, %d retries, %d rate-limited, %.1fs\n",
 		s.BatchID, s.Status, s.Rows, s.Succeeded, s.Failed, s.Invalid, s.APICalls, s.Retries, s.RateLimited, s.DurationSeconds)
 	fmt.Fprintf(w, "report: %s\n", dir)
@@ -194,6 +197,16 @@ func printSummary(w io.Writer, s report.Summary, dir string) {
 		}
 		fmt.Fprintln(w)
 	}
+	return nil
+}
+
+// printSummaryJSON writes the summary of a batch as summary.json has it,
+// with the report folder as reportDir.
+func printSummaryJSON(w io.Writer, s report.Summary, dir string) error {
+	return writeJSON(w, struct {
+		report.Summary
+		ReportDir string `json:"reportDir"`
+	}{s, dir})
 }
 
 // Help of flags that more than one command has.
