@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/bulkassign/bulkassign/jobs"
@@ -380,6 +381,34 @@ func TestJSONOutput(t *testing.T) {
 	res = runCLI(t, nil, slices.Concat([]string{"dlq", "list", done}, target.flags())...)
 	if res.code != exitOK || !strings.Contains(res.stdout, "has no dead-lettered rows") {
 		t.Errorf("dlq list of a batch without dead rows: exit %d (%v), %q", res.code, res.err, res.stdout)
+	}
+}
+
+func TestETA(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		b      jobs.Batch
+		now    time.Time
+		want   time.Duration
+		wantOK bool
+	}{
+		{name: "half done in a minute", b: jobs.Batch{Rows: 1000, Succeeded: 500, StartedAt: start}, now: start.Add(time.Minute), want: time.Minute, wantOK: true},
+		{name: "invalid rows are done but not paced", b: jobs.Batch{Rows: 1000, Succeeded: 100, Invalid: 500, StartedAt: start}, now: start.Add(10 * time.Second), want: 40 * time.Second, wantOK: true},
+		{name: "rounded to the second", b: jobs.Batch{Rows: 10, Succeeded: 3, StartedAt: start}, now: start.Add(time.Second), want: 2 * time.Second, wantOK: true},
+		{name: "not started", b: jobs.Batch{Rows: 10}, now: start},
+		{name: "nothing sent yet", b: jobs.Batch{Rows: 10, StartedAt: start}, now: start.Add(time.Minute)},
+		{name: "all done", b: jobs.Batch{Rows: 10, Succeeded: 10, StartedAt: start}, now: start.Add(time.Minute)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := eta(tt.b, tt.now)
+			if got != tt.want || ok != tt.wantOK {
+				t.Errorf("eta() = %s, %t; want %s, %t", got, ok, tt.want, tt.wantOK)
+			}
+		})
 	}
 }
 
