@@ -1,10 +1,12 @@
 // Package config holds bulkassign's settings: defaults, flags with their
 // BULKASSIGN_* environment twins, and validation.
+//
+// A flag's help may name its value between backquotes ("base `URL` of the
+// CRM API"): the help shows that name in place of the value's type.
 package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
+	"github.com/spf13/pflag"
 )
 
 // EnvPrefix is the prefix of every setting's environment variable:
@@ -39,6 +42,8 @@ type Config struct {
 	MaxAttempts int
 	RetryBase   time.Duration
 	RetryMax    time.Duration
+	// MaxRetryAfter caps the wait a 429's Retry-After asks for.
+	MaxRetryAfter time.Duration
 
 	// Output.
 	Out      string
@@ -59,49 +64,78 @@ func Default() Config {
 		MaxAttempts:    5,
 		RetryBase:      time.Second,
 		RetryMax:       time.Minute,
+		MaxRetryAfter:  15 * time.Minute,
 		Out:            "reports",
 		LogLevel:       "warn",
 	}
 }
 
 // RegisterAPI adds the CRM API flags to fs.
-func (c *Config) RegisterAPI(fs *flag.FlagSet) {
-	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "base URL of the CRM API")
-	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "CRM API key (prefer the env var BULKASSIGN_API_KEY: flags show in ps)")
-	fs.StringVar(&c.PathTemplate, "path-template", c.PathTemplate, "assign call path, with {aiContactId} and {teamMemberId}")
-	fs.StringVar(&c.KeyHeader, "key-header", c.KeyHeader, "HTTP header that carries the API key")
+func (c *Config) RegisterAPI(fs *pflag.FlagSet) {
+	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "base `URL` of the CRM API")
+	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "`KEY` for the CRM API; prefer the env var BULKASSIGN_API_KEY: flags show in ps")
+	fs.StringVar(&c.PathTemplate, "path-template", c.PathTemplate, "assign call `PATH`, with {aiContactId} and {teamMemberId}")
+	fs.StringVar(&c.KeyHeader, "key-header", c.KeyHeader, "HTTP `HEADER` that carries the API key")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "timeout of one API call")
 }
 
 // RegisterRedis adds the Redis flags to fs. embedded says what an empty
 // --redis means for this command.
-func (c *Config) RegisterRedis(fs *flag.FlagSet, embedded bool) {
-	help := "Redis URL (redis://[user:password@]host:port/db)"
+func (c *Config) RegisterRedis(fs *pflag.FlagSet, embedded bool) {
+	help := "Redis `URL` (redis://[user:password@]host:port/db)"
 	if embedded {
 		help += "; empty runs an embedded in-process queue"
 	}
 	fs.StringVar(&c.Redis, "redis", c.Redis, help)
 	if embedded {
-		fs.StringVar(&c.Embedded, "embedded", c.Embedded, "the embedded queue without --redis: auto (a private redis-server if installed, else in-process), redis-server, or memory")
+		fs.StringVar(&c.Embedded, "embedded", c.Embedded, "`KIND` of embedded queue without --redis: auto (a private redis-server if installed, else in-process), redis-server, or memory")
 	}
-	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "prefix of every Redis key and name of the asynq queue")
+	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "key `PREFIX` in Redis, and the asynq queue's name")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long a finished batch stays in Redis (0 or less: forever)")
 }
 
 // RegisterWorker adds the flags of processes that make calls to fs.
-func (c *Config) RegisterWorker(fs *flag.FlagSet) {
+func (c *Config) RegisterWorker(fs *pflag.FlagSet) {
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "API calls per second, across all workers; 0 = unlimited")
 	fs.IntVar(&c.Burst, "burst", c.Burst, "calls allowed at once above --rate (default 1)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "API calls in flight in this process")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "calls a row gets for transient failures before it is dead-lettered")
 	fs.DurationVar(&c.RetryBase, "retry-base", c.RetryBase, "first backoff after a transient failure; doubles each attempt")
 	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "longest backoff between attempts")
+	fs.DurationVar(&c.MaxRetryAfter, "max-retry-after", c.MaxRetryAfter, "longest Retry-After honoured; longer waits are capped")
 }
 
 // RegisterOutput adds the report and logging flags to fs.
-func (c *Config) RegisterOutput(fs *flag.FlagSet) {
-	fs.StringVar(&c.Out, "out", c.Out, "report folder; the report goes to OUT/<batch id>/")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+func (c *Config) RegisterOutput(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Out, "out", c.Out, "`DIR` of the reports: a batch's report goes to DIR/<batch id>/")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "`LEVEL` of the logs: debug, info, warn or error")
+}
+
+// EnvName is the environment twin of a flag: api-key is BULKASSIGN_API_KEY.
+func EnvName(flag string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// ApplyEnv sets every flag of fs that was not given on the command line
+// from its environment twin, as lookup (os.LookupEnv) finds it; an empty
+// variable counts as unset. A flag given on the command line wins.
+func ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		name := EnvName(f.Name)
+		v, ok := lookup(name)
+		if !ok || v == "" {
+			return
+		}
+		// The value stays out of the message: it may be a secret.
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: not a valid value for --%s (%s)", name, f.Name, f.Value.Type()))
+		}
+	})
+	return errors.Join(errs...)
 }
 
 var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -141,6 +175,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
 		errs = append(errs, fmt.Errorf("--retry-base %s and --retry-max %s: want 0 < base <= max", c.RetryBase, c.RetryMax))
+	}
+	if c.MaxRetryAfter <= 0 {
+		errs = append(errs, fmt.Errorf("--max-retry-after %s must be positive", c.MaxRetryAfter))
 	}
 	if c.Redis != "" {
 		if _, err := c.RedisOpt(); err != nil {

@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/worker"
+	"github.com/spf13/pflag"
 )
 
 // memberFlags are the flags of commands that import a file and may need the
@@ -19,10 +19,11 @@ type memberFlags struct {
 	mapFile   string
 }
 
-func registerMemberFlags(fs *flag.FlagSet) *memberFlags {
+// registerMemberFlags adds --preflight and --map to fs.
+func registerMemberFlags(fs *pflag.FlagSet) *memberFlags {
 	m := &memberFlags{}
 	fs.BoolVar(&m.preflight, "preflight", false, "check every teamMemberId against the CRM's team member list first: unknown or inactive members make their rows invalid before any call")
-	fs.StringVar(&m.mapFile, "map", "", "column mapping, a YAML file of our field: their header (aiContactId: \"Contact Ref\", teamMemberEmail: \"Owner E-mail\", ...)")
+	fs.StringVar(&m.mapFile, "map", "", "column mapping, a YAML `FILE` of our field: their header (aiContactId: \"Contact Ref\", teamMemberEmail: \"Owner E-mail\", ...)")
 	return m
 }
 

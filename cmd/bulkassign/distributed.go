@@ -4,44 +4,47 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/report"
-	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-func (a *app) importCommand() *ffcli.Command {
+func (a *app) importCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign import", a.stderr)
-	cfg.RegisterRedis(fs, false)
-	cfg.RegisterAPI(fs) // the team member list, for member emails and --preflight
-	format := fs.String("format", "", "input format: csv, json or jsonl (default: from the extension, else sniffed)")
-	name := fs.String("name", "", "label of the batch")
-	dryRun := fs.Bool("dry-run", false, "validate and print what would be queued, queue nothing")
-	members := registerMemberFlags(fs)
-	recordPrevious := fs.Bool("record-previous", false, recordPreviousHelp)
-	return &ffcli.Command{
-		Name:       "import",
-		ShortUsage: "bulkassign import --redis URL [flags] FILE",
-		ShortHelp:  "validate a file and queue it as a batch; the batch id is the last line on stdout",
-		FlagSet:    fs,
-		Options:    envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+	var (
+		format, name           string
+		dryRun, recordPrevious bool
+		members                *memberFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "import FILE",
+		Short: "validate a file and queue it as a batch; the batch id is the last line on stdout",
+		Long: `Validates the whole file and queues it as a batch in Redis for the workers
+(bulkassign worker); the batch id is the last line on stdout. FILE may be -
+for stdin. --dry-run validates only and prints what would be queued.`,
+		Example: `  id=$(bulkassign import --redis redis://localhost:6379/0 assignments.csv)
+  bulkassign report "$id" --wait --redis redis://localhost:6379/0`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
 			if len(args) != 1 {
 				return fmt.Errorf("import: want one FILE argument (or - for stdin), got %d", len(args))
 			}
 			defer limitImportMemory()()
-			f, err := importer.ParseFormat(*format)
+			f, err := importer.ParseFormat(format)
 			if err != nil {
 				return err
 			}
@@ -50,11 +53,11 @@ func (a *app) importCommand() *ffcli.Command {
 				return err
 			}
 			defer in.Close()
-			opts, err := members.options(importer.Options{File: args[0], Format: f, Name: *name, DryRun: *dryRun, RecordPrevious: *recordPrevious}, cfg, false)
+			opts, err := members.options(importer.Options{File: args[0], Format: f, Name: name, DryRun: dryRun, RecordPrevious: recordPrevious}, cfg, false)
 			if err != nil {
 				return err
 			}
-			if *dryRun {
+			if dryRun {
 				sum, err := importer.New(nil, nil, "").Import(ctx, in, opts)
 				if err != nil {
 					return err
@@ -77,6 +80,17 @@ func (a *app) importCommand() *ffcli.Command {
 			return nil
 		},
 	}
+	flagGroup(cmd.Flags(), groupInput, func(fs *pflag.FlagSet) {
+		fs.StringVar(&format, "format", "", formatHelp)
+		fs.StringVar(&name, "name", "", "`LABEL` of the batch")
+		fs.BoolVar(&dryRun, "dry-run", false, "validate and print what would be queued, queue nothing")
+		members = registerMemberFlags(fs)
+		fs.BoolVar(&recordPrevious, "record-previous", false, recordPreviousHelp)
+	})
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	// The team member list, for member emails and --preflight.
+	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)
+	return cmd
 }
 
 // importMemoryLimit is the soft memory limit of a command that only imports
@@ -99,24 +113,19 @@ func limitImportMemory() (restore func()) {
 	return func() { debug.SetMemoryLimit(prev) }
 }
 
-func (a *app) workerCommand() *ffcli.Command {
+func (a *app) workerCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign worker", a.stderr)
-	cfg.RegisterAPI(fs)
-	cfg.RegisterRedis(fs, false)
-	cfg.RegisterWorker(fs)
-	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
-	return &ffcli.Command{
-		Name:       "worker",
-		ShortUsage: "bulkassign worker --redis URL [flags]",
-		ShortHelp:  "process queued batches until stopped (SIGTERM drains in-flight calls)",
-		LongHelp: `Runs an asynq server that applies every queued batch. Start as many as
+	cfg.LogLevel = "info"
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "process queued batches until stopped (SIGTERM drains in-flight calls)",
+		Long: `Runs an asynq server that applies every queued batch. Start as many as
 you like, on as many machines: --rate is the total for the API key across
 all of them. The API key comes from this process's own settings
 (BULKASSIGN_API_KEY) and is never written to Redis.`,
-		FlagSet: fs,
-		Options: envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
 			if cfg.APIKey == "" {
 				return errors.New("no API key: set BULKASSIGN_API_KEY (or --api-key)")
 			}
@@ -157,33 +166,66 @@ all of them. The API key comes from this process's own settings
 			}
 		},
 	}
+	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	flagGroup(cmd.Flags(), groupWorker, cfg.RegisterWorker)
+	flagGroup(cmd.Flags(), groupOutput, registerLogLevel(&cfg))
+	return cmd
 }
 
-func (a *app) reportCommand() *ffcli.Command {
+func (a *app) reportCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign report", a.stderr)
-	cfg.RegisterRedis(fs, false)
-	cfg.RegisterOutput(fs)
-	wait := fs.Bool("wait", false, "wait until the batch is finished, showing progress")
-	every := fs.Duration("progress-every", 5*time.Second, "how often to print a progress line when stderr is not a terminal")
-	return &ffcli.Command{
-		Name:       "report",
-		ShortUsage: "bulkassign report --redis URL [--wait] [--out DIR] ID",
-		ShortHelp:  "write a batch's report; exit 0 all succeeded, 2 some failed or invalid, 1 unknown batch",
-		FlagSet:    fs,
-		Options:    envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+	var (
+		wait  bool
+		every time.Duration
+		out   *outputFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "report ID",
+		Short: "write a batch's report; exit 0 all succeeded, 2 some failed, 1 fatal",
+		Long: `Writes summary.json, succeeded.csv and failed.csv of the batch to
+OUT/<batch id>/, and prints the summary (with --json: summary.json, and the
+report folder as reportDir). --wait first follows the batch until it is
+finished. Exit 0 when every row succeeded, 2 when some failed or were
+invalid, 1 for an unknown batch or another fatal error.`,
+		Example: `  bulkassign report 01JB2X... --wait --out reports --redis redis://localhost:6379/0`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			asJSON, err := out.isJSON()
+			if err != nil {
+				return err
+			}
 			q, b, err := a.openBatch(ctx, cfg, args)
 			if err != nil {
 				return err
 			}
 			defer q.close()
 			var werr error
-			if *wait {
-				b, werr = watch(ctx, q.store, b.ID, a.stderr, *every)
+			if wait {
+				b, werr = watch(ctx, q.store, b.ID, a.stderr, every)
 			}
-			return a.finish(q, cfg, b, werr)
+			summarize := printSummary
+			if asJSON {
+				summarize = printSummaryJSON
+			}
+			return a.finish(q, cfg, b, werr, summarize)
 		},
+	}
+	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) {
+		fs.BoolVar(&wait, "wait", false, "wait until the batch is finished, showing progress")
+		registerProgressFlag(fs, &every)
+		cfg.RegisterOutput(fs)
+		out = registerOutputFlags(fs)
+	})
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	return cmd
+}
+
+// registerLogLevel returns a flagGroup register func for --log-level
+// alone, with cfg's level as its default.
+func registerLogLevel(cfg *config.Config) func(*pflag.FlagSet) {
+	return func(fs *pflag.FlagSet) {
+		fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "`LEVEL` of the logs: debug, info, warn or error")
 	}
 }
 
@@ -208,17 +250,19 @@ func (a *app) openBatch(ctx context.Context, cfg config.Config, args []string) (
 	return q, b, nil
 }
 
-func (a *app) batchesCommand() *ffcli.Command {
+func (a *app) batchesCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign batches", a.stderr)
-	cfg.RegisterRedis(fs, false)
-	return &ffcli.Command{
-		Name:       "batches",
-		ShortUsage: "bulkassign batches --redis URL",
-		ShortHelp:  "list batches with status, progress, rate and age",
-		FlagSet:    fs,
-		Options:    envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+	var out *outputFlags
+	cmd := &cobra.Command{
+		Use:   "batches",
+		Short: "list batches with status, progress, rate and age",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			asJSON, err := out.isJSON()
+			if err != nil {
+				return err
+			}
 			q, err := openQueue(ctx, cfg, false)
 			if err != nil {
 				return err
@@ -228,9 +272,7 @@ func (a *app) batchesCommand() *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tDONE\tSUCCEEDED\tFAILED\tINVALID\tROWS/S\tAGE")
-			now := time.Now()
+			var batches []jobs.Batch
 			for _, id := range ids {
 				b, err := q.store.Get(ctx, id)
 				if errors.Is(err, jobs.ErrNotFound) {
@@ -239,31 +281,114 @@ func (a *app) batchesCommand() *ffcli.Command {
 				if err != nil {
 					return err
 				}
-				status := b.Status
-				if b.PauseReason != "" && b.Status == jobs.BatchPaused {
-					status += " (" + b.PauseCode + ")"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d (%.0f%%)\t%d\t%d\t%d\t%.1f\t%s\n",
-					b.ID, b.Name, status, b.Done(), b.Rows, b.Percent(),
-					b.Succeeded, b.Failed, b.Invalid, b.RowsPerSecond(now), now.Sub(b.CreatedAt).Round(time.Second))
+				batches = append(batches, b)
 			}
-			return tw.Flush()
+			if asJSON {
+				return writeBatchesJSON(a.stdout, batches, time.Now())
+			}
+			return writeBatchesTable(a.stdout, batches, time.Now())
 		},
 	}
+	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) { out = registerOutputFlags(fs) })
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	return cmd
+}
+
+// writeBatchesTable writes batches as an aligned table.
+func writeBatchesTable(w io.Writer, batches []jobs.Batch, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tDONE\tSUCCEEDED\tFAILED\tINVALID\tROWS/S\tAGE")
+	for _, b := range batches {
+		status := b.Status
+		if b.PauseReason != "" && b.Status == jobs.BatchPaused {
+			status += " (" + b.PauseCode + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d (%.0f%%)\t%d\t%d\t%d\t%.1f\t%s\n",
+			b.ID, cell(b.Name), status, b.Done(), b.Rows, b.Percent(),
+			b.Succeeded, b.Failed, b.Invalid, b.RowsPerSecond(now), now.Sub(b.CreatedAt).Round(time.Second))
+	}
+	return tw.Flush()
+}
+
+// batchJSON is a batch as `batches --json` prints it; the names are those
+// of the serve API's batch object.
+type batchJSON struct {
+	ID          string           `json:"batchId"`
+	Name        string           `json:"name"`
+	Source      string           `json:"source"`
+	Status      string           `json:"status"`
+	PauseCode   string           `json:"pauseCode,omitempty"`
+	PauseReason string           `json:"pauseReason,omitempty"`
+	Rows        int64            `json:"rows"`
+	Done        int64            `json:"done"`
+	Succeeded   int64            `json:"succeeded"`
+	Failed      int64            `json:"failed"`
+	Invalid     int64            `json:"invalid"`
+	Contacts    int64            `json:"contacts"`
+	APICalls    int64            `json:"apiCalls"`
+	Retries     int64            `json:"retries"`
+	RateLimited int64            `json:"rateLimited"`
+	Percent     float64          `json:"percent"`
+	RowsPerSec  float64          `json:"rowsPerSecond"`
+	CreatedAt   time.Time        `json:"createdAt"`
+	StartedAt   *time.Time       `json:"startedAt"`
+	FinishedAt  *time.Time       `json:"finishedAt"`
+	Errors      map[string]int64 `json:"errors"`
+}
+
+// writeBatchesJSON writes batches as one JSON array.
+func writeBatchesJSON(w io.Writer, batches []jobs.Batch, now time.Time) error {
+	out := make([]batchJSON, 0, len(batches))
+	for _, b := range batches {
+		v := batchJSON{
+			ID: b.ID, Name: b.Name, Source: b.Source, Status: b.Status, PauseCode: b.PauseCode, PauseReason: b.PauseReason,
+			Rows: b.Rows, Done: b.Done(), Succeeded: b.Succeeded, Failed: b.Failed, Invalid: b.Invalid, Contacts: b.Contacts,
+			APICalls: b.APICalls, Retries: b.Retries, RateLimited: b.RateLimited,
+			Percent: b.Percent(), RowsPerSec: b.RowsPerSecond(now),
+			CreatedAt: b.CreatedAt, StartedAt: timeOrNil(b.StartedAt), FinishedAt: timeOrNil(b.FinishedAt),
+			Errors: b.Errors,
+		}
+		if v.Errors == nil {
+			v.Errors = map[string]int64{}
+		}
+		out = append(out, v)
+	}
+	return writeJSON(w, out)
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// writeJSON writes v indented, as the commands' --json does.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// cell makes s safe in a table cell: a tab or line break would break the
+// columns.
+func cell(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // controlCommand is pause, resume or cancel.
-func (a *app) controlCommand(name, help, status string) *ffcli.Command {
+func (a *app) controlCommand(name, help, status string) *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign "+name, a.stderr)
-	cfg.RegisterRedis(fs, false)
-	return &ffcli.Command{
-		Name:       name,
-		ShortUsage: "bulkassign " + name + " --redis URL ID",
-		ShortHelp:  help,
-		FlagSet:    fs,
-		Options:    envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+	cmd := &cobra.Command{
+		Use:   name + " ID",
+		Short: help,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
 			q, b, err := a.openBatch(ctx, cfg, args)
 			if err != nil {
 				return err
@@ -288,52 +413,63 @@ func (a *app) controlCommand(name, help, status string) *ffcli.Command {
 			return nil
 		},
 	}
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	return cmd
 }
 
-func (a *app) dlqCommand() *ffcli.Command {
+func (a *app) dlqCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign dlq", a.stderr)
-	cfg.RegisterRedis(fs, false)
-	sub := func(name, usage, help string, exec func(context.Context, *queue, jobs.Batch) error) *ffcli.Command {
-		sfs := newFlagSet("bulkassign dlq "+name, a.stderr)
-		cfg.RegisterRedis(sfs, false)
-		return &ffcli.Command{
-			Name: name, ShortUsage: usage, ShortHelp: help, FlagSet: sfs, Options: envOptions,
-			Exec: func(ctx context.Context, args []string) error {
-				q, b, err := a.openBatch(ctx, cfg, args)
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "list, retry and export a batch's dead-lettered rows",
+		Long: `Rows that ran out of attempts are dead-lettered (asynq's archive) and
+reported as failed. dlq lists them, queues them again (the counters move
+back with them), or exports them as a CSV that can be imported again.`,
+		Example: `  bulkassign dlq list ID --redis redis://localhost:6379/0
+  bulkassign dlq export ID > dead.csv`,
+	}
+	// The subcommands share the Redis flags: `dlq --redis URL list ID`
+	// works as well as `dlq list ID --redis URL`.
+	flagGroup(cmd.PersistentFlags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	sub := func(name, short string, exec func(context.Context, *queue, jobs.Batch) error) *cobra.Command {
+		return &cobra.Command{
+			Use:   name + " ID",
+			Short: short,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				q, b, err := a.openBatch(cmd.Context(), cfg, args)
 				if err != nil {
 					return err
 				}
 				defer q.close()
-				return exec(ctx, q, b)
+				return exec(cmd.Context(), q, b)
 			},
 		}
 	}
-	return &ffcli.Command{
-		Name:       "dlq",
-		ShortUsage: "bulkassign dlq list|retry|export --redis URL ID",
-		ShortHelp:  "list, retry and export a batch's dead-lettered rows",
-		FlagSet:    fs,
-		Options:    envOptions,
-		Subcommands: []*ffcli.Command{
-			sub("list", "bulkassign dlq list --redis URL ID", "list the contacts whose rows ran out of attempts", func(ctx context.Context, q *queue, b jobs.Batch) error {
-				return a.dlqList(ctx, q, b.ID)
-			}),
-			sub("retry", "bulkassign dlq retry --redis URL ID", "queue dead-lettered rows again (the counters move back with them)", func(ctx context.Context, q *queue, b jobs.Batch) error {
-				id := b.ID
-				n, err := q.tasks().Retry(ctx, id)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(a.stdout, "batch %s: %d rows queued again; follow with: bulkassign report --wait %s\n", id, n, id)
-				return nil
-			}),
-			sub("export", "bulkassign dlq export --redis URL ID > dead.csv", "write dead-lettered rows as a CSV that can be imported again", func(ctx context.Context, q *queue, b jobs.Batch) error {
-				return a.dlqExport(ctx, q, b)
-			}),
-		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
-	}
+	var out *outputFlags
+	list := sub("list", "list the rows that ran out of attempts", func(ctx context.Context, q *queue, b jobs.Batch) error {
+		asJSON, err := out.isJSON()
+		if err != nil {
+			return err
+		}
+		return a.dlqList(ctx, q, b.ID, asJSON)
+	})
+	flagGroup(list.Flags(), groupOutput, func(fs *pflag.FlagSet) { out = registerOutputFlags(fs) })
+	cmd.AddCommand(
+		list,
+		sub("retry", "queue dead-lettered rows again (the counters move back with them)", func(ctx context.Context, q *queue, b jobs.Batch) error {
+			id := b.ID
+			n, err := q.tasks().Retry(ctx, id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "batch %s: %d rows queued again; follow with: bulkassign report --wait %s\n", id, n, id)
+			return nil
+		}),
+		sub("export", "write dead-lettered rows as a CSV that can be imported again", func(ctx context.Context, q *queue, b jobs.Batch) error {
+			return a.dlqExport(ctx, q, b)
+		}),
+	)
+	return cmd
 }
 
 // deadEntries reads the dead-lettered rows of a batch, in line order.
@@ -348,6 +484,9 @@ func deadEntries(ctx context.Context, q *queue, id string) ([]jobs.Entry, error)
 			lines = append(lines, op.Lines...)
 		}
 	}
+	if len(lines) == 0 {
+		return nil, nil // and no HMGET without fields, which Redis refuses
+	}
 	slices.Sort(lines)
 	entries, err := q.store.Lookup(ctx, id, lines)
 	if err != nil {
@@ -357,10 +496,30 @@ func deadEntries(ctx context.Context, q *queue, id string) ([]jobs.Entry, error)
 	return slices.DeleteFunc(entries, func(e jobs.Entry) bool { return e.Result.Status != jobs.StatusFailed }), nil
 }
 
-func (a *app) dlqList(ctx context.Context, q *queue, id string) error {
+// deadRowJSON is a dead-lettered row as `dlq list --json` prints it.
+type deadRowJSON struct {
+	Line       int    `json:"line"`
+	ContactID  string `json:"aiContactId"`
+	MemberID   string `json:"teamMemberId"`
+	Replace    bool   `json:"removeExistingAgents"`
+	Attempts   int    `json:"attempts"`
+	HTTPStatus int    `json:"httpStatus,omitempty"`
+	Reason     string `json:"reason"`
+	Error      string `json:"error"`
+}
+
+func (a *app) dlqList(ctx context.Context, q *queue, id string, asJSON bool) error {
 	entries, err := deadEntries(ctx, q, id)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		rows := make([]deadRowJSON, len(entries))
+		for i, e := range entries {
+			rows[i] = deadRowJSON{Line: e.Row.Line, ContactID: e.Row.ContactID, MemberID: e.Row.MemberID, Replace: e.Row.Replace,
+				Attempts: e.Result.Attempts, HTTPStatus: e.Result.HTTPStatus, Reason: e.Result.Reason, Error: e.Result.Error}
+		}
+		return writeJSON(a.stdout, rows)
 	}
 	if len(entries) == 0 {
 		fmt.Fprintf(a.stdout, "batch %s has no dead-lettered rows\n", id)
@@ -370,7 +529,7 @@ func (a *app) dlqList(ctx context.Context, q *queue, id string) error {
 	fmt.Fprintln(tw, "LINE\tCONTACT\tMEMBER\tREPLACE\tATTEMPTS\tREASON\tERROR")
 	for _, e := range entries {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Row.Line, e.Row.ContactID, e.Row.MemberID,
-			e.Row.ReplaceCell(), e.Result.Attempts, e.Result.Reason, e.Result.Error)
+			cell(e.Row.ReplaceCell()), e.Result.Attempts, e.Result.Reason, cell(e.Result.Error))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

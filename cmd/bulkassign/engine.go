@@ -17,12 +17,8 @@ import (
 	"github.com/bulkassign/bulkassign/schedule"
 	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
-	"github.com/peterbourgon/ff/v3"
 	"github.com/redis/go-redis/v9"
 )
-
-// envOptions makes every flag read its BULKASSIGN_* twin.
-var envOptions = []ff.Option{ff.WithEnvVarPrefix(config.EnvPrefix)}
 
 // queue is an open connection to the queue's Redis: the ledger, the asynq
 // client and the connection options workers use.
@@ -168,9 +164,10 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worke
 	}
 	limiter := worker.NewSharedLimiter(q.rdb, cfg.Namespace, cfg.APIURL, cfg.APIKey, cfg.Rate, cfg.Burst)
 	h := worker.NewHandler(q.store, client, limiter, worker.HandlerOptions{
-		MaxAttempts: cfg.MaxAttempts,
-		Logger:      log,
-		Observe:     observe,
+		MaxAttempts:   cfg.MaxAttempts,
+		MaxRetryAfter: cfg.MaxRetryAfter,
+		Logger:        log,
+		Observe:       observe,
 	})
 	srv, mux := worker.NewServer(q.opt, h, worker.ServerOptions{
 		Queue:        cfg.Namespace,

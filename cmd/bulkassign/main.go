@@ -6,17 +6,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
-
-	"github.com/bulkassign/bulkassign/jobs"
-
-	"github.com/peterbourgon/ff/v3/ffcli"
 )
 
 // Exit codes, as the design fixes them.
@@ -44,7 +39,7 @@ func main() {
 
 // exitCode prints err, if any, and returns the process exit code.
 func exitCode(err error, stderr io.Writer) int {
-	if err == nil || errors.Is(err, flag.ErrHelp) {
+	if err == nil {
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "bulkassign:", err)
@@ -59,32 +54,10 @@ func exitCode(err error, stderr io.Writer) int {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	stdout, stderr = serialized(stdout), serialized(stderr)
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
-	root := &ffcli.Command{
-		Name:       "bulkassign",
-		ShortUsage: "bulkassign <command> [flags] [args]",
-		ShortHelp:  "apply bulk contact→agent assignments through the CRM API",
-		FlagSet:    newFlagSet("bulkassign", stderr),
-		Subcommands: []*ffcli.Command{
-			a.runCommand(),
-			a.importCommand(),
-			a.planCommand(),
-			a.scheduleCommand(),
-			a.workerCommand(),
-			a.reportCommand(),
-			a.batchesCommand(),
-			a.controlCommand("pause", "hold a batch: workers leave its rows alone until resumed", jobs.BatchPaused),
-			a.controlCommand("resume", "let workers take a paused batch again", jobs.BatchRunning),
-			a.controlCommand("cancel", "stop a batch for good: rows not yet sent are reported as not processed", jobs.BatchCancelled),
-			a.dlqCommand(),
-			a.serveCommand(),
-			a.simulateCommand(),
-		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
-	}
-	if err := root.Parse(args); err != nil {
-		return err
-	}
-	return root.Run(ctx)
+	root := a.rootCommand()
+	// Not nil: cobra reads os.Args when given no arguments.
+	root.SetArgs(append([]string{}, args...))
+	return root.ExecuteContext(ctx)
 }
 
 // serialized makes w safe for the commands' concurrent writes (logs from
@@ -107,12 +80,6 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-func newFlagSet(name string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	return fs
 }
 
 // app holds what every command writes to and reads from.

@@ -13,30 +13,22 @@ import (
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/planner"
-	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-func (a *app) planCommand() *ffcli.Command {
+func (a *app) planCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign plan", a.stderr)
-	contacts := fs.String("contacts", "", "contacts CSV: contact id, region and/or segment, current agent (optional); - for stdin")
-	rules := fs.String("rules", "", "territory rules YAML: ordered rules (match region/segment -> pool of members with weight and cap), fallback, maxShare")
-	out := fs.String("out", "", "file to write the assignment CSV to, - for stdout (default: stdout; with --apply: no file)")
-	apply := fs.Bool("apply", false, "apply the plan as a batch: with --redis queue it for the workers (the batch id is the last line on stdout); without, import, apply and report in this process like run")
-	cfg.RegisterAPI(fs)
-	cfg.RegisterRedis(fs, true)
-	cfg.RegisterWorker(fs)
-	fs.StringVar(&cfg.Out, "report-dir", cfg.Out, "with --apply in this process: report folder; the report goes to DIR/<batch id>/")
-	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-	name := fs.String("name", "", "label of the batch (default: plan <rules file>)")
-	progress := fs.Duration("progress-every", 5*time.Second, "how often to print a progress line when stderr is not a terminal")
-	sim := simulatorFlags(fs, "sim-")
-	simulate := fs.Bool("simulate", false, "with --apply: start the built-in CRM simulator in-process and send the calls to it")
-	return &ffcli.Command{
-		Name:       "plan",
-		ShortUsage: "bulkassign plan --contacts FILE --rules FILE [--out FILE|-] [--apply [--redis URL | --simulate]]",
-		ShortHelp:  "compute territory assignments from contacts and rules; write them as a CSV or apply them",
-		LongHelp: `Gives each contact an owner from the first rule it matches: the rule's
+	var (
+		contacts, rules, out, name string
+		apply, simulate            bool
+		progress                   time.Duration
+		sim                        *simFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "plan --contacts FILE --rules FILE",
+		Short: "territory rules -> an assignment plan; write it as a CSV or apply it",
+		Long: `Gives each contact an owner from the first rule it matches: the rule's
 contacts are shared over its pool by weight, within each member's cap,
 moving as few contacts as possible (a contact whose owner is in the pool
 stays while that owner is under target); what matches no rule or does not
@@ -58,26 +50,27 @@ Rules file:
         - {member: m-ben}
   fallback: m-triage     # no rule, or the caps are full; absent: left unassigned
   maxShare: 0.4          # warn when one member gets more than 40% of the planned contacts`,
-		FlagSet: fs,
-		Options: envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+		Example: `  bulkassign plan --contacts contacts.csv --rules territories.yaml --out plan.csv
+  bulkassign plan --contacts contacts.csv --rules territories.yaml --apply --simulate`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
 			switch {
 			case len(args) > 0:
 				return fmt.Errorf("plan: unexpected arguments %q: the files are --contacts and --rules", args)
-			case *contacts == "" || *rules == "":
+			case contacts == "" || rules == "":
 				return errors.New("plan: want --contacts FILE and --rules FILE")
-			case *contacts == "-" && *rules == "-":
+			case contacts == "-" && rules == "-":
 				return errors.New("plan: --contacts and --rules cannot both be stdin")
 			}
-			local := *apply && (cfg.Redis == "" || *simulate) // apply in this process
-			if *apply && local && !*simulate && cfg.APIKey == "" {
+			local := apply && (cfg.Redis == "" || simulate) // apply in this process
+			if apply && local && !simulate && cfg.APIKey == "" {
 				return errors.New("plan --apply: no API key: set BULKASSIGN_API_KEY (or --api-key), give --redis to queue the batch for workers, or try --simulate")
 			}
-			if *simulate && !*apply {
+			if simulate && !apply {
 				return errors.New("plan: --simulate applies the plan: add --apply")
 			}
 
-			p, err := a.plan(*contacts, *rules)
+			p, err := a.plan(contacts, rules)
 			if err != nil {
 				return err
 			}
@@ -88,12 +81,12 @@ Rules file:
 			if err := p.WriteCSV(&buf); err != nil {
 				return err
 			}
-			if !*apply || *out != "" {
-				if err := a.writePlan(*out, buf.Bytes(), len(p.Assignments)); err != nil {
+			if !apply || out != "" {
+				if err := a.writePlan(out, buf.Bytes(), len(p.Assignments)); err != nil {
 					return err
 				}
 			}
-			if !*apply {
+			if !apply {
 				return nil
 			}
 			if len(p.Assignments) == 0 {
@@ -101,18 +94,18 @@ Rules file:
 				return nil
 			}
 
-			file := *out
+			file := out
 			if file == "" || file == "-" {
-				file = fmt.Sprintf("plan of %s by %s", argName(*contacts), argName(*rules))
+				file = fmt.Sprintf("plan of %s by %s", argName(contacts), argName(rules))
 			}
-			opts := importer.Options{File: file, Format: importer.FormatCSV, Name: *name}
+			opts := importer.Options{File: file, Format: importer.FormatCSV, Name: name}
 			if opts.Name == "" {
-				opts.Name = "plan " + filepath.Base(*rules)
+				opts.Name = "plan " + filepath.Base(rules)
 			}
 			if !local {
 				return a.queuePlan(ctx, cfg, buf.Bytes(), opts)
 			}
-			if *simulate {
+			if simulate {
 				url, stop, err := sim.startInProcess(ctx, a.stderr)
 				if err != nil {
 					return err
@@ -124,9 +117,29 @@ Rules file:
 				return err
 			}
 			open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil }
-			return a.run(ctx, cfg, open, opts, string(importer.FormatCSV), *progress)
+			return a.run(ctx, cfg, open, opts, string(importer.FormatCSV), progress)
 		},
 	}
+	flagGroup(cmd.Flags(), "Plan", func(fs *pflag.FlagSet) {
+		fs.StringVar(&contacts, "contacts", "", "contacts CSV `FILE`: contact id, region and/or segment, current agent (optional); - for stdin")
+		fs.StringVar(&rules, "rules", "", "territory rules YAML `FILE`: ordered rules (match region/segment -> pool of members with weight and cap), fallback, maxShare")
+		fs.StringVar(&out, "out", "", "`FILE` to write the assignment CSV to, - for stdout (default: stdout; with --apply: no file)")
+		fs.BoolVar(&apply, "apply", false, "apply the plan as a batch: with --redis queue it for the workers (the batch id is the last line on stdout); without, import, apply and report in this process like run")
+		fs.StringVar(&name, "name", "", "`LABEL` of the batch (default: plan <rules file>)")
+	})
+	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, true) })
+	flagGroup(cmd.Flags(), groupWorker, cfg.RegisterWorker)
+	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) {
+		fs.StringVar(&cfg.Out, "report-dir", cfg.Out, "with --apply in this process: `DIR` of the reports; the report goes to DIR/<batch id>/")
+		registerLogLevel(&cfg)(fs)
+		registerProgressFlag(fs, &progress)
+	})
+	flagGroup(cmd.Flags(), groupSimulator, func(fs *pflag.FlagSet) {
+		fs.BoolVar(&simulate, "simulate", false, "with --apply: start the built-in CRM simulator in-process and send the calls to it")
+		sim = simulatorFlags(fs, "sim-")
+	})
+	return cmd
 }
 
 // plan reads the two files and computes the plan.

@@ -15,49 +15,47 @@ import (
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/report"
-	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-func (a *app) runCommand() *ffcli.Command {
+func (a *app) runCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign run", a.stderr)
-	cfg.RegisterAPI(fs)
-	cfg.RegisterRedis(fs, true)
-	cfg.RegisterWorker(fs)
-	cfg.RegisterOutput(fs)
-	format := fs.String("format", "", "input format: csv, json or jsonl (default: from the extension, else sniffed)")
-	name := fs.String("name", "", "label of the batch")
-	recordPrevious := fs.Bool("record-previous", false, recordPreviousHelp)
-	progress := fs.Duration("progress-every", 5*time.Second, "how often to print a progress line when stderr is not a terminal")
-	sim := simulatorFlags(fs, "sim-")
-	simulate := fs.Bool("simulate", false, "start the built-in CRM simulator in-process and send the calls to it (no CRM, key or Redis needed)")
-	members := registerMemberFlags(fs)
-	return &ffcli.Command{
-		Name:       "run",
-		ShortUsage: "bulkassign run [flags] FILE   (FILE may be - for stdin; with --simulate and no FILE, the built-in sample)",
-		ShortHelp:  "import, process and report a file in one process",
-		LongHelp: `Validates the whole file, queues one task per contact, applies them with
+	var (
+		format, name   string
+		recordPrevious bool
+		simulate       bool
+		progress       time.Duration
+		members        *memberFlags
+		sim            *simFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "run FILE",
+		Short: "import, process and report a file in one process",
+		Long: `Validates the whole file, queues one task per contact, applies them with
 rate-limited workers, and writes summary.json, succeeded.csv and failed.csv
 to OUT/<batch id>/. Exit 0 when every row succeeded, 2 when some failed or
 were invalid, 1 on a fatal error (unusable file, refused API key, ...).
 
-Every flag has an environment twin: --api-key is BULKASSIGN_API_KEY.`,
-		FlagSet: fs,
-		Options: envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+FILE may be - for stdin; with --simulate and no FILE, the built-in sample.
+Without --redis the queue is embedded in this process.`,
+		Example: `  bulkassign run --simulate
+  BULKASSIGN_API_KEY=... bulkassign run assignments.csv --rate 20`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
 			var file string
 			open := func() (io.ReadCloser, error) { return a.open(file) }
 			switch {
 			case len(args) == 1:
 				file = args[0]
-			case len(args) == 0 && *simulate:
+			case len(args) == 0 && simulate:
 				// The demo: the embedded sample against the simulator.
 				file = examples.AssignmentsName
 				open = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(examples.Assignments)), nil }
 			default:
 				return fmt.Errorf("run: want one FILE argument (or - for stdin), got %d", len(args))
 			}
-			if *simulate {
+			if simulate {
 				url, stop, err := sim.startInProcess(ctx, a.stderr)
 				if err != nil {
 					return err
@@ -70,13 +68,31 @@ Every flag has an environment twin: --api-key is BULKASSIGN_API_KEY.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			opts, err := members.options(importer.Options{File: file, Name: *name, RecordPrevious: *recordPrevious}, cfg, *simulate)
+			opts, err := members.options(importer.Options{File: file, Name: name, RecordPrevious: recordPrevious}, cfg, simulate)
 			if err != nil {
 				return err
 			}
-			return a.run(ctx, cfg, open, opts, *format, *progress)
+			return a.run(ctx, cfg, open, opts, format, progress)
 		},
 	}
+	flagGroup(cmd.Flags(), groupInput, func(fs *pflag.FlagSet) {
+		fs.StringVar(&format, "format", "", formatHelp)
+		fs.StringVar(&name, "name", "", "`LABEL` of the batch")
+		members = registerMemberFlags(fs)
+		fs.BoolVar(&recordPrevious, "record-previous", false, recordPreviousHelp)
+	})
+	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, true) })
+	flagGroup(cmd.Flags(), groupWorker, cfg.RegisterWorker)
+	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) {
+		cfg.RegisterOutput(fs)
+		registerProgressFlag(fs, &progress)
+	})
+	flagGroup(cmd.Flags(), groupSimulator, func(fs *pflag.FlagSet) {
+		fs.BoolVar(&simulate, "simulate", false, "start the built-in CRM simulator in-process and send the calls to it (no CRM, key or Redis needed)")
+		sim = simulatorFlags(fs, "sim-")
+	})
+	return cmd
 }
 
 // run imports, applies and reports one file in this process; open gives
@@ -119,12 +135,12 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	}
 	b, werr := watch(ctx, q.store, sum.BatchID, a.stderr, every)
 	w.stop()
-	return a.finish(q, cfg, b, werr)
+	return a.finish(q, cfg, b, werr, printSummary)
 }
 
-// finish writes the report of a batch that ended, or stopped, and returns
-// the command's outcome.
-func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error) error {
+// finish writes the report of a batch that ended, or stopped, prints its
+// summary on stdout with summarize, and returns the command's outcome.
+func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error, summarize func(io.Writer, report.Summary, string) error) error {
 	if errors.Is(werr, errBatchLost) {
 		return werr // nothing left in Redis to report
 	}
@@ -137,7 +153,9 @@ func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error) erro
 	if err != nil {
 		return errors.Join(werr, err)
 	}
-	printSummary(a.stdout, s, dir)
+	if err := summarize(a.stdout, s, dir); err != nil {
+		return errors.Join(werr, err)
+	}
 	switch {
 	case werr != nil:
 		return werr
@@ -166,7 +184,8 @@ func printImport(w io.Writer, s importer.Summary) {
 		s.File, s.Format, s.Rows, s.Valid, s.Invalid, s.Merged, s.Contacts, s.Calls)
 }
 
-func printSummary(w io.Writer, s report.Summary, dir string) {
+// printSummary writes the summary of a batch for people.
+func printSummary(w io.Writer, s report.Summary, dir string) error {
 	fmt.Fprintf(w, "batch %s %s: %d rows: %d succeeded, %d failed, %d invalid; %d API calls, %d retries, %d rate-limited, %.1fs\n",
 		s.BatchID, s.Status, s.Rows, s.Succeeded, s.Failed, s.Invalid, s.APICalls, s.Retries, s.RateLimited, s.DurationSeconds)
 	fmt.Fprintf(w, "report: %s\n", dir)
@@ -178,7 +197,25 @@ func printSummary(w io.Writer, s report.Summary, dir string) {
 		}
 		fmt.Fprintln(w)
 	}
+	return nil
 }
 
-// recordPreviousHelp documents --record-previous.
-const recordPreviousHelp = "read each contact's agents (GET .../contact/{id}/info, one more API call per contact) before changing them, so the report has a rollback.csv that restores them"
+// printSummaryJSON writes the summary of a batch as summary.json has it,
+// with the report folder as reportDir.
+func printSummaryJSON(w io.Writer, s report.Summary, dir string) error {
+	return writeJSON(w, struct {
+		report.Summary
+		ReportDir string `json:"reportDir"`
+	}{s, dir})
+}
+
+// Help of flags that more than one command has.
+const (
+	recordPreviousHelp = "read each contact's agents (GET .../contact/{id}/info, one more API call per contact) before changing them, so the report has a rollback.csv that restores them"
+	formatHelp         = "`FORMAT` of the input: csv, json or jsonl (default: from the extension, else sniffed)"
+)
+
+// registerProgressFlag adds --progress-every to fs.
+func registerProgressFlag(fs *pflag.FlagSet, every *time.Duration) {
+	fs.DurationVar(every, "progress-every", 5*time.Second, "how often to print a progress line when stderr is not a terminal")
+}

@@ -14,22 +14,21 @@ import (
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/schedule"
-	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-func (a *app) scheduleCommand() *ffcli.Command {
+func (a *app) scheduleCommand() *cobra.Command {
 	cfg := config.Default()
-	fs := newFlagSet("bulkassign schedule", a.stderr)
-	cfg.RegisterRedis(fs, false)
-	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
-	file := fs.String("config", "", "schedule file (YAML): schedules: [{name, cron, contacts, rules, timezone}]")
-	once := fs.String("once", "", "run one tick of the schedule NAME now, in this process, and print its batch id")
-	heartbeat := fs.Duration("heartbeat", 0, "how often the scheduler shows its entries to the monitor (default 10s)")
-	return &ffcli.Command{
-		Name:       "schedule",
-		ShortUsage: "bulkassign schedule --redis URL --config FILE [--once NAME]",
-		ShortHelp:  "plan and apply territory rebalancing on a timetable (cron), one batch per run",
-		LongHelp: `Runs asynq's scheduler until stopped (SIGTERM). At each tick of an entry
+	cfg.LogLevel = "info"
+	var (
+		file, once string
+		heartbeat  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "schedule --config FILE",
+		Short: "plan and apply territory rebalancing on a timetable (cron), one batch per run",
+		Long: `Runs asynq's scheduler until stopped (SIGTERM). At each tick of an entry
 it queues a task that a worker (bulkassign worker) runs: plan the entry's
 contacts by its rules, as bulkassign plan does, and queue the changes as a
 normal batch named "<name> <tick>", with its own report (bulkassign
@@ -55,16 +54,15 @@ Schedule file:
 --once NAME runs one tick of that entry now, in this process (it reads
 the files here), and prints the batch id as the last line on stdout; the
 workers apply it.`,
-		FlagSet: fs,
-		Options: envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
 			if len(args) > 0 {
 				return fmt.Errorf("schedule: unexpected arguments %q: the schedule file is --config", args)
 			}
-			if *file == "" {
-				return errors.New("schedule: want --config FILE (see bulkassign schedule -h for its format)")
+			if file == "" {
+				return errors.New("schedule: want --config FILE (see bulkassign schedule --help for its format)")
 			}
-			sc, err := schedule.LoadFile(*file)
+			sc, err := schedule.LoadFile(file)
 			if err != nil {
 				return err
 			}
@@ -76,10 +74,10 @@ workers apply it.`,
 				return err
 			}
 			var entry schedule.Entry
-			if *once != "" {
-				e, ok := sc.Entry(*once)
+			if once != "" {
+				e, ok := sc.Entry(once)
 				if !ok {
-					return fmt.Errorf("schedule --once %q: %s has no such entry; it has %s", *once, *file, strings.Join(sc.Names(), ", "))
+					return fmt.Errorf("schedule --once %q: %s has no such entry; it has %s", once, file, strings.Join(sc.Names(), ", "))
 				}
 				entry = e
 			}
@@ -88,7 +86,7 @@ workers apply it.`,
 				return err
 			}
 			defer q.close()
-			if *once != "" {
+			if once != "" {
 				return a.scheduleOnce(ctx, q, cfg, log, entry)
 			}
 			for _, e := range sc.Entries {
@@ -100,18 +98,26 @@ workers apply it.`,
 				}
 			}
 			s, err := schedule.NewScheduler(q.opt, q.rdb, sc, schedule.SchedulerOptions{
-				Namespace: cfg.Namespace, Logger: log, HeartbeatInterval: *heartbeat,
+				Namespace: cfg.Namespace, Logger: log, HeartbeatInterval: heartbeat,
 			})
 			if err != nil {
 				return err
 			}
 			log.Info("scheduler started", slog.String("redis", cfg.RedisDisplay()), slog.String("queue", cfg.Namespace),
-				slog.String("config", *file), slog.Int("schedules", len(sc.Entries)))
+				slog.String("config", file), slog.Int("schedules", len(sc.Entries)))
 			err = s.Run(ctx)
 			log.Info("scheduler stopped")
 			return err
 		},
 	}
+	flagGroup(cmd.Flags(), "Schedule", func(fs *pflag.FlagSet) {
+		fs.StringVar(&file, "config", "", "schedule `FILE` (YAML): schedules: [{name, cron, contacts, rules, timezone}]")
+		fs.StringVar(&once, "once", "", "run one tick of the schedule `NAME` now, in this process, and print its batch id")
+		fs.DurationVar(&heartbeat, "heartbeat", 0, "how often the scheduler shows its entries to the monitor (default 10s)")
+	})
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	flagGroup(cmd.Flags(), groupOutput, registerLogLevel(&cfg))
+	return cmd
 }
 
 // scheduleOnce runs one tick of e now, in this process.

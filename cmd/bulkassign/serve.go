@@ -12,28 +12,22 @@ import (
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/server"
 	"github.com/hibiken/asynq"
-	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-func (a *app) serveCommand() *ffcli.Command {
+func (a *app) serveCommand() *cobra.Command {
 	cfg := config.Default()
 	cfg.LogLevel = "info"
-	fs := newFlagSet("bulkassign serve", a.stderr)
-	cfg.RegisterAPI(fs)
-	cfg.RegisterRedis(fs, false)
-	cfg.RegisterWorker(fs)
-	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-	addr := fs.String("addr", "127.0.0.1:8081", "address to listen on (loopback by default; put a TLS proxy in front before exposing it)")
-	var token string
-	fs.StringVar(&token, "server-token", "", "access token for the page, the API, /monitor and /metrics (BULKASSIGN_SERVER_TOKEN)")
-	fs.StringVar(&token, "token", "", "same as --server-token")
-	maxUpload := fs.Int64("max-upload", server.DefaultMaxUpload, "largest upload accepted, in bytes")
-	workers := fs.Int("workers", 0, "run an in-process worker with this many calls in flight (needs BULKASSIGN_API_KEY); 0 leaves the work to separate bulkassign worker processes")
-	return &ffcli.Command{
-		Name:       "serve",
-		ShortUsage: "BULKASSIGN_SERVER_TOKEN=... bulkassign serve --redis URL [flags]",
-		ShortHelp:  "HTTP API and web page: upload a file, watch progress, download reports; asynq's monitor and metrics",
-		LongHelp: `Serves, behind one access token:
+	var (
+		addr, token string
+		maxUpload   int64
+		workers     int
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "HTTP API and web page: upload, follow and download batches; queue monitor, metrics",
+		Long: `Serves, behind one access token:
   /                 the web page: upload, check, queue, follow a batch, download its reports
   /api/v1/batches   the JSON API (Authorization: Bearer TOKEN)
   /monitor/         asynq's monitor
@@ -44,9 +38,9 @@ With --workers N the server also applies batches itself; otherwise run
 used by --workers and, when set, to fetch the team member list that
 resolves member emails of uploads; it never reaches a browser or an API
 answer.`,
-		FlagSet: fs,
-		Options: envOptions,
-		Exec: func(ctx context.Context, args []string) error {
+		Example: `  BULKASSIGN_SERVER_TOKEN=$(openssl rand -hex 16) bulkassign serve --redis redis://localhost:6379/0`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
 			if len(args) != 0 {
 				return fmt.Errorf("serve: takes no arguments, got %q", args)
 			}
@@ -56,17 +50,17 @@ answer.`,
 			if cfg.Redis == "" {
 				return errors.New("no Redis: pass --redis redis://host:6379/0 or set BULKASSIGN_REDIS")
 			}
-			if *workers < 0 {
-				return fmt.Errorf("--workers %d: want 0 (no in-process worker) or more", *workers)
+			if workers < 0 {
+				return fmt.Errorf("--workers %d: want 0 (no in-process worker) or more", workers)
 			}
-			if *maxUpload <= 0 {
-				return fmt.Errorf("--max-upload %d: want a positive number of bytes", *maxUpload)
+			if maxUpload <= 0 {
+				return fmt.Errorf("--max-upload %d: want a positive number of bytes", maxUpload)
 			}
-			if *workers > 0 {
+			if workers > 0 {
 				if cfg.APIKey == "" {
 					return errors.New("--workers needs the CRM API key: set BULKASSIGN_API_KEY (or --api-key), or run with --workers 0 and separate `bulkassign worker` processes")
 				}
-				cfg.Concurrency = *workers
+				cfg.Concurrency = workers
 			}
 			if err := cfg.Validate(); err != nil {
 				return err
@@ -85,7 +79,7 @@ answer.`,
 			defer q.close()
 
 			metrics := server.NewMetrics()
-			if *workers > 0 {
+			if workers > 0 {
 				w, err := newWorker(q, cfg, log, metrics.Observe)
 				if err != nil {
 					return err
@@ -104,15 +98,15 @@ answer.`,
 			if cfg.APIKey != "" {
 				deps.Directory = memberDirectory(cfg, false)
 			}
-			h, err := server.New(deps, server.Options{Token: token, MaxUpload: *maxUpload})
+			h, err := server.New(deps, server.Options{Token: token, MaxUpload: maxUpload})
 			if err != nil {
 				return err
 			}
 			defer h.Close()
 
-			ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", *addr)
+			ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 			if err != nil {
-				return fmt.Errorf("serve: listen on %s: %w", *addr, err)
+				return fmt.Errorf("serve: listen on %s: %w", addr, err)
 			}
 			if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
 				log.Warn("listening beyond this machine over plain HTTP: the token travels in clear unless a TLS proxy is in front", slog.String("addr", ln.Addr().String()))
@@ -126,7 +120,7 @@ answer.`,
 			served := make(chan error, 1)
 			go func() { served <- hs.Serve(ln) }()
 			fmt.Fprintf(a.stderr, "bulkassign serve: listening on http://%s (workers: %d, redis: %s, queue: %s)\n",
-				ln.Addr(), *workers, cfg.RedisDisplay(), cfg.Namespace)
+				ln.Addr(), workers, cfg.RedisDisplay(), cfg.Namespace)
 
 			select {
 			case err := <-served:
@@ -142,4 +136,23 @@ answer.`,
 			return nil
 		},
 	}
+	flagGroup(cmd.Flags(), "Server", func(fs *pflag.FlagSet) {
+		fs.StringVar(&addr, "addr", "127.0.0.1:8081", "`ADDRESS` to listen on (loopback by default; put a TLS proxy in front before exposing it)")
+		fs.StringVar(&token, "server-token", "", "access `TOKEN` for the page, the API, /monitor and /metrics (BULKASSIGN_SERVER_TOKEN); --token for short")
+		fs.Int64Var(&maxUpload, "max-upload", server.DefaultMaxUpload, "largest upload accepted, in bytes")
+		fs.IntVar(&workers, "workers", 0, "run an in-process worker with this many calls in flight (needs BULKASSIGN_API_KEY); 0 leaves the work to separate bulkassign worker processes")
+	})
+	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	flagGroup(cmd.Flags(), groupWorker, cfg.RegisterWorker)
+	flagGroup(cmd.Flags(), groupOutput, registerLogLevel(&cfg))
+	// --token is --server-token: one flag, so the command line always wins
+	// over BULKASSIGN_SERVER_TOKEN.
+	cmd.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "token" {
+			name = "server-token"
+		}
+		return pflag.NormalizedName(name)
+	})
+	return cmd
 }

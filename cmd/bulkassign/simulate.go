@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -10,7 +9,8 @@ import (
 	"time"
 
 	"github.com/bulkassign/bulkassign/simulator"
-	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // simFlags are the simulator's settings, shared by `simulate` and
@@ -26,7 +26,8 @@ type simFlags struct {
 	contacts, members string
 }
 
-func simulatorFlags(fs *flag.FlagSet, prefix string) *simFlags {
+// simulatorFlags adds the simulator's flags, named with prefix, to fs.
+func simulatorFlags(fs *pflag.FlagSet, prefix string) *simFlags {
 	s := &simFlags{}
 	fs.Float64Var(&s.rate, prefix+"rate", 0, "simulator: requests per second before it answers 429 (0 = unlimited)")
 	fs.IntVar(&s.burst, prefix+"burst", 0, "simulator: rate limit burst (default 1)")
@@ -88,27 +89,27 @@ func (s *simFlags) startInProcess(ctx context.Context, w io.Writer) (url string,
 	return url, func() { _ = stopSim(context.Background()) }, nil
 }
 
-func (a *app) simulateCommand() *ffcli.Command {
-	fs := newFlagSet("bulkassign simulate", a.stderr)
-	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
-	key := fs.String("api-key", "", "API key the simulator requires (BULKASSIGN_API_KEY); empty accepts any")
-	sim := simulatorFlags(fs, "")
-	return &ffcli.Command{
-		Name:       "simulate",
-		ShortUsage: "bulkassign simulate [flags]",
-		ShortHelp:  "run the built-in CRM simulator",
-		LongHelp: `Serves the CRM API (assign, team-members/all, contact info) with in-memory
+func (a *app) simulateCommand() *cobra.Command {
+	var (
+		addr, key string
+		sim       *simFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "simulate",
+		Short: "run the built-in CRM simulator",
+		Long: `Serves the CRM API (assign, team-members/all, contact info) with in-memory
 state, for demos and tests. It accepts any well-formed id unless given known
 contacts or members, and can rate-limit, add latency and inject
 deterministic transient failures.`,
-		FlagSet: fs,
-		Options: envOptions,
-		Exec: func(ctx context.Context, args []string) error {
-			opts, err := sim.options(*key)
+		Example: `  bulkassign simulate --members 20 --rate 50 --transient 0.05`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			opts, err := sim.options(key)
 			if err != nil {
 				return err
 			}
-			url, stop, err := simulator.Start(ctx, *addr, simulator.New(opts))
+			url, stop, err := simulator.Start(ctx, addr, simulator.New(opts))
 			if err != nil {
 				return err
 			}
@@ -119,4 +120,10 @@ deterministic transient failures.`,
 			return stop(sctx)
 		},
 	}
+	flagGroup(cmd.Flags(), groupSimulator, func(fs *pflag.FlagSet) {
+		fs.StringVar(&addr, "addr", "127.0.0.1:8080", "`ADDRESS` to listen on")
+		fs.StringVar(&key, "api-key", "", "API `KEY` the simulator requires (BULKASSIGN_API_KEY); empty accepts any")
+		sim = simulatorFlags(fs, "")
+	})
+	return cmd
 }

@@ -105,8 +105,23 @@ func newProgress(w io.Writer, every time.Duration) func(jobs.Batch) {
 		if !last.IsZero() {
 			rate = fmt.Sprintf(", %.0f rows/s", float64(b.Done()-lastDone)/now.Sub(last).Seconds())
 		}
+		if d, ok := eta(b, now); ok && !finished {
+			rate += ", ETA " + d.String()
+		}
 		fmt.Fprintf(w, "progress: %d/%d rows (%.0f%%): %d succeeded, %d failed, %d invalid%s\n",
 			b.Done(), b.Rows, b.Percent(), b.Succeeded, b.Failed, b.Invalid, rate)
 		last, lastDone = now, b.Done()
 	}
+}
+
+// eta is how long the rows not yet done take at the batch's pace since it
+// started, to the second; false while no pace is known. serve's API
+// computes its ETA the same way.
+func eta(b jobs.Batch, now time.Time) (time.Duration, bool) {
+	pace := b.RowsPerSecond(now)
+	left := b.Rows - b.Done()
+	if pace <= 0 || left <= 0 {
+		return 0, false
+	}
+	return time.Duration(float64(left) / pace * float64(time.Second)).Round(time.Second), true
 }
