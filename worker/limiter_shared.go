@@ -8,7 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,57 +26,157 @@ import (
 // adapts its own pace (LocalLimiter), and a 429 seen by one process is
 // signalled through Redis so that all of them slow down. A LocalLimiter in
 // front always paces this process's own calls.
+//
+// Every process says in Redis which rate it was given; when they differ
+// the lowest applies to all of them, and a process whose own differs says
+// so in its log.
 type SharedLimiter struct {
 	local *LocalLimiter
 	rdb   redis.UniversalClient
-	// interval between calls in microseconds, and the burst in calls; 0
-	// interval means no global rate.
-	interval, burst int64
-	key             string
-	factor          string
-	slow            string
+	log   *slog.Logger
+	// own is this process's interval between calls in microseconds (0: no
+	// rate of its own), burst the burst in calls.
+	own, burst int64
+	key        string
+	factor     string
+	slow       string
+	rates      string
+	process    string
 
 	mu        sync.Mutex
 	checkedAt time.Time
 	seen      string // the last slow-down signal this process acted on
+	// interval is the one in force across processes, read at announcedAt.
+	interval    int64
+	announcedAt time.Time
+}
+
+// SharedLimiterOptions configures a SharedLimiter; the zero value means
+// defaults.
+type SharedLimiterOptions struct {
+	// Namespace prefixes the limiter's Redis keys; default "bulkassign".
+	Namespace string
+	// APIURL and APIKey name the bucket: every process calling the same
+	// API (however its URL is spelled) with the same key shares it. The
+	// key itself is never written: the bucket is named by a hash.
+	APIURL, APIKey string
+	// Rate is the calls per second across all processes; 0 is unlimited
+	// until the API answers 429, or the lowest rate another process has.
+	Rate float64
+	// Burst is the calls allowed at once above the rate; default 1.
+	Burst int
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// announceEvery is how often a process says which rate it has, and reads
+// the one in force; a process that stopped is forgotten after rateTTL.
+const (
+	announceEvery = 5 * time.Second
+	rateTTL       = 3 * announceEvery
+)
+
+// NormalizeURL is the API URL as the limiter names its bucket: scheme and
+// host in lower case, no default port, no trailing slash, no query.
+// "HTTPS://CRM.example:443/api/" and "https://crm.example/api" are one API.
+func NormalizeURL(raw string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return strings.TrimRight(strings.TrimSpace(raw), "/")
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname())
+	port := u.Port()
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		port = ""
+	}
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return scheme + "://" + host + strings.TrimRight(u.EscapedPath(), "/")
 }
 
 // slowCheck is how often a process looks for another's slow-down signal.
 const slowCheck = 100 * time.Millisecond
 
-// NewSharedLimiter returns the limiter for one API key: perSecond calls a
-// second in total (0 = unlimited until the API answers 429) with the given
-// burst. The Redis keys are named after namespace and a hash of apiURL and
-// apiKey, never the key itself.
-func NewSharedLimiter(rdb redis.UniversalClient, namespace, apiURL, apiKey string, perSecond float64, burst int) *SharedLimiter {
-	sum := sha256.Sum256([]byte(apiURL + "\x00" + apiKey))
-	id := hex.EncodeToString(sum[:8])
-	l := &SharedLimiter{
-		local:  NewLocalLimiter(perSecond, burst),
-		rdb:    rdb,
-		key:    namespace + ":rate:" + id,
-		factor: namespace + ":rate:" + id + ":factor",
-		slow:   namespace + ":slow:" + id,
+// NewSharedLimiter returns the limiter of one API and key on rdb.
+func NewSharedLimiter(rdb redis.UniversalClient, opts SharedLimiterOptions) *SharedLimiter {
+	if opts.Namespace == "" {
+		opts.Namespace = "bulkassign"
 	}
-	if perSecond > 0 {
-		l.interval = int64(math.Round(1e6 / perSecond))
-		l.burst = int64(max(burst, 1))
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	sum := sha256.Sum256([]byte(NormalizeURL(opts.APIURL) + "\x00" + opts.APIKey))
+	id := hex.EncodeToString(sum[:8])
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	prefix := opts.Namespace + ":rate:" + id
+	l := &SharedLimiter{
+		local:   NewLocalLimiter(opts.Rate, opts.Burst),
+		rdb:     rdb,
+		log:     opts.Logger,
+		key:     prefix,
+		factor:  prefix + ":factor",
+		rates:   prefix + ":rates",
+		slow:    opts.Namespace + ":slow:" + id,
+		process: hex.EncodeToString(b[:]),
+		burst:   int64(max(opts.Burst, 1)),
+	}
+	if opts.Rate > 0 {
+		l.own = int64(math.Round(1e6 / opts.Rate))
 	}
 	return l
 }
 
+// inForce returns the interval in force across the processes sharing the
+// bucket (the longest: the lowest rate), saying in this process's log
+// when it is not this process's own; every announceEvery it says which
+// rate this process has.
+func (l *SharedLimiter) inForce(ctx context.Context) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.announcedAt.IsZero() && time.Since(l.announcedAt) < announceEvery {
+		return l.interval, nil
+	}
+	n, err := announceScript.Run(ctx, l.rdb, []string{l.rates}, l.process, l.own, rateTTL.Milliseconds()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("shared rate limit: %w", err)
+	}
+	if n != l.own && n != l.interval {
+		l.log.Warn("another worker runs with a lower --rate for this API and key; the lowest rate applies to every worker",
+			slog.Float64("own_rate", perSecond(l.own)), slog.Float64("rate_in_force", perSecond(n)))
+	}
+	l.interval, l.announcedAt = n, time.Now()
+	return n, nil
+}
+
+// perSecond turns an interval in microseconds into calls per second; 0
+// (no rate) stays 0.
+func perSecond(interval int64) float64 {
+	if interval == 0 {
+		return 0
+	}
+	return 1e6 / float64(interval)
+}
+
 // Wait blocks until this process's pace and the global bucket allow a call.
 func (l *SharedLimiter) Wait(ctx context.Context) error {
-	if err := l.follow(ctx); err != nil {
+	interval, err := l.inForce(ctx)
+	if err != nil {
+		return err
+	}
+	if err := l.follow(ctx, interval); err != nil {
 		return err
 	}
 	if err := l.local.Wait(ctx); err != nil {
 		return err
 	}
-	if l.interval == 0 {
+	if interval == 0 {
 		return nil
 	}
-	wait, err := gcraScript.Run(ctx, l.rdb, []string{l.key, l.factor}, l.interval, l.burst).Int64()
+	wait, err := gcraScript.Run(ctx, l.rdb, []string{l.key, l.factor}, interval, l.burst).Int64()
 	if err != nil {
 		return fmt.Errorf("shared rate limit: %w", err)
 	}
@@ -85,15 +189,38 @@ var gcraLua string
 //go:embed slow.lua
 var slowLua string
 
+// announceLua records the interval of one process (0: no rate) with an
+// expiry, forgets the processes whose record expired, and returns the
+// longest interval in force (0 when none has a rate).
+// KEYS: rates hash; ARGV: process, interval us, ttl ms
+const announceLua = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. (now + tonumber(ARGV[3])))
+redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
+local force = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local interval, exp = string.match(all[i + 1], '^(%d+)|(%d+)$')
+  if not exp or tonumber(exp) < now then
+    redis.call('HDEL', KEYS[1], all[i])
+  elseif tonumber(interval) > force then
+    force = tonumber(interval)
+  end
+end
+return force
+`
+
 var (
-	gcraScript = redis.NewScript(gcraLua)
-	slowScript = redis.NewScript(slowLua)
+	gcraScript     = redis.NewScript(gcraLua)
+	slowScript     = redis.NewScript(slowLua)
+	announceScript = redis.NewScript(announceLua)
 )
 
 // follow slows this process when another one has signalled a 429 (only
 // without a global rate: with one, the shared pace itself was lowered).
-func (l *SharedLimiter) follow(ctx context.Context) error {
-	if l.interval != 0 {
+func (l *SharedLimiter) follow(ctx context.Context, interval int64) error {
+	if interval != 0 {
 		return nil
 	}
 	l.mu.Lock()
@@ -124,7 +251,10 @@ func (l *SharedLimiter) follow(ctx context.Context) error {
 // this process's pace and signals every other process sharing the key to
 // do the same. Best effort: if Redis fails here, the next Wait reports it.
 func (l *SharedLimiter) Slow(ctx context.Context) {
-	if l.interval != 0 {
+	l.mu.Lock()
+	interval := l.interval
+	l.mu.Unlock()
+	if interval != 0 {
 		_ = slowScript.Run(ctx, l.rdb, []string{l.factor}).Err()
 		return
 	}

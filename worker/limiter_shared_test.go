@@ -39,7 +39,7 @@ func (s sharedSetup) client(t *testing.T) *redis.Client {
 
 func (s sharedSetup) limiter(t *testing.T, apiKey string, perSecond float64, burst int) *SharedLimiter {
 	t.Helper()
-	return NewSharedLimiter(s.client(t), s.ns, "http://crm.test", apiKey, perSecond, burst)
+	return NewSharedLimiter(s.client(t), SharedLimiterOptions{Namespace: s.ns, APIURL: "http://crm.test", APIKey: apiKey, Rate: perSecond, Burst: burst})
 }
 
 func TestSharedLimiterRateIsGlobal(t *testing.T) {

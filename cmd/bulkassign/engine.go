@@ -162,7 +162,9 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worke
 	if err != nil {
 		return nil, err
 	}
-	limiter := worker.NewSharedLimiter(q.rdb, cfg.Namespace, cfg.APIURL, cfg.APIKey, cfg.Rate, cfg.Burst)
+	limiter := worker.NewSharedLimiter(q.rdb, worker.SharedLimiterOptions{
+		Namespace: cfg.Namespace, APIURL: cfg.APIURL, APIKey: cfg.APIKey, Rate: cfg.Rate, Burst: cfg.Burst, Logger: log,
+	})
 	h := worker.NewHandler(q.store, client, limiter, worker.HandlerOptions{
 		MaxAttempts:   cfg.MaxAttempts,
 		MaxRetryAfter: cfg.MaxRetryAfter,
