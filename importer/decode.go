@@ -68,8 +68,8 @@ func (e *FileError) Unwrap() error { return e.Err }
 // quote swallows the rest of the file into one record otherwise).
 const maxRecord = 1 << 20
 
-// maxExtras bounds the extra columns a JSON file may introduce (a CSV
-// header is bounded by maxRecord already).
+// maxExtras bounds the extra columns of a CSV header and the different
+// extra keys of a JSON file: each is carried into every report row.
 const maxExtras = 1000
 
 // errTooLong is returned by posReader when a record exceeds maxRecord.

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -68,6 +69,16 @@ func newCSVSource(name string, r io.Reader, mp *mapping) (*csvSource, error) {
 	kinds, err := mp.columns(header)
 	if err != nil {
 		return nil, s.fail(line, "%v", err)
+	}
+	extras := 0
+	for _, f := range kinds {
+		if f == fieldExtra || f == fieldEmail { // the columns the report carries, as for JSON
+			extras++
+		}
+	}
+	if extras > maxExtras {
+		return nil, s.fail(line, "the header has %d extra columns, more than %d: keep only the columns you need "+
+			"besides %s, %s and %s (each extra column is carried into the report)", extras, maxExtras, nameContact, nameMember, nameReplace)
 	}
 	for i, h := range header {
 		h = cleanHeader(h)
@@ -205,7 +216,7 @@ func (s *csvSource) readError(err error) error {
 	var pe *csv.ParseError
 	switch {
 	case errors.Is(err, errTooLong):
-		return s.fail(s.pr.nextLine(false), "a record longer than 1 MiB starts here: look for a quoted cell whose closing \" is missing")
+		return s.tooLong()
 	case errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrBareQuote):
 		return s.fail(pe.Line, "a \" in an unquoted cell (column %d): put the whole cell in double quotes and write the \" as \"\"", pe.Column)
 	case errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrQuote):
@@ -217,6 +228,30 @@ func (s *csvSource) readError(err error) error {
 		return s.fail(pe.StartLine, "%v", pe.Err)
 	}
 	return &FileError{File: s.name, Err: fmt.Errorf("read: %w", err)}
+}
+
+// tooLong explains a record that reached maxRecord. A record that spans
+// lines is inside a quoted cell, most likely one whose closing quote is
+// missing; one that does not is a single line that long, which for the
+// header means far too many columns (or not a CSV file at all).
+func (s *csvSource) tooLong() *FileError {
+	line := s.pr.nextLine(false)
+	// csv.Reader reads on only when its buffer holds no further line end,
+	// so a line end in what was read since the previous record (past blank
+	// lines) is inside this record.
+	spans := bytes.IndexByte(bytes.TrimLeft(s.pr.kept(), " \t\r\n"), '\n') >= 0
+	switch {
+	case spans && s.cols == nil:
+		return s.fail(line, "the header is longer than 1 MiB, the limit for one record, and runs over several lines: "+
+			"a quoted cell in it is probably not closed; end every quoted cell with \"")
+	case spans:
+		return s.fail(line, "the row that starts here is longer than 1 MiB, the limit for one row, and runs over several lines: "+
+			"a quoted cell in it is probably not closed; end every quoted cell with \" and write a \" inside it as \"\"")
+	case s.cols == nil:
+		return s.fail(line, "the header is longer than 1 MiB, the limit for one line: keep only the columns you need "+
+			"(at most %d besides %s, %s and %s), and check that the file is CSV", maxExtras, nameContact, nameMember, nameReplace)
+	}
+	return s.fail(line, "the row is longer than 1 MiB, the limit for one row: shorten its longest cells")
 }
 
 // blank reports whether every cell of a record is empty or white space.

@@ -252,6 +252,16 @@ func TestDecode(t *testing.T) {
 		{name: "json duplicate extra keys", file: "a.json",
 			in:      `[{"aiContactId":"c","teamMemberId":"m","note":1,"Note":2}]`,
 			errLine: 1, errIn: `key "Note" is given twice`},
+		{name: "csv too many columns", file: "a.csv", in: manyColumns(maxExtras + 1),
+			errLine: 1, errIn: "the header has 1001 extra columns, more than 1000: keep only the columns you need"},
+		{name: "csv 20,000 columns", file: "a.csv", in: manyColumns(20_000), errLine: 1, errIn: "the header has 20000 extra columns"},
+		{name: "csv too many columns, an email column counts", file: "a.csv", in: "agent_email," + manyColumns(maxExtras),
+			errLine: 1, errIn: "1001 extra columns"},
+		{name: "csv many columns", file: "a.csv", in: manyColumns(maxExtras), want: []jobs.Row{ok(2, "c", "m", false)},
+			extras: keyNames(maxExtras)},
+		{name: "csv report columns are not extras", file: "a.csv",
+			in:   strings.Repeat("status,", maxExtras+1) + "aiContactId,teamMemberId\n" + strings.Repeat(",", maxExtras+1) + "c,m\n",
+			want: []jobs.Row{ok(2, "c", "m", false)}},
 		{name: "json too many keys", file: "a.jsonl", in: manyKeys(maxExtras + 1), errLine: 1, errIn: "more than 1000 different keys"},
 		{name: "json many keys", file: "a.jsonl", in: manyKeys(maxExtras), want: []jobs.Row{ok(1, "c", "m", false)},
 			extras: keyNames(maxExtras)},
@@ -383,6 +393,18 @@ func manyKeys(n int) string {
 		fmt.Fprintf(&b, `,"k%d":null`, i)
 	}
 	b.WriteString("}\n")
+	return b.String()
+}
+
+// manyColumns is a CSV file of n extra columns k0, k1, ... then the
+// contact and member columns, and one row with the extra cells empty.
+func manyColumns(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "k%d,", i)
+	}
+	b.WriteString("aiContactId,teamMemberId\n")
+	b.WriteString(strings.Repeat(",", n) + "c,m\n")
 	return b.String()
 }
 
@@ -525,16 +547,32 @@ func TestTooLongBoundary(t *testing.T) {
 	}
 }
 
+// TestTooLong: a record past the 1 MiB cap is a file error on the line it
+// starts on that says which limit it broke, and for CSV whether the record
+// is one long line (for a header: too many columns) or runs over lines
+// (a quoted cell not closed).
 func TestTooLong(t *testing.T) {
 	big := strings.Repeat("x", maxRecord+10)
+	rows := strings.Repeat("c,m,x\n", maxRecord/6+10)
 	tests := []struct {
 		name, file, in string
 		line           int
+		want           string
 	}{
-		{"csv cell", "a.csv", "aiContactId,teamMemberId,note\nc,m,x\n\nc,m," + big + "\nc,m,x\n", 4},
-		{"csv unclosed quote", "a.csv", "aiContactId,teamMemberId,note\nc,m,\"x\n" + strings.Repeat("c,m,x\n", maxRecord/6+10), 2},
-		{"json element", "a.json", "[\n{\"aiContactId\":\"c\",\"teamMemberId\":\"m\"},\n{\"aiContactId\":\"c\",\"teamMemberId\":\"m\",\"x\":\"" + big + "\"}]", 3},
-		{"jsonl line", "a.jsonl", "{\"aiContactId\":\"c\",\"teamMemberId\":\"m\"}\n\n{\"x\":\"" + big + "\"}\n", 3},
+		{"csv cell", "a.csv", "aiContactId,teamMemberId,note\nc,m,x\n\nc,m," + big + "\nc,m,x\n", 4,
+			"line 4: the row is longer than 1 MiB, the limit for one row: shorten its longest cells"},
+		{"csv unclosed quote", "a.csv", "aiContactId,teamMemberId,note\nc,m,\"x\n" + rows, 2,
+			"line 2: the row that starts here is longer than 1 MiB, the limit for one row, and runs over several lines: " +
+				"a quoted cell in it is probably not closed"},
+		{"csv header", "a.csv", "\n" + manyColumns(maxRecord/6), 2,
+			"line 2: the header is longer than 1 MiB, the limit for one line: keep only the columns you need (at most 1000 besides"},
+		{"csv header unclosed quote", "a.csv", "aiContactId,\"teamMemberId,note\n" + rows, 1,
+			"line 1: the header is longer than 1 MiB, the limit for one record, and runs over several lines: " +
+				"a quoted cell in it is probably not closed"},
+		{"json element", "a.json", "[\n{\"aiContactId\":\"c\",\"teamMemberId\":\"m\"},\n{\"aiContactId\":\"c\",\"teamMemberId\":\"m\",\"x\":\"" + big + "\"}]", 3,
+			"element 2 is longer than 1 MiB"},
+		{"jsonl line", "a.jsonl", "{\"aiContactId\":\"c\",\"teamMemberId\":\"m\"}\n\n{\"x\":\"" + big + "\"}\n", 3,
+			"line longer than 1 MiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -543,8 +581,8 @@ func TestTooLong(t *testing.T) {
 			if !errors.As(got.err, &fe) {
 				t.Fatalf("err = %v, want a *FileError", got.err)
 			}
-			if fe.Line != tt.line || !strings.Contains(fe.Error(), "1 MiB") {
-				t.Errorf("err = %v, want line %d and a size limit", fe, tt.line)
+			if fe.Line != tt.line || !strings.Contains(fe.Error(), tt.want) {
+				t.Errorf("err = %v\nwant line %d and %q", fe, tt.line, tt.want)
 			}
 		})
 	}

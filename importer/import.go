@@ -206,11 +206,11 @@ func (im *Importer) commit(ctx context.Context, plan *Plan, batch string, extras
 // ledger.
 func (im *Importer) read(ctx context.Context, dec *Decoder, batch string, plan *Plan, sum *Summary, opts Options) error {
 	buf := make([]jobs.Row, 0, chunk)
-	flush := func() error {
-		if opts.DryRun || len(buf) == 0 {
-			return nil
+	flush := func() error { // a dry run empties buf too: it must not keep the file's rows
+		var err error
+		if !opts.DryRun && len(buf) > 0 {
+			err = im.store.AddRows(ctx, batch, buf)
 		}
-		err := im.store.AddRows(ctx, batch, buf)
 		buf = buf[:0]
 		return err
 	}

@@ -40,6 +40,20 @@ func TestReadContacts(t *testing.T) {
 			}},
 		},
 		{
+			name: "a space before a quoted cell",
+			data: "contact, region, note\nc-1, \"north\", \"a, b\"\n",
+			want: planner.Contacts{File: "c.csv", HasRegion: true, List: []planner.Contact{
+				{ID: "c-1", Region: "north", Line: 2},
+			}},
+		},
+		{
+			name: "a column named line is just another column",
+			data: "line,contact,region\n7,c-1,north\n",
+			want: planner.Contacts{File: "c.csv", HasRegion: true, List: []planner.Contact{
+				{ID: "c-1", Region: "north", Line: 2},
+			}},
+		},
+		{
 			name: "a quoted cell over two lines",
 			data: "contact,territory,note\nc-1,north,\"two\nlines\"\nc-2,north,x\n",
 			want: planner.Contacts{File: "c.csv", HasRegion: true, List: []planner.Contact{
@@ -79,8 +93,12 @@ func TestReadContactsErrors(t *testing.T) {
 		{"bad contact id", "contact,region\nc-1,n\nc 2,n\n", []string{"c.csv", "line 3", `"c 2"`}},
 		{"bad agent id", "contact,region,agent\nc-1,n,ana@example.com\n", []string{"c.csv", "line 2", `"ana@example.com"`}},
 		{"duplicate contact", "contact,region\nc-1,n\nc-2,n\nC-1,s\n", []string{"c.csv", "line 4", "also on line 2"}},
-		{"wrong field count", "contact,region\nc-1,n\nc-2,n,x\n", []string{"c.csv", "line 3", "number of fields"}},
-		{"bare quote", "contact,region\nc-1,n\"x\n", []string{"c.csv", "line 2", "quote"}},
+		{"wrong field count", "contact,region\nc-1,n\nc-2,n,x\n", []string{"c.csv", "line 3", "number of fields (3, header has 2): quote cells"}},
+		{"too few fields", "contact,region,segment\nc-1,n\n", []string{"c.csv", "line 2", "every line needs a cell for each column"}},
+		{"bare quote", "contact,region\nc-1,n\"x\n", []string{"c.csv", "line 2", "put the whole cell in double quotes"}},
+		{"unclosed quote", "contact,region\nc-1,\"n\"x\n", []string{"c.csv", "line 2", "not closed properly"}},
+		{"the first bad row is the one reported", "contact,region\nc-1,n\n\n,n\nc-2,n\"x\nc-1,n\n", []string{"c.csv", "line 4", "no contact id"}},
+		{"header after blank lines", "\n\ncontact,agent\n", []string{"c.csv", "line 3", "no region or segment"}},
 		{"not UTF-8 header", "contact,r\xffegion\n", []string{"c.csv", "UTF-8"}},
 	}
 	for _, tt := range tests {

@@ -4,8 +4,11 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/gocarina/gocsv"
 )
 
 // Header is the header of the CSV WriteCSV writes: the importer's three
@@ -13,30 +16,51 @@ import (
 // into the batch's report as extra columns.
 var Header = []string{"aiContactId", "teamMemberId", "removeExistingAgents", "rule", "previousAgent", "reason"}
 
+// planRow is one row of the CSV WriteCSV writes; its tags are Header.
+type planRow struct {
+	Contact  string `csv:"aiContactId"`
+	Member   string `csv:"teamMemberId"`
+	Replace  bool   `csv:"removeExistingAgents"`
+	Rule     text   `csv:"rule"`
+	Previous string `csv:"previousAgent"`
+	Reason   Reason `csv:"reason"`
+}
+
+// text is a free-text cell (rule names are free text; ids cannot start
+// with a formula character): gocsv writes it neutralised.
+type text string
+
+// MarshalCSV keeps a spreadsheet from running the cell as a formula.
+func (t text) MarshalCSV() (string, error) {
+	if t != "" && strings.ContainsRune("=+-@\t\r", rune(t[0])) {
+		return "'" + string(t), nil
+	}
+	return string(t), nil
+}
+
+// writeChunk is how many rows WriteCSV hands gocsv at once, so that
+// writing a plan does not copy all of it.
+const writeChunk = 1024
+
 // WriteCSV writes the plan's rows as an assignment file the importer
 // reads: one row per contact that changes owner, removeExistingAgents
 // true, in contact id order.
 func (p *Plan) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(Header); err != nil {
+	if err := gocsv.MarshalCSV([]planRow{}, cw); err != nil { // the header alone
 		return err
 	}
-	for _, a := range p.Assignments {
-		if err := cw.Write([]string{a.Contact, a.Member, "true", neutralise(a.Rule), a.Previous, string(a.Reason)}); err != nil {
+	rows := make([]planRow, 0, min(len(p.Assignments), writeChunk))
+	for chunk := range slices.Chunk(p.Assignments, writeChunk) {
+		rows = rows[:0]
+		for _, a := range chunk {
+			rows = append(rows, planRow{Contact: a.Contact, Member: a.Member, Replace: true, Rule: text(a.Rule), Previous: a.Previous, Reason: a.Reason})
+		}
+		if err := gocsv.MarshalCSVWithoutHeaders(rows, cw); err != nil {
 			return err
 		}
 	}
-	cw.Flush()
-	return cw.Error()
-}
-
-// neutralise keeps a spreadsheet from running a cell as a formula (rule
-// names are free text; ids cannot start with these characters).
-func neutralise(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
+	return nil
 }
 
 // WritePreview writes the plan's preview as tables for a terminal: each

@@ -568,6 +568,34 @@ c-4,m-fb,true,,,no-rule
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
+	if header := strings.Join(planner.Header, ",") + "\n"; !strings.HasPrefix(want, header) {
+		t.Errorf("planner.Header %q is not the header written", header)
+	}
+}
+
+// TestWriteCSVSizes: an empty plan is its header alone, and a large one is
+// one header and every row, in order, however it is handed to gocsv.
+func TestWriteCSVSizes(t *testing.T) {
+	t.Parallel()
+	header := strings.Join(planner.Header, ",") + "\n"
+	var b bytes.Buffer
+	if err := (&planner.Plan{}).WriteCSV(&b); err != nil || b.String() != header {
+		t.Errorf("empty plan: %q, %v; want the header alone", b.String(), err)
+	}
+	p := &planner.Plan{}
+	want := header
+	for i := range 2500 {
+		a := planner.Assignment{Contact: fmt.Sprintf("c-%04d", i), Member: "m-1", Rule: "r", Reason: planner.ReasonNew}
+		p.Assignments = append(p.Assignments, a)
+		want += a.Contact + ",m-1,true,r,,new\n"
+	}
+	b.Reset()
+	if err := p.WriteCSV(&b); err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != want {
+		t.Errorf("2,500 rows: got %d lines, want %d", strings.Count(b.String(), "\n"), strings.Count(want, "\n"))
+	}
 }
 
 func hasWarning(p *planner.Plan, s string) bool {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/gocarina/gocsv"
 )
 
 // Rollback files, written next to failed.csv for a batch that recorded its
@@ -33,10 +34,24 @@ const (
 	UnrestorableNotRecorded = "its agents before the batch were not recorded (the CRM did not know the contact when it was read)"
 )
 
-var (
-	rollbackHeader     = []string{"aiContactId", "teamMemberId", "removeExistingAgents"}
-	unrestorableHeader = []string{"aiContactId", "reason"}
-)
+// rollbackRow is one row of rollback.csv, as gocsv writes it.
+type rollbackRow struct {
+	Contact cell `csv:"aiContactId"`
+	Member  cell `csv:"teamMemberId"`
+	Replace bool `csv:"removeExistingAgents"`
+}
+
+// unrestorableRow is one row of rollback-unrestorable.csv.
+type unrestorableRow struct {
+	Contact cell   `csv:"aiContactId"`
+	Reason  string `csv:"reason"`
+}
+
+// cell is an id from the ledger or the CRM: gocsv writes it neutralised.
+type cell string
+
+// MarshalCSV keeps a spreadsheet from running the cell as a formula.
+func (c cell) MarshalCSV() (string, error) { return neutralise(string(c)), nil }
 
 // rollbackChunk is how many contacts' previous agents are read from Redis
 // at once.
@@ -56,6 +71,8 @@ type rollback struct {
 
 	files        []*os.File // rollback.csv, rollback-unrestorable.csv temps
 	rows, bad    *csv.Writer
+	rowBuf       []rollbackRow     // the rows of the pending contacts
+	badBuf       []unrestorableRow // and their unrestorable lines
 	unrestorable int64
 }
 
@@ -126,10 +143,14 @@ func (r *rollback) open() error {
 		r.files = append(r.files, f)
 	}
 	r.rows, r.bad = csv.NewWriter(r.files[0]), csv.NewWriter(r.files[1])
-	if err := r.rows.Write(rollbackHeader); err != nil {
-		return err
+	// The headers alone.
+	if err := gocsv.MarshalCSV([]rollbackRow{}, r.rows); err != nil {
+		return fmt.Errorf("write %s: %w", RollbackFile, err)
 	}
-	return r.bad.Write(unrestorableHeader)
+	if err := gocsv.MarshalCSV([]unrestorableRow{}, r.bad); err != nil {
+		return fmt.Errorf("write %s: %w", RollbackUnrestorableFile, err)
+	}
+	return nil
 }
 
 // flush writes the rows of the pending contacts.
@@ -138,48 +159,42 @@ func (r *rollback) flush() error {
 	if err != nil {
 		return err
 	}
+	r.rowBuf, r.badBuf = r.rowBuf[:0], r.badBuf[:0]
 	for _, c := range r.pending {
 		agents, recorded := prev[c]
-		if err := r.write(c, agents, recorded); err != nil {
-			return err
-		}
+		r.add(c, agents, recorded)
 	}
 	r.pending = r.pending[:0]
+	if err := gocsv.MarshalCSVWithoutHeaders(r.rowBuf, r.rows); err != nil {
+		return fmt.Errorf("write %s: %w", RollbackFile, err)
+	}
+	if err := gocsv.MarshalCSVWithoutHeaders(r.badBuf, r.bad); err != nil {
+		return fmt.Errorf("write %s: %w", RollbackUnrestorableFile, err)
+	}
 	return nil
 }
 
-// write gives one contact its rollback rows, or its unrestorable line.
-func (r *rollback) write(contact string, agents []string, recorded bool) error {
+// add gives one contact its rollback rows, or its unrestorable line.
+func (r *rollback) add(contact string, agents []string, recorded bool) {
 	if !recorded || len(agents) == 0 {
 		r.unrestorable++
 		why := UnrestorableNoAgents
 		if !recorded {
 			why = UnrestorableNotRecorded
 		}
-		return r.bad.Write([]string{neutralise(contact), why})
+		r.badBuf = append(r.badBuf, unrestorableRow{Contact: cell(contact), Reason: why})
+		return
 	}
 	for i, a := range agents {
-		replace := "false"
-		if i == 0 {
-			replace = "true"
-		}
-		if err := r.rows.Write([]string{neutralise(contact), neutralise(a), replace}); err != nil {
-			return err
-		}
+		r.rowBuf = append(r.rowBuf, rollbackRow{Contact: cell(contact), Member: cell(a), Replace: i == 0})
 	}
-	return nil
 }
 
-// finish writes what is pending, and syncs and renames both files.
+// finish writes what is pending (gocsv flushes each write), and syncs and
+// renames both files.
 func (r *rollback) finish() error {
 	if err := r.flush(); err != nil {
 		return err
-	}
-	for _, w := range []*csv.Writer{r.rows, r.bad} {
-		w.Flush()
-		if err := w.Error(); err != nil {
-			return fmt.Errorf("write rollback: %w", err)
-		}
 	}
 	for i, name := range []string{RollbackFile, RollbackUnrestorableFile} {
 		if err := finish(r.files[i]); err != nil {
