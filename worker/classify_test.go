@@ -49,6 +49,13 @@ func TestClassify(t *testing.T) {
 		{"429 garbage", 429, hdr("Retry-After", "soon"), ``, RateLimited, 0, "http_429"},
 		{"429 negative", 429, hdr("Retry-After", "-5"), ``, RateLimited, 0, "http_429"},
 		{"429 fraction", 429, hdr("Retry-After", "1.5"), ``, RateLimited, 0, "http_429"},
+		// Whatever the header says, the wait is a valid, positive
+		// duration, at most maxHeaderWait (the handler caps it further).
+		{"429 a day", 429, hdr("Retry-After", "86400"), ``, RateLimited, maxHeaderWait, "http_429"},
+		{"429 past int64 nanoseconds", 429, hdr("Retry-After", "9223372037"), ``, RateLimited, maxHeaderWait, "http_429"},
+		{"429 huge", 429, hdr("Retry-After", "99999999999"), ``, RateLimited, maxHeaderWait, "http_429"},
+		{"429 past uint64", 429, hdr("Retry-After", "999999999999999999999999"), ``, RateLimited, maxHeaderWait, "http_429"},
+		{"429 date next year", 429, hdr("Retry-After", now.AddDate(1, 0, 0).Format(http.TimeFormat)), ``, RateLimited, maxHeaderWait, "http_429"},
 		{"500", 500, nil, `{"success":false,"message":"oops"}`, Transient, 0, "http_500"},
 		{"502", 502, nil, `<html>bad gateway</html>`, Transient, 0, "http_502"},
 		{"503 retry after", 503, hdr("Retry-After", "12"), ``, Transient, 12 * time.Second, "http_503"},

@@ -50,6 +50,7 @@ type envOptions struct {
 	pausedRetry time.Duration
 	timeout     time.Duration // of one call; default 10s
 	claimTTL    time.Duration // default the store's
+	retryAfter  time.Duration // MaxRetryAfter; default the handler's
 	crm         http.Handler  // in front of the simulator, if set
 }
 
@@ -97,10 +98,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	e.handler = NewHandler(e.store, e.client, NewLocalLimiter(0, 1), HandlerOptions{
-		MaxAttempts: o.maxAttempts,
-		PausedRetry: o.pausedRetry,
-		WatchEvery:  50 * time.Millisecond,
-		Logger:      slog.New(slog.DiscardHandler),
+		MaxAttempts:   o.maxAttempts,
+		PausedRetry:   o.pausedRetry,
+		MaxRetryAfter: o.retryAfter,
+		WatchEvery:    50 * time.Millisecond,
+		Logger:        slog.New(slog.DiscardHandler),
 	})
 	return e
 }
@@ -824,4 +826,47 @@ func TestRetryPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHandlerLongRetryAfterWaitsInTheQueue: a Retry-After of a day (or
+// one that overflows) holds no worker slot: the task goes back to the
+// queue for the capped wait, without using up an attempt.
+func TestHandlerLongRetryAfterWaitsInTheQueue(t *testing.T) {
+	t.Parallel()
+	for _, header := range []string{"86400", "99999999999", "9223372037"} {
+		t.Run(header, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{retryAfter: 90 * time.Second, crm: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Retry-After", header)
+				w.WriteHeader(http.StatusTooManyRequests)
+			})})
+			ps := e.load(t, "b", oneEach(1, "m1"))
+			start := time.Now()
+			err := e.handler.ProcessTask(e.ctx, e.task(t, ps[0]))
+			var de *DeferError
+			if !errors.As(err, &de) || de.RetryIn != 90*time.Second || IsFailure(err) {
+				t.Fatalf("ProcessTask = %v, want a deferral of the 90s cap", err)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("the task held its slot for %v", took)
+			}
+			b := e.batch(t, "b")
+			if b.Done() != 0 || b.RateLimited != 1 || b.APICalls != 1 {
+				t.Errorf("batch = %+v, want the row pending, 1 call rate-limited", b)
+			}
+			if x := e.begin(t, "b", "c000"); x.Attempts[0] != 0 {
+				t.Errorf("a 429 used up %d attempts", x.Attempts[0])
+			}
+		})
+	}
+}
+
+// begin starts an execution of the contact directly and wants it to run.
+func (e *env) begin(t *testing.T, id, contact string) *jobs.Execution {
+	t.Helper()
+	got, err := e.store.Begin(e.ctx, id, contact, 5)
+	if err != nil || got.Verdict != jobs.Run {
+		t.Fatalf("Begin %s = %+v, %v; want Run", contact, got, err)
+	}
+	return got.Exec
 }

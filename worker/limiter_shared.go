@@ -251,9 +251,10 @@ func (l *SharedLimiter) follow(ctx context.Context, interval int64) error {
 // this process's pace and signals every other process sharing the key to
 // do the same. Best effort: if Redis fails here, the next Wait reports it.
 func (l *SharedLimiter) Slow(ctx context.Context) {
-	l.mu.Lock()
-	interval := l.interval
-	l.mu.Unlock()
+	interval, err := l.inForce(ctx)
+	if err != nil {
+		interval = l.own
+	}
 	if interval != 0 {
 		_ = slowScript.Run(ctx, l.rdb, []string{l.factor}).Err()
 		return

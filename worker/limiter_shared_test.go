@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,3 +170,73 @@ func TestSharedLimiterKeysHideTheAPIKey(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalizeURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"https://api.vambe.me", "https://api.vambe.me"},
+		{"https://api.vambe.me/", "https://api.vambe.me"},
+		{"HTTPS://API.Vambe.ME:443//", "https://api.vambe.me"},
+		{"http://crm.test:80/base/", "http://crm.test/base"},
+		{"http://crm.test:8080/base?x=1", "http://crm.test:8080/base"},
+		{"http://[::1]:8080/", "http://[::1]:8080"},
+		{" http://crm.test ", "http://crm.test"},
+	}
+	for _, tt := range tests {
+		if got := NormalizeURL(tt.in); got != tt.want {
+			t.Errorf("NormalizeURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestSharedLimiterOneBucketPerAPI: workers that spell the API URL
+// differently share one bucket, so the rate stays global.
+func TestSharedLimiterOneBucketPerAPI(t *testing.T) {
+	t.Parallel()
+	s := newSharedSetup(t)
+	var keys []string
+	for _, u := range []string{"http://crm.test", "http://crm.test/", "HTTP://CRM.TEST:80/"} {
+		l := NewSharedLimiter(s.client(t), SharedLimiterOptions{Namespace: s.ns, APIURL: u, APIKey: "k", Rate: 5})
+		keys = append(keys, l.key)
+	}
+	if keys[0] != keys[1] || keys[0] != keys[2] {
+		t.Errorf("bucket keys %q: want one", keys)
+	}
+}
+
+// TestSharedLimiterLowestRateApplies: a worker started with a higher
+// --rate than another paces at the lower one, and says so.
+func TestSharedLimiterLowestRateApplies(t *testing.T) {
+	t.Parallel()
+	s := newSharedSetup(t)
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	slow := NewSharedLimiter(s.client(t), SharedLimiterOptions{Namespace: s.ns, APIURL: "http://crm.test", APIKey: "k", Rate: 10})
+	fast := NewSharedLimiter(s.client(t), SharedLimiterOptions{Namespace: s.ns, APIURL: "http://crm.test", APIKey: "k", Rate: 100, Logger: log})
+	unlimited := NewSharedLimiter(s.client(t), SharedLimiterOptions{Namespace: s.ns, APIURL: "http://crm.test", APIKey: "k"})
+	ctx := t.Context()
+	for _, l := range []*SharedLimiter{slow, fast, unlimited} {
+		if err := l.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, l := range map[string]*SharedLimiter{"slow": slow, "fast": fast, "unlimited": unlimited} {
+		if got, err := l.inForce(ctx); err != nil || got != 100_000 {
+			t.Errorf("%s: interval in force %dµs (%v), want 100000 (10/s)", name, got, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "lower --rate") || !strings.Contains(logs.String(), "rate_in_force=10") {
+		t.Errorf("the faster worker did not say its rate is overridden; log:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
