@@ -42,6 +42,9 @@ type Config struct {
 	MaxAttempts int
 	RetryBase   time.Duration
 	RetryMax    time.Duration
+	// Stall is how long a running batch may go without progress, with no
+	// row held by any worker, before the workers look for its lost tasks.
+	Stall time.Duration
 	// MaxRetryAfter caps the wait a 429's Retry-After asks for.
 	MaxRetryAfter time.Duration
 
@@ -64,6 +67,7 @@ func Default() Config {
 		MaxAttempts:    5,
 		RetryBase:      time.Second,
 		RetryMax:       time.Minute,
+		Stall:          2 * time.Minute,
 		MaxRetryAfter:  15 * time.Minute,
 		Out:            "reports",
 		LogLevel:       "warn",
@@ -103,6 +107,7 @@ func (c *Config) RegisterWorker(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.RetryBase, "retry-base", c.RetryBase, "first backoff after a transient failure; doubles each attempt")
 	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "longest backoff between attempts")
 	fs.DurationVar(&c.MaxRetryAfter, "max-retry-after", c.MaxRetryAfter, "longest Retry-After honoured; longer waits are capped")
+	fs.DurationVar(&c.Stall, "stall", c.Stall, "how long a running batch may make no progress, with no row in flight, before the workers queue its lost tasks again (keep it above --retry-max)")
 }
 
 // RegisterOutput adds the report and logging flags to fs.
@@ -175,6 +180,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
 		errs = append(errs, fmt.Errorf("--retry-base %s and --retry-max %s: want 0 < base <= max", c.RetryBase, c.RetryMax))
+	}
+	if c.Stall <= 0 {
+		errs = append(errs, fmt.Errorf("--stall %s must be positive", c.Stall))
 	}
 	if c.MaxRetryAfter <= 0 {
 		errs = append(errs, fmt.Errorf("--max-retry-after %s must be positive", c.MaxRetryAfter))

@@ -121,10 +121,18 @@ func (t Tasks) Unpark(ctx context.Context, id string) error {
 }
 
 // Requeue queues every contact of a running batch that has rows without a
-// result and no task: tasks lost with a Redis that failed over without
-// persistence, deleted by hand, or never queued by an importer that died.
-// A contact whose task is archived although it has rows to send (a retry
-// cut short) gets a fresh one. It returns the number of contacts queued.
+// result and no task that will run them: tasks lost with a Redis that
+// failed over without persistence, deleted by hand, never queued by an
+// importer that died, or stranded in asynq's active list (a write that
+// failed while Redis restarted leaves a task there until asynq's recoverer
+// takes it back, minutes later). A stranded task gets a twin with a task
+// id of its own; whichever runs second finds the rows settled. A contact
+// whose task is archived although it has rows to send (a retry cut short)
+// gets a fresh one. It returns the number of contacts queued.
+//
+// Call it only for a batch no execution holds a contact of (Sweep says
+// when): a task that runs now holds its contact, and this would queue it
+// twice for nothing.
 func (t Tasks) Requeue(ctx context.Context, id string) (int, error) {
 	n := 0
 	for page, err := range t.Store.Contacts(ctx, id, true) {
@@ -140,22 +148,31 @@ func (t Tasks) Requeue(ctx context.Context, id string) (int, error) {
 			return n, err
 		}
 		n += len(ids) - len(exists)
-		var stale []string
 		for _, c := range exists {
 			info, err := t.Inspector.GetTaskInfo(t.queue(), TaskID(id, c))
-			if err == nil && info.State == asynq.TaskStateArchived {
+			if err != nil {
+				continue // gone since: the next sweep queues it
+			}
+			var again *asynq.Task
+			switch info.State {
+			case asynq.TaskStateArchived:
 				if err := t.Inspector.DeleteTask(t.queue(), info.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 					return n, fmt.Errorf("drop the archived task of contact %s: %w", c, err)
 				}
-				stale = append(stale, c)
+				again, err = NewAssignTask(AssignPayload{Batch: id, Contact: c}, asynq.Queue(t.queue()))
+			case asynq.TaskStateActive:
+				again, err = NewAssignTask(AssignPayload{Batch: id, Contact: c}, asynq.Queue(t.queue()),
+					asynq.TaskID(TaskID(id, c)+":"+newToken()))
+			default:
+				continue // pending, scheduled or retrying: it will run
 			}
-		}
-		if len(stale) > 0 {
-			again, err := t.Enqueue(ctx, id, stale)
-			n += len(stale) - len(again)
 			if err != nil {
 				return n, err
 			}
+			if _, err := t.Client.EnqueueContext(ctx, again); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				return n, fmt.Errorf("queue contact %s of batch %s again: %w", c, id, err)
+			}
+			n++
 		}
 	}
 	return n, nil

@@ -196,7 +196,18 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 	held, release := h.watch.hold(ctx, x)
 	defer release()
 	e := &execution{h: h, x: x, log: log, held: held}
-	return e.run(ctx)
+	err = e.run(ctx)
+	if errors.Is(err, errEnded) {
+		return nil
+	}
+	if err != nil && !e.ended {
+		// The last write failed (Redis restarting?): once Redis answers,
+		// give the contact up, so that the task's next run need not wait
+		// for the claim to expire.
+		h.awaitRedis(ctx, p.Batch)
+		_ = e.release(-1, false, nil)
+	}
+	return err
 }
 
 // redisWait bounds how long a failed task waits for Redis to answer again,
@@ -245,6 +256,8 @@ type execution struct {
 	// st counts the calls not yet written to the ledger; they travel with
 	// the next write.
 	st jobs.Stats
+	// ended: the execution gave its contact up in the ledger.
+	ended bool
 }
 
 // run makes the calls of the contact's ops that are not settled, in file
@@ -279,6 +292,10 @@ func (e *execution) run(ctx context.Context) error {
 // errStopped is the cause of an execution's held context when the batch
 // stopped running.
 var errStopped = errors.New("the batch stopped running")
+
+// errEnded ends an execution between calls whose state is written (its
+// contact parked, or its batch gone): its task is over, without error.
+var errEnded = errors.New("execution ended")
 
 // call makes one call under the rate limiter until it is answered with
 // anything but a 429; an error means the execution ended (its task steps
@@ -333,7 +350,7 @@ func (e *execution) interrupted(ctx context.Context, err error) error {
 	if e.held.Err() == nil {
 		return e.release(-1, false, err) // the limiter failed: Redis trouble
 	}
-	return e.release(-1, true, nil)
+	return e.release(-1, true, errEnded)
 }
 
 // decision is what becomes of a row after a call.
@@ -418,6 +435,7 @@ func (e *execution) settle(i int, res jobs.Result, dead, release bool) (stop boo
 		return true, err
 	}
 	e.st = jobs.Stats{}
+	e.ended = release || r.Gone || r.Stale
 	e.h.after("settle")
 	e.h.completed(r.Completed, e.x.Batch)
 	if r.Stale {
@@ -435,9 +453,13 @@ func (e *execution) release(attemptOp int, park bool, ret error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
 	defer cancel()
 	if _, _, err := e.h.store.Release(ctx, e.x, attemptOp, park, e.st); err != nil {
+		if errors.Is(ret, errEnded) {
+			return err // the state is not written: the task is retried
+		}
 		return errors.Join(ret, err)
 	}
 	e.st = jobs.Stats{}
+	e.ended = true
 	e.h.after("release")
 	return ret
 }

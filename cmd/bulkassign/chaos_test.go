@@ -214,9 +214,13 @@ func TestChaosRedisRestartPersistent(t *testing.T) {
 		t.Logf("Redis restarted (crash %v) at %d/%d rows", step.crash, b.Done(), b.Rows)
 	}
 
-	// Well before asynq's recoverer (a minute or more) would reclaim a
-	// task stuck in its active list.
-	r.waitBatch(t, id, 30*time.Second, "done", func(b jobs.Batch) bool { return b.Status == jobs.BatchDone })
+	// A restart can strand a task in asynq's active list (its result was
+	// being written when Redis went) and leave its contact claimed (the
+	// claim was written, the answer lost). The workers' sweep queues such
+	// a contact again once its claim expires (30s) and the batch has
+	// stalled (--stall 5s): before asynq's recoverer, which takes a task
+	// back a minute or two after its lease ran out.
+	r.waitBatch(t, id, 50*time.Second, "done", func(b jobs.Batch) bool { return b.Status == jobs.BatchDone })
 	res := run.wait(t, 60*time.Second)
 	if res.code != exitOK {
 		t.Fatalf("run: exit %d (%s)\n%s", res.code, res.errText(), tail(res.stderr, 3000))

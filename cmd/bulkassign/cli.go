@@ -60,6 +60,7 @@ Try it without a CRM, a key or Redis: bulkassign run --simulate`,
 		a.controlCommand("pause", "hold a batch: workers leave its rows alone until resumed", jobs.BatchPaused),
 		a.controlCommand("resume", "let workers take a paused batch again", jobs.BatchRunning),
 		a.controlCommand("cancel", "stop a batch for good: rows not yet sent are reported as not processed", jobs.BatchCancelled),
+		a.deleteCommand(),
 		a.dlqCommand(),
 	)
 	addCommands(root, groupPlanning, a.planCommand(), a.scheduleCommand())

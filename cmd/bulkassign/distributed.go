@@ -417,6 +417,35 @@ func (a *app) controlCommand(name, help, status string) *cobra.Command {
 	return cmd
 }
 
+func (a *app) deleteCommand() *cobra.Command {
+	cfg := config.Default()
+	cmd := &cobra.Command{
+		Use:   "delete ID",
+		Short: "remove a batch and its queued tasks, in any state (e.g. an import that died)",
+		Long: `Removes the batch's queued tasks, then every key of it in Redis: its
+record, rows and results. A task running at that moment ends without
+another call. Nothing of the batch can be reported afterwards: write its
+report first (bulkassign report ID) if you want to keep it.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			q, b, err := a.openBatch(ctx, cfg, args)
+			if err != nil {
+				return err
+			}
+			defer q.close()
+			n, err := q.tasks().Delete(ctx, b.ID)
+			if err != nil {
+				return fmt.Errorf("delete batch %s: %w (run the command again to finish)", b.ID, err)
+			}
+			fmt.Fprintf(a.stdout, "batch %s deleted: it was %s with %d of %d rows done; %d queued tasks removed\n",
+				b.ID, b.Status, b.Done(), b.Rows, n)
+			return nil
+		},
+	}
+	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
+	return cmd
+}
+
 func (a *app) dlqCommand() *cobra.Command {
 	cfg := config.Default()
 	cmd := &cobra.Command{

@@ -183,7 +183,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worke
 	// because it needs the importer, which the worker package may not import.
 	mux.Handle(jobs.TypePlan, schedule.NewRunner(q.rdb, q.store, q.importer(cfg), schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log}))
 	sweeper := worker.NewSweeper(q.rdb, cfg.Namespace, q.tasks(), worker.SweeperOptions{
-		Stall:  max(2*time.Minute, 2*cfg.RetryMax),
+		Stall:  cfg.Stall,
 		Logger: log,
 	})
 	return &workerProc{srv: srv, mux: mux, client: client, sweeper: sweeper}, nil

@@ -73,7 +73,7 @@ func startSim(t *testing.T, opts simulator.Options) (*simulator.Simulator, strin
 
 // fastFlags are the worker flags every test run uses: small backoffs.
 func fastFlags() []string {
-	return []string{"--retry-base", "10ms", "--retry-max", "50ms", "--progress-every", "1h"}
+	return []string{"--retry-base", "10ms", "--retry-max", "50ms", "--stall", "5s", "--progress-every", "1h"}
 }
 
 // redisTarget is a real Redis and a namespace of its own, as run flags.
