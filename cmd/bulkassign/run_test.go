@@ -60,7 +60,7 @@ func runMessy(t *testing.T, f *messyFile, format string, target redisTarget, opt
 	return messyRun{res: res, sim: sim, url: url, out: out, dir: reportDir(t, out), want: f.expect(format, lines)}
 }
 
-// refNeutralise is the report's formula neutralisation as DESIGN.md and
+// refNeutralise is the report's formula neutralisation as docs/design.md and
 // OWASP describe it.
 func refNeutralise(s string) string {
 	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {

@@ -2,7 +2,7 @@ package main
 
 // A generator of messy assignment files and, alongside, an independent
 // reference model of what running one must produce. The model is written
-// from DESIGN.md only: it uses no importer, worker or report code.
+// from docs/design.md only: it uses no importer, worker or report code.
 
 import (
 	"bytes"
