@@ -70,6 +70,6 @@ if expired then
     return {'settled', tostring(complete(ARGV[5]))}
   end
 end
-redis.call('HSET', claims, contact, token .. '|' .. (now + tonumber(ARGV[3])))
+redis.call('HSET', claims, contact, token .. '|' .. int(now + tonumber(ARGV[3])))
 touch(claims)
 return {'run', entry, table.concat(done, ','), table.concat(att, ','), st[3] or '0', st[4] or '0'}

@@ -15,6 +15,6 @@ end
 if tonumber(ARGV[1]) == 0 then
   redis.call('HDEL', meta, 'leaseUntil')
 else
-  redis.call('HSET', meta, 'leaseUntil', clock() + tonumber(ARGV[1]))
+  redis.call('HSET', meta, 'leaseUntil', int(clock() + tonumber(ARGV[1])))
 end
 return 1

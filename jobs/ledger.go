@@ -78,7 +78,7 @@ type Begun struct {
 // the row is dead-lettered.
 func (s *Store) Begin(ctx context.Context, batch, contact string, maxAttempts int) (Begun, error) {
 	token := newToken()
-	v, err := beginScript.Run(ctx, s.rdb, s.keys(batch), contact, token, s.claimTTL.Milliseconds(), maxAttempts, s.now().UnixMilli()).StringSlice()
+	v, err := strings_(beginScript.Run(ctx, s.rdb, s.keys(batch), contact, token, s.claimTTL.Milliseconds(), maxAttempts, s.now().UnixMilli()).Slice())
 	if err != nil {
 		return Begun{}, fmt.Errorf("begin contact %s of batch %s: %w", contact, batch, err)
 	}
@@ -113,6 +113,20 @@ func (s *Store) Begin(ctx context.Context, batch, contact string, maxAttempts in
 		return Begun{}, fmt.Errorf("batch %s contact %s: ledger answer does not match its plan", batch, contact)
 	}
 	return Begun{Verdict: Run, Status: BatchRunning, Exec: x}, nil
+}
+
+// strings_ reads a script's answer as strings, whatever type each value
+// came back as: a string of digits may come back as an integer from an
+// embedded queue's interpreter.
+func strings_(v []any, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(v))
+	for i, x := range v {
+		out[i] = fmt.Sprint(x)
+	}
+	return out, nil
 }
 
 func newToken() string {
@@ -183,7 +197,7 @@ func (s *Store) Watch(ctx context.Context, batch string, renew []*Execution) (Ba
 	for _, x := range renew {
 		args = append(args, x.Token, x.Contact)
 	}
-	v, err := watchScript.Run(ctx, s.rdb, s.keys(batch), args...).StringSlice()
+	v, err := strings_(watchScript.Run(ctx, s.rdb, s.keys(batch), args...).Slice())
 	if err != nil {
 		return BatchState{}, fmt.Errorf("watch batch %s: %w", batch, err)
 	}

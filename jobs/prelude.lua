@@ -11,6 +11,14 @@ local function clock()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- int writes a number computed here as the integer it is: how a Lua
+-- number turns into a string differs between interpreters (an embedded
+-- queue runs these scripts on another one), and the fields it goes to are
+-- parsed as integers.
+local function int(n)
+  return string.format('%.0f', n)
+end
+
 -- touch gives keys just written the expiry of a finished batch, so that
 -- a late write (a call in flight when the batch ended) cannot leave a key
 -- behind that never expires.
@@ -114,7 +122,7 @@ local function settle_op(contact, ops, i, res, status, reason, isdead)
       redis.call('SADD', dead, contact)
     end
   end
-  redis.call('HSET', meta, 'activeAt', clock())
+  redis.call('HSET', meta, 'activeAt', int(clock()))
   touch(results, errs, dead)
 end
 

@@ -37,7 +37,7 @@ for _, contact in ipairs(ARGV) do
   end
 end
 if n > 0 and status == 'done' then
-  redis.call('HSET', meta, 'status', 'running', 'activeAt', clock())
+  redis.call('HSET', meta, 'status', 'running', 'activeAt', int(clock()))
   redis.call('HINCRBY', meta, 'epoch', 1)
   redis.call('HDEL', meta, 'finishedAt')
   for _, k in ipairs(KEYS) do

@@ -11,7 +11,7 @@ if lease_lost(st[2]) then
   finish('abandoned', ARGV[4])
   return redis.error_reply('ILLEGAL abandoned')
 end
-redis.call('HSET', meta, 'rows', ARGV[1], 'contacts', ARGV[2], 'extras', ARGV[3], 'startedAt', ARGV[4], 'status', 'running', 'activeAt', clock())
+redis.call('HSET', meta, 'rows', ARGV[1], 'contacts', ARGV[2], 'extras', ARGV[3], 'startedAt', ARGV[4], 'status', 'running', 'activeAt', int(clock()))
 redis.call('HINCRBY', meta, 'epoch', 1)
 local c = redis.call('HMGET', meta, 'succeeded', 'failed', 'invalid')
 if tonumber(c[1]) + tonumber(c[2]) + tonumber(c[3]) >= tonumber(ARGV[1]) then

@@ -28,7 +28,7 @@ else
   redis.call('HDEL', meta, 'pauseCode', 'pauseReason')
 end
 if to == 'running' then
-  redis.call('HSET', meta, 'resumedAt', ARGV[4], 'activeAt', clock())
+  redis.call('HSET', meta, 'resumedAt', ARGV[4], 'activeAt', int(clock()))
   redis.call('HINCRBY', meta, 'epoch', 1)
 elseif to == 'cancelled' then
   finish('cancelled', ARGV[4])

@@ -471,7 +471,7 @@ if redis.call('EXISTS', meta) == 1 then
   return 0
 end
 redis.call('HSET', meta, 'id', ARGV[1], 'name', ARGV[2], 'source', ARGV[3], 'status', 'importing',
-  'createdAt', ARGV[4], 'retention', ARGV[5], 'leaseUntil', clock() + tonumber(ARGV[6]),
+  'createdAt', ARGV[4], 'retention', ARGV[5], 'leaseUntil', int(clock() + tonumber(ARGV[6])),
   'rows', 0, 'succeeded', 0, 'failed', 0, 'invalid', 0)
 return 1
 `

@@ -45,7 +45,7 @@ elseif not st[2] and live_claims(now) == 0 then
   end
 end
 if requeue == 1 then
-  redis.call('HSET', meta, 'queuedAt', now)
+  redis.call('HSET', meta, 'queuedAt', int(now))
   redis.call('HDEL', meta, 'leaseUntil')
 end
 return {status, redis.call('SCARD', parked), requeue}

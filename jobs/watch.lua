@@ -10,7 +10,7 @@ local now = clock()
 for i = 2, #ARGV, 2 do
   local tok, contact = ARGV[i], ARGV[i + 1]
   if held(contact, now) == tok then
-    redis.call('HSET', claims, contact, tok .. '|' .. (now + tonumber(ARGV[1])))
+    redis.call('HSET', claims, contact, tok .. '|' .. int(now + tonumber(ARGV[1])))
   end
 end
 return {st[1], st[2] or '', st[3] or '0'}
