@@ -19,6 +19,7 @@ import (
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/internal/redistest"
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/metrics"
 	"github.com/bulkassign/bulkassign/server"
 	"github.com/bulkassign/bulkassign/simulator"
 	"github.com/bulkassign/bulkassign/worker"
@@ -51,7 +52,7 @@ type bundle struct {
 	store   *jobs.Store
 	insp    *asynq.Inspector
 	ns      string
-	metrics *server.Metrics
+	metrics *metrics.Metrics
 
 	mu     sync.Mutex
 	bodies [][]byte // every response body, checked for the API key
@@ -78,7 +79,7 @@ func setup(t *testing.T, so setupOptions) *bundle {
 	insp := asynq.NewInspector(opt)
 	t.Cleanup(func() { insp.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b := &bundle{store: store, insp: insp, ns: ns, metrics: server.NewMetrics()}
+	b := &bundle{store: store, insp: insp, ns: ns, metrics: metrics.New()}
 
 	if so.worker {
 		sim := httptest.NewServer(simulator.New(simulator.Options{APIKey: apiKey, Members: simulator.GenerateMembers(5)}))

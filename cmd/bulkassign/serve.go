@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulkassign/bulkassign/config"
+	"github.com/bulkassign/bulkassign/metrics"
 	"github.com/bulkassign/bulkassign/server"
 	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
@@ -78,7 +79,7 @@ answer.`,
 			}
 			defer q.close()
 
-			metrics := server.NewMetrics()
+			metrics := metrics.New()
 			if workers > 0 {
 				w, err := newWorker(q, cfg, log, metrics.Observe)
 				if err != nil {
