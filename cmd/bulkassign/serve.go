@@ -79,9 +79,9 @@ answer.`,
 			}
 			defer q.close()
 
-			metrics := metrics.New()
+			m := metrics.New()
 			if workers > 0 {
-				w, err := newWorker(q, cfg, log, metrics.Observe)
+				w, err := newWorker(q, cfg, log, m)
 				if err != nil {
 					return err
 				}
@@ -94,7 +94,7 @@ answer.`,
 			defer inspector.Close()
 			deps := server.Deps{
 				Store: q.store, Importer: q.importer(cfg), Client: q.client, Inspector: inspector,
-				RedisOpt: q.opt, Queue: cfg.Namespace, Metrics: metrics, Logger: log,
+				RedisOpt: q.opt, Queue: cfg.Namespace, Metrics: m, Logger: log,
 			}
 			if cfg.APIKey != "" {
 				deps.Directory = memberDirectory(cfg, false)
