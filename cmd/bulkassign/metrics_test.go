@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -101,6 +102,9 @@ func TestWorkerMetricsAddr(t *testing.T) {
 			t.Fatal("no assign task in flight seen in /metrics within 10s")
 		}
 	}
+	if r := runCLI(t, nil, "healthcheck", base+"/readyz"); r.code != exitOK || r.stdout != "ok\n" {
+		t.Errorf("healthcheck of /readyz: exit %d (%s), stdout %q", r.code, r.errText(), r.stdout)
+	}
 	b := d.waitBatch(t, id, 30*time.Second, "done", func(b jobs.Batch) bool { return b.Status == jobs.BatchDone })
 	dead := b.Failed - unknown
 	if b.Succeeded == 0 || dead <= 0 || b.Errors["http_404"] != unknown {
@@ -144,6 +148,34 @@ func TestWorkerMetricsAddr(t *testing.T) {
 	} {
 		if c.got != float64(c.want) {
 			t.Errorf("%s: %s in /metrics, want %d", c.name, fmt.Sprint(c.got), c.want)
+		}
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, "not ready: redis: gone\nmore\n")
+	}))
+	t.Cleanup(srv.Close)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{srv.URL + "/readyz"}, "HTTP 503: not ready: redis: gone"},
+		{[]string{gone.URL + "/readyz"}, "connection refused"},
+		{nil, "want one URL argument"},
+	} {
+		r := runCLI(t, nil, append([]string{"healthcheck"}, c.args...)...)
+		if r.code != exitFatal || !strings.Contains(r.errText(), c.want) || strings.Contains(r.errText(), "more") {
+			t.Errorf("healthcheck %v: exit %d (%s), want 1 and %q", c.args, r.code, r.errText(), c.want)
 		}
 	}
 }
