@@ -21,9 +21,9 @@ import (
 
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/metrics"
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Deps are what the server works with. The CRM API key is not among them:
@@ -43,7 +43,7 @@ type Deps struct {
 	Queue string
 	// Metrics, if set, are the metrics the in-process workers report to;
 	// default a new, empty set.
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 	// Directory, if set, lists the CRM's team members, so that uploads may
@@ -104,7 +104,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		deps.Queue = jobs.Queue
 	}
 	if deps.Metrics == nil {
-		deps.Metrics = NewMetrics()
+		deps.Metrics = metrics.New()
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
@@ -131,7 +131,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		pages:   pages,
 		session: hex.EncodeToString(mac.Sum(nil)),
 	}
-	if err := deps.Metrics.reg.Register(newBatchCollector(deps.Store, opts.Recent)); err != nil {
+	if err := deps.Metrics.Register(newBatchCollector(deps.Store, opts.Recent)); err != nil {
 		return nil, err
 	}
 	s.monitor = asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: deps.RedisOpt})
@@ -173,7 +173,7 @@ func (s *Server) routes() {
 	})
 	s.mux.Handle("/monitor", s.authorize(s.monitor.ServeHTTP))
 	s.mux.Handle("/monitor/", s.authorize(s.monitor.ServeHTTP))
-	s.mux.Handle("GET /metrics", s.authorize(promhttp.HandlerFor(s.deps.Metrics.reg, promhttp.HandlerOpts{}).ServeHTTP))
+	s.mux.Handle("GET /metrics", s.authorize(s.deps.Metrics.Handler().ServeHTTP))
 }
 
 // authorize lets a request through with the token as a bearer token or a

@@ -19,6 +19,7 @@ import (
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/internal/redistest"
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/metrics"
 	"github.com/bulkassign/bulkassign/server"
 	"github.com/bulkassign/bulkassign/simulator"
 	"github.com/bulkassign/bulkassign/worker"
@@ -51,7 +52,7 @@ type bundle struct {
 	store   *jobs.Store
 	insp    *asynq.Inspector
 	ns      string
-	metrics *server.Metrics
+	metrics *metrics.Metrics
 
 	mu     sync.Mutex
 	bodies [][]byte // every response body, checked for the API key
@@ -78,7 +79,7 @@ func setup(t *testing.T, so setupOptions) *bundle {
 	insp := asynq.NewInspector(opt)
 	t.Cleanup(func() { insp.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b := &bundle{store: store, insp: insp, ns: ns, metrics: server.NewMetrics()}
+	b := &bundle{store: store, insp: insp, ns: ns, metrics: metrics.New()}
 
 	if so.worker {
 		sim := httptest.NewServer(simulator.New(simulator.Options{APIKey: apiKey, Members: simulator.GenerateMembers(5)}))
@@ -87,7 +88,7 @@ func setup(t *testing.T, so setupOptions) *bundle {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := worker.NewHandler(store, c, worker.NewLocalLimiter(0, 0), worker.HandlerOptions{Logger: log, Observe: b.metrics.Observe, PausedRetry: 100 * time.Millisecond})
+		h := worker.NewHandler(store, c, worker.NewLocalLimiter(0, 0), worker.HandlerOptions{Logger: log, Observe: b.metrics.Observe, Settled: b.metrics.Settled, PausedRetry: 100 * time.Millisecond})
 		srv, mux := worker.NewServer(opt, h, worker.ServerOptions{Queue: ns, Concurrency: 4, RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log})
 		if err := srv.Start(mux); err != nil {
 			t.Fatal(err)
@@ -374,8 +375,10 @@ func TestUploadRunsToCompletion(t *testing.T) {
 	res, body = b.do(t, "GET", "/metrics", token, nil, nil)
 	wantStatus(t, res, body, http.StatusOK)
 	for _, want := range []string{
-		`bulkassign_api_calls_total{outcome="ok"} 4` + "\n", // the duplicate row is applied once,
-		`bulkassign_api_calls_total{outcome="permanent"} 1`,
+		`bulkassign_api_calls_total{outcome="ok",status="200"} 4` + "\n", // the duplicate row is applied once,
+		`bulkassign_api_calls_total{outcome="permanent",status="404"} 1` + "\n",
+		`bulkassign_rows_total{result="succeeded"} 4` + "\n", // and counted once
+		`bulkassign_rows_total{result="failed"} 1` + "\n",
 		"bulkassign_api_call_duration_seconds_bucket",
 		"bulkassign_rate_limit_waits_total 0",
 		`bulkassign_batch_rows{batch="` + up.BatchID + `",status="succeeded"} 5`,
@@ -495,7 +498,8 @@ func TestMonitorAndMetrics(t *testing.T) {
 	wantStatus(t, res, body, http.StatusOK)
 	res, body = b.do(t, "GET", "/metrics", token, nil, nil)
 	wantStatus(t, res, body, http.StatusOK)
-	for _, name := range []string{"bulkassign_api_calls_total", "bulkassign_api_call_duration_seconds", "bulkassign_rate_limit_waits_total"} {
+	// The calls by outcome and status show with the first call.
+	for _, name := range []string{"bulkassign_api_call_duration_seconds", "bulkassign_rate_limit_waits_total", "bulkassign_rows_total"} {
 		if !bytes.Contains(body, []byte(name)) {
 			t.Errorf("/metrics lacks %s", name)
 		}

@@ -104,6 +104,10 @@ type HandlerOptions struct {
 	// Observe, if set, is told the outcome and duration of every API call
 	// (for metrics).
 	Observe func(out Outcome, took time.Duration)
+	// Settled, if set, is told the final result of every row this
+	// process's calls decided, once the ledger kept it (for metrics); dead
+	// means the row ran out of attempts.
+	Settled func(res jobs.Result, dead bool)
 }
 
 // Handler is the asynq handler of jobs.TypeAssign tasks.
@@ -433,6 +437,9 @@ func (e *execution) settle(i int, res jobs.Result, dead, release bool) (stop boo
 	r, err := e.h.store.Settle(ctx, e.x, i, res, dead, release, e.st)
 	if err != nil {
 		return true, err
+	}
+	if e.h.opts.Settled != nil && !r.Gone && !r.Stale {
+		e.h.opts.Settled(res, dead)
 	}
 	e.st = jobs.Stats{}
 	e.ended = release || r.Gone || r.Stale

@@ -64,7 +64,7 @@ Try it without a CRM, a key or Redis: bulkassign run --simulate`,
 		a.dlqCommand(),
 	)
 	addCommands(root, groupPlanning, a.planCommand(), a.scheduleCommand())
-	addCommands(root, groupServices, a.workerCommand(), a.serveCommand(), a.simulateCommand())
+	addCommands(root, groupServices, a.workerCommand(), a.serveCommand(), a.simulateCommand(), a.healthcheckCommand())
 	root.InitDefaultCompletionCmd() // now, so that the walk below sees it
 	walk(root, func(c *cobra.Command) {
 		// Help lists flags in the order they were registered.

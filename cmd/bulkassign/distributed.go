@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -18,6 +20,7 @@ import (
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/metrics"
 	"github.com/bulkassign/bulkassign/report"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -116,13 +119,20 @@ func limitImportMemory() (restore func()) {
 func (a *app) workerCommand() *cobra.Command {
 	cfg := config.Default()
 	cfg.LogLevel = "info"
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "process queued batches until stopped (SIGTERM drains in-flight calls)",
 		Long: `Runs an asynq server that applies every queued batch. Start as many as
 you like, on as many machines: --rate is the total for the API key across
 all of them. The API key comes from this process's own settings
-(BULKASSIGN_API_KEY) and is never written to Redis.`,
+(BULKASSIGN_API_KEY) and is never written to Redis.
+
+With --metrics-addr the worker serves, without a token (keep the address
+private):
+  /metrics  Prometheus metrics: calls, latency, waits, rows, tasks in flight
+  /healthz  200 while the process answers
+  /readyz   200 while Redis answers and the CRM has not refused the key; else 503`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -141,9 +151,21 @@ all of them. The API key comes from this process's own settings
 				return err
 			}
 			defer q.close()
-			w, err := newWorker(q, cfg, log, nil)
+			var m *metrics.Metrics
+			if metricsAddr != "" {
+				m = metrics.New()
+			}
+			w, err := newWorker(q, cfg, log, m)
 			if err != nil {
 				return err
+			}
+			if m != nil {
+				stop, err := serveMetrics(ctx, metricsAddr, metrics.NewHandler(m, metrics.Probes{Redis: q.rdb, Refused: w.client.Refused()}), log)
+				if err != nil {
+					return err
+				}
+				// After w.stop: the probes answer while in-flight calls drain.
+				defer stop()
 			}
 			if err := w.start(ctx); err != nil {
 				return err
@@ -169,8 +191,36 @@ all of them. The API key comes from this process's own settings
 	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)
 	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
 	flagGroup(cmd.Flags(), groupWorker, cfg.RegisterWorker)
+	flagGroup(cmd.Flags(), groupWorker, func(fs *pflag.FlagSet) {
+		fs.StringVar(&metricsAddr, "metrics-addr", "", "`ADDRESS` (host:port, :9090 for every interface) to serve /metrics, /healthz and /readyz on; empty serves none")
+	})
 	flagGroup(cmd.Flags(), groupOutput, registerLogLevel(&cfg))
 	return cmd
+}
+
+// serveMetrics serves h on addr until stop is called.
+func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", slog.Any("error", err))
+		}
+	}()
+	log.Info("serving metrics and health checks", slog.String("addr", ln.Addr().String()))
+	return func() {
+		_ = hs.Close()
+		<-served
+	}, nil
 }
 
 func (a *app) reportCommand() *cobra.Command {

@@ -171,12 +171,20 @@ func (d *dist) importFile(t *testing.T, path string, flags ...string) string {
 // or stop is called; stop returns what it logged.
 func (d *dist) startWorker(t *testing.T, flags ...string) (stop func() string) {
 	t.Helper()
+	_, stop = d.startWorkerLog(t, flags...)
+	return stop
+}
+
+// startWorkerLog is startWorker that also gives what the worker logs, as
+// it logs it.
+func (d *dist) startWorkerLog(t *testing.T, flags ...string) (out *syncBuffer, stop func() string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	args := append([]string{"worker", "--api-url", d.api, "--api-key", d.key}, d.target.flags()...)
 	args = append(args, flags...)
-	var out syncBuffer
+	out = &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, strings.NewReader(""), &out, &out) }()
+	go func() { done <- run(ctx, args, strings.NewReader(""), out, out) }()
 	var once sync.Once
 	stop = func() string {
 		once.Do(func() {
@@ -193,7 +201,7 @@ func (d *dist) startWorker(t *testing.T, flags ...string) (stop func() string) {
 		return out.String()
 	}
 	t.Cleanup(func() { stop() })
-	return stop
+	return out, stop
 }
 
 func (d *dist) batch(t *testing.T, id string) jobs.Batch {

@@ -14,6 +14,7 @@ import (
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/internal/redisproc"
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/metrics"
 	"github.com/bulkassign/bulkassign/schedule"
 	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
@@ -156,21 +157,25 @@ func (w *workerProc) stop() {
 }
 
 // newWorker builds the asynq server that applies rows, with its API client
-// and rate limiter; observe, if not nil, is told of every API call.
-func newWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worker.Outcome, time.Duration)) (*workerProc, error) {
+// and rate limiter; m, if not nil, records its calls, rows and tasks.
+func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*workerProc, error) {
 	client, err := worker.NewClient(cfg.ClientOptions())
 	if err != nil {
 		return nil, err
 	}
-	limiter := worker.NewSharedLimiter(q.rdb, worker.SharedLimiterOptions{
+	var limiter worker.Limiter = worker.NewSharedLimiter(q.rdb, worker.SharedLimiterOptions{
 		Namespace: cfg.Namespace, APIURL: cfg.APIURL, APIKey: cfg.APIKey, Rate: cfg.Rate, Burst: cfg.Burst, Logger: log,
 	})
-	h := worker.NewHandler(q.store, client, limiter, worker.HandlerOptions{
+	hopts := worker.HandlerOptions{
 		MaxAttempts:   cfg.MaxAttempts,
 		MaxRetryAfter: cfg.MaxRetryAfter,
 		Logger:        log,
-		Observe:       observe,
-	})
+	}
+	if m != nil {
+		limiter = m.Limiter(limiter)
+		hopts.Observe, hopts.Settled = m.Observe, m.Settled
+	}
+	h := worker.NewHandler(q.store, client, limiter, hopts)
 	srv, mux := worker.NewServer(q.opt, h, worker.ServerOptions{
 		Queue:        cfg.Namespace,
 		Concurrency:  cfg.Concurrency,
@@ -182,6 +187,9 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, observe func(worke
 	// Scheduled plans run on the workers too; their handler is wired here
 	// because it needs the importer, which the worker package may not import.
 	mux.Handle(jobs.TypePlan, schedule.NewRunner(q.rdb, q.store, q.importer(cfg), schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log}))
+	if m != nil {
+		mux.Use(m.InFlight)
+	}
 	sweeper := worker.NewSweeper(q.rdb, cfg.Namespace, q.tasks(), worker.SweeperOptions{
 		Stall:  cfg.Stall,
 		Logger: log,

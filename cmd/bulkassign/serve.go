@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulkassign/bulkassign/config"
+	"github.com/bulkassign/bulkassign/metrics"
 	"github.com/bulkassign/bulkassign/server"
 	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
@@ -78,9 +79,9 @@ answer.`,
 			}
 			defer q.close()
 
-			metrics := server.NewMetrics()
+			m := metrics.New()
 			if workers > 0 {
-				w, err := newWorker(q, cfg, log, metrics.Observe)
+				w, err := newWorker(q, cfg, log, m)
 				if err != nil {
 					return err
 				}
@@ -93,7 +94,7 @@ answer.`,
 			defer inspector.Close()
 			deps := server.Deps{
 				Store: q.store, Importer: q.importer(cfg), Client: q.client, Inspector: inspector,
-				RedisOpt: q.opt, Queue: cfg.Namespace, Metrics: metrics, Logger: log,
+				RedisOpt: q.opt, Queue: cfg.Namespace, Metrics: m, Logger: log,
 			}
 			if cfg.APIKey != "" {
 				deps.Directory = memberDirectory(cfg, false)
