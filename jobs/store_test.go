@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkassign/bulkassign/internal/jobstest"
 	"github.com/bulkassign/bulkassign/internal/redistest"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/redis/go-redis/v9"
@@ -63,26 +64,6 @@ func lines(rows []jobs.Row) []int {
 	return ls
 }
 
-// planOf groups valid, unblocked rows per contact in file order, one op
-// per row.
-func planOf(rows []jobs.Row) []jobs.Contact {
-	var out []jobs.Contact
-	idx := map[string]int{}
-	for _, r := range rows {
-		if !r.Valid() || r.BlockedBy != 0 {
-			continue
-		}
-		i, ok := idx[r.ContactID]
-		if !ok {
-			i = len(out)
-			idx[r.ContactID] = i
-			out = append(out, jobs.Contact{ID: r.ContactID})
-		}
-		out[i].Ops = append(out[i].Ops, jobs.Op{MemberID: r.MemberID, Replace: r.Replace, Lines: []int{r.Line}})
-	}
-	return out
-}
-
 // started creates a running batch of rows, with its plan.
 func (b *bundle) started(t *testing.T, id string, rows []jobs.Row) {
 	t.Helper()
@@ -92,7 +73,7 @@ func (b *bundle) started(t *testing.T, id string, rows []jobs.Row) {
 	if err := b.store.AddRows(b.ctx, id, rows); err != nil {
 		t.Fatalf("AddRows: %v", err)
 	}
-	plan := planOf(rows)
+	plan := jobstest.Plan(rows)
 	if err := b.store.AddContacts(b.ctx, id, plan); err != nil {
 		t.Fatalf("AddContacts: %v", err)
 	}
@@ -593,7 +574,7 @@ func TestEntriesLineOrderAcrossChunks(t *testing.T) {
 		}
 		shuffled = shuffled[k:]
 	}
-	if err := b.store.AddContacts(b.ctx, "b", planOf(rows)); err != nil {
+	if err := b.store.AddContacts(b.ctx, "b", jobstest.Plan(rows)); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.store.Start(b.ctx, "b", n, n, []string{"note", "empty"}); err != nil {

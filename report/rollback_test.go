@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkassign/bulkassign/internal/jobstest"
 	"github.com/bulkassign/bulkassign/internal/redistest"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/report"
@@ -50,21 +51,12 @@ func newLedgerBatch(t *testing.T, record bool, rows []jobs.Row) *ledgerBatch {
 	if err := b.store.AddRows(b.ctx, b.id, rows); err != nil {
 		t.Fatal(err)
 	}
+	plan := jobstest.Plan(rows)
 	b.op = map[int][2]any{}
-	var plan []jobs.Contact
-	index := map[string]int{}
-	for _, r := range rows {
-		if !r.Valid() {
-			continue
+	for _, c := range plan {
+		for i, op := range c.Ops {
+			b.op[op.Lines[0]] = [2]any{c.ID, i}
 		}
-		i, ok := index[r.ContactID]
-		if !ok {
-			i = len(plan)
-			index[r.ContactID] = i
-			plan = append(plan, jobs.Contact{ID: r.ContactID})
-		}
-		b.op[r.Line] = [2]any{r.ContactID, len(plan[i].Ops)}
-		plan[i].Ops = append(plan[i].Ops, jobs.Op{MemberID: r.MemberID, Replace: r.Replace, Lines: []int{r.Line}})
 	}
 	if err := b.store.AddContacts(b.ctx, b.id, plan); err != nil {
 		t.Fatal(err)

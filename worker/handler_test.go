@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkassign/bulkassign/internal/jobstest"
 	"github.com/bulkassign/bulkassign/internal/redistest"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/simulator"
@@ -158,30 +159,11 @@ func oneEach(n int, member string) []jobs.Row {
 	return rows
 }
 
-// plan groups valid rows per contact in file order, one op per row.
-func plan(rows []jobs.Row) []jobs.Contact {
-	var out []jobs.Contact
-	idx := map[string]int{}
-	for _, r := range rows {
-		if !r.Valid() || r.BlockedBy != 0 {
-			continue
-		}
-		i, ok := idx[r.ContactID]
-		if !ok {
-			i = len(out)
-			idx[r.ContactID] = i
-			out = append(out, jobs.Contact{ID: r.ContactID})
-		}
-		out[i].Ops = append(out[i].Ops, jobs.Op{MemberID: r.MemberID, Replace: r.Replace, Lines: []int{r.Line}})
-	}
-	return out
-}
-
 // load writes a running batch of rows, one op per row, and returns its
 // tasks' payloads, not queued.
 func (e *env) load(t *testing.T, id string, rows []jobs.Row) []jobs.AssignPayload {
 	t.Helper()
-	return e.loadPlan(t, id, rows, plan(rows))
+	return e.loadPlan(t, id, rows, jobstest.Plan(rows))
 }
 
 // loadPlan writes a running batch of rows with the given plan.
@@ -714,7 +696,7 @@ func TestHandlerBatchStates(t *testing.T) {
 	if err := e.store.AddRows(e.ctx, "b", rows); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.AddContacts(e.ctx, "b", plan(rows)); err != nil {
+	if err := e.store.AddContacts(e.ctx, "b", jobstest.Plan(rows)); err != nil {
 		t.Fatal(err)
 	}
 	err := e.handler.ProcessTask(e.ctx, task)
