@@ -165,9 +165,17 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
+	var e *execution
 	defer func() {
-		if err != nil {
-			h.awaitRedis(ctx, p.Batch)
+		if err == nil {
+			return
+		}
+		h.awaitRedis(ctx, p.Batch)
+		if e != nil && !e.ended {
+			// The last write failed (Redis restarting?): now that Redis
+			// answers, give the contact up, so that the task's next run
+			// need not wait for the claim to expire.
+			_ = e.release(-1, false, nil)
 		}
 	}()
 	log := h.opts.Logger.With(slog.String("batch", p.Batch), slog.String("contact", p.Contact))
@@ -199,19 +207,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 	}
 	held, release := h.watch.hold(ctx, x)
 	defer release()
-	e := &execution{h: h, x: x, log: log, held: held}
-	err = e.run(ctx)
-	if errors.Is(err, errEnded) {
-		return nil
+	e = &execution{h: h, x: x, log: log, held: held}
+	if err := e.run(ctx); !errors.Is(err, errEnded) {
+		return err
 	}
-	if err != nil && !e.ended {
-		// The last write failed (Redis restarting?): once Redis answers,
-		// give the contact up, so that the task's next run need not wait
-		// for the claim to expire.
-		h.awaitRedis(ctx, p.Batch)
-		_ = e.release(-1, false, nil)
-	}
-	return err
+	return nil
 }
 
 // redisWait bounds how long a failed task waits for Redis to answer again,
