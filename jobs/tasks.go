@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
@@ -35,44 +37,35 @@ const enqueuers = 8
 // task exists already (pending, scheduled, retrying, running or archived)
 // is left alone and returned in exists.
 func (t Tasks) Enqueue(ctx context.Context, batch string, contacts []string) (exists []string, err error) {
-	g, gctx := errgroup.WithContext(ctx)
-	ch := make(chan string)
-	found := make(chan string, len(contacts))
-	for range min(enqueuers, len(contacts)) {
-		g.Go(func() error {
-			for c := range ch {
-				task, err := NewAssignTask(AssignPayload{Batch: batch, Contact: c}, asynq.Queue(t.queue()))
-				if err != nil {
-					return err
-				}
-				_, err = t.Client.EnqueueContext(gctx, task)
-				switch {
-				case errors.Is(err, asynq.ErrTaskIDConflict):
-					found <- c
-				case err != nil:
-					return fmt.Errorf("queue contact %s of batch %s: %w", c, batch, err)
-				}
-			}
-			return nil
-		})
-	}
-	g.Go(func() error {
-		defer close(ch)
-		for _, c := range contacts {
-			select {
-			case ch <- c:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
+	var mu sync.Mutex
+	err = each(ctx, contacts, func(ctx context.Context, c string) error {
+		task, err := NewAssignTask(AssignPayload{Batch: batch, Contact: c}, asynq.Queue(t.queue()))
+		if err != nil {
+			return err
+		}
+		_, err = t.Client.EnqueueContext(ctx, task)
+		switch {
+		case errors.Is(err, asynq.ErrTaskIDConflict):
+			mu.Lock()
+			exists = append(exists, c)
+			mu.Unlock()
+		case err != nil:
+			return fmt.Errorf("queue contact %s of batch %s: %w", c, batch, err)
 		}
 		return nil
 	})
-	err = g.Wait()
-	close(found)
-	for c := range found {
-		exists = append(exists, c)
-	}
 	return exists, err
+}
+
+// each runs fn for every contact, enqueuers at a time: each call is a
+// round trip to Redis.
+func each(ctx context.Context, contacts []string, fn func(context.Context, string) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(enqueuers)
+	for _, c := range contacts {
+		g.Go(func() error { return fn(ctx, c) })
+	}
+	return g.Wait()
 }
 
 // Resume lets a paused batch run again and queues the contacts parked
@@ -218,24 +211,32 @@ func (t Tasks) Delete(ctx context.Context, id string) (int, error) {
 	if err := t.Store.markDeleting(ctx, id); err != nil {
 		return 0, err
 	}
-	n := 0
+	var n atomic.Int64
 	for page, err := range t.Store.Contacts(ctx, id, false) {
 		if err != nil {
-			return n, err
+			return int(n.Load()), err
 		}
-		for _, c := range page {
-			err := t.Inspector.DeleteTask(t.queue(), TaskID(id, c.ID))
+		ids := make([]string, len(page))
+		for i, c := range page {
+			ids[i] = c.ID
+		}
+		err := each(ctx, ids, func(ctx context.Context, c string) error {
+			err := t.Inspector.DeleteTask(t.queue(), TaskID(id, c))
 			switch {
 			case err == nil:
-				n++
+				n.Add(1)
 			case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
 			default:
 				// A running task cannot be deleted; it ends on its own.
-				if info, ierr := t.Inspector.GetTaskInfo(t.queue(), TaskID(id, c.ID)); ierr != nil || info.State != asynq.TaskStateActive {
-					return n, fmt.Errorf("delete the task of contact %s: %w", c.ID, err)
+				if info, ierr := t.Inspector.GetTaskInfo(t.queue(), TaskID(id, c)); ierr != nil || info.State != asynq.TaskStateActive {
+					return fmt.Errorf("delete the task of contact %s: %w", c, err)
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return int(n.Load()), err
 		}
 	}
-	return n, t.Store.Delete(ctx, id)
+	return int(n.Load()), t.Store.Delete(ctx, id)
 }
