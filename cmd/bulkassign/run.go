@@ -120,12 +120,8 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 		fmt.Fprintf(a.stderr, "queue: embedded, %s (nothing outlives this command; use --redis for a durable queue)\n", q.embedded)
 	}
 
-	sum, err := q.importer(cfg).Import(ctx, in, opts)
-	if err != nil {
-		return err
-	}
-	printImport(a.stderr, sum)
-
+	// The workers start first: a batch runs as soon as the file is read
+	// whole, while its tasks are still being queued.
 	w, err := newWorker(q, cfg, log, nil)
 	if err != nil {
 		return err
@@ -133,6 +129,12 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	if err := w.start(ctx); err != nil {
 		return err
 	}
+	sum, err := q.importer(cfg).Import(ctx, in, opts)
+	if err != nil {
+		w.stop()
+		return err
+	}
+	printImport(a.stderr, sum)
 	b, werr := watch(ctx, q.store, sum.BatchID, a.stderr, every)
 	w.stop()
 	return a.finish(q, cfg, b, werr, printSummary)
