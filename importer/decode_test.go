@@ -479,32 +479,32 @@ func TestFixtures(t *testing.T) {
 		{file: "messy.csv", format: FormatCSV,
 			extras: []string{"Region", "Notes", "column 7"},
 			want: []jobs.Row{
-				ok(2, "c-100", "agent_7", true, "North", "Key account, VIP", "x"),
-				ok(3, "c-101", "agent_7", false, "South", "two-line\nnote"),
-				ok(6, "c-102", "agent_8", false, `=HYPERLINK("http://evil")`, "plain"),
-				ok(7, "c-100", "agent_7", true, "North", "Key account, VIP", "x"),
-				bad(8, "invalid_contact_id", "c 103", "agent_9", "false", "East", "bad contact"),
-				bad(9, "missing_member_id", "c-104", "", "yes", "East", "missing member"),
-				bad(10, "invalid_remove_existing_agents", "c-105", "agent_9", "maybe", "West", "bad flag"),
-				bad(11, "invalid_member_id", "-c-106", "@agent_10", "1", "West", "formula undo"),
-				bad(13, "invalid_member_id", "c-107", `agent "x"`, "0", "", "quoted id"),
+				ok(2, fc(100), fa(7), true, "North", "Key account, VIP", "x"),
+				ok(3, fc(101), fa(7), false, "South", "two-line\nnote"),
+				ok(6, fc(102), fa(8), false, `=HYPERLINK("http://evil")`, "plain"),
+				ok(7, fc(100), fa(7), true, "North", "Key account, VIP", "x"),
+				ok(8, fc(103)[:35], fa(9), false, "East", "bad contact: a digit short"),
+				bad(9, "missing_member_id", fc(104), "", "yes", "East", "missing member"),
+				bad(10, "invalid_remove_existing_agents", fc(105), fa(9), "maybe", "West", "bad flag"),
+				bad(11, "invalid_member_id", "-"+fc(106), "@"+fa(10), "1", "West", "formula undo"),
+				bad(13, "invalid_member_id", fc(107), `agent "x"`, "0", "", "quoted id"),
 			}},
 		{file: "assignments.json", format: FormatJSON,
 			extras: []string{"region", "priority", "meta"},
 			want: []jobs.Row{
-				ok(1, "c-200", "agent_1", true, "north"),
-				ok(2, "c-201", "agent_2", false, "", "3"),
-				ok(3, "202", "agent_3", false, "", "", `{"source":"legacy","tags":["a","b"]}`),
-				bad(4, "invalid_member_id", "c-203", "true", ""),
-				bad(5, "invalid_remove_existing_agents", "c-204", "agent_4", "sometimes"),
+				ok(1, fc(200), fa(1), true, "north"),
+				ok(2, fc(201), fa(2), false, "", "3"),
+				ok(3, "202", fa(3), false, "", "", `{"source":"legacy","tags":["a","b"]}`),
+				bad(4, "invalid_member_id", fc(203), "true", ""),
+				bad(5, "invalid_remove_existing_agents", fc(204), fa(4), "sometimes"),
 			}},
 		{file: "assignments.jsonl", format: FormatJSONL,
 			extras: []string{"note", "score"},
 			want: []jobs.Row{
-				ok(1, "c-300", "agent_1", false),
-				ok(3, "c-301", "agent_2", false, "hello, world"),
-				ok(5, "c-302", "agent_3", true, "", "4.5e1"),
-				bad(6, "missing_contact_id", "", "agent_4", ""),
+				ok(1, fc(300), fa(1), false),
+				ok(3, fc(301), fa(2), false, "hello, world"),
+				ok(5, fc(302), fa(3), true, "", "4.5e1"),
+				bad(6, "missing_contact_id", "", fa(4), ""),
 			}},
 	}
 	for _, tt := range tests {
@@ -533,6 +533,11 @@ func TestFixtures(t *testing.T) {
 		})
 	}
 }
+
+// fc and fa are the fixtures' contact and member (agent) ids: UUIDs that
+// end in n.
+func fc(n int) string { return fmt.Sprintf("c0000000-0000-8000-8000-%012d", n) }
+func fa(n int) string { return fmt.Sprintf("a0000000-0000-8000-8000-%012d", n) }
 
 func TestTooLongBoundary(t *testing.T) {
 	header := "aiContactId,teamMemberId,note\n"

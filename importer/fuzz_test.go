@@ -139,9 +139,9 @@ func benchInput(n int, format Format) []byte {
 	for i := range n {
 		switch format {
 		case FormatCSV:
-			fmt.Fprintf(&b, "contact-%08d,member-%03d,%t,north,\"note %d, with a comma\"\n", i, i%500, i%3 == 0, i)
+			fmt.Fprintf(&b, "c0000000-0000-8000-8000-%012d,a0000000-0000-8000-8000-%012d,%t,north,\"note %d, with a comma\"\n", i, i%500, i%3 == 0, i)
 		default:
-			fmt.Fprintf(&b, `{"aiContactId":"contact-%08d","teamMemberId":"member-%03d","removeExistingAgents":%t,"region":"north","note":"note %d"}`+"\n",
+			fmt.Fprintf(&b, `{"aiContactId":"c0000000-0000-8000-8000-%012d","teamMemberId":"a0000000-0000-8000-8000-%012d","removeExistingAgents":%t,"region":"north","note":"note %d"}`+"\n",
 				i, i%500, i%3 == 0, i)
 		}
 	}

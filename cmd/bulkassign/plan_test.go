@@ -22,10 +22,16 @@ const (
 	exampleRules    = "../../examples/territories.yaml"
 )
 
+// planMembers turns the member names of planRules and planContacts into
+// the simulator's member UUIDs, the ids the importer takes by default.
+var planMembers = strings.NewReplacer("m-ana", simulator.MemberID(1), "m-ben", simulator.MemberID(2),
+	"m-carla", simulator.MemberID(3), "m-dev", simulator.MemberID(4), "m-eli", simulator.MemberID(5),
+	"m-triage", simulator.MemberID(6), "m-old", simulator.MemberID(7))
+
 // planRules is the rules file of the end-to-end tests: a rule whose caps
 // overflow, weights, a capped member whose share goes to the others, a
 // region no rule matches, a fallback.
-const planRules = `rules:
+var planRules = planMembers.Replace(`rules:
   - name: north-enterprise
     match: {region: north, segment: enterprise}
     pool:
@@ -44,7 +50,7 @@ const planRules = `rules:
       - {member: m-eli, cap: 100}
 fallback: m-triage
 maxShare: 0.3
-`
+`)
 
 // planContacts generates n contacts over the rules' regions, most owned
 // by m-ana (a skewed book), some by members outside every pool, some by
@@ -58,8 +64,8 @@ func planContacts(seed uint64, n int) ([]byte, map[string]string) {
 	b.WriteString("Contact ID,Region,Segment,Owner\n")
 	state := map[string]string{}
 	for _, i := range rng.Perm(n) { // the file's order does not matter
-		id := fmt.Sprintf("c-%05d", i)
-		o := owners[rng.IntN(len(owners))]
+		id := simulator.ContactID(i)
+		o := planMembers.Replace(owners[rng.IntN(len(owners))])
 		fmt.Fprintf(&b, "%s,%s,%s,%s\n", id, regions[rng.IntN(len(regions))], segments[rng.IntN(len(segments))], o)
 		if o != "" {
 			state[id] = o
@@ -205,7 +211,7 @@ func TestPlanEndToEnd(t *testing.T) {
 	if got := previewAfter(t, res.stderr); !maps.Equal(got, wantAfter) {
 		t.Errorf("the printed preview says %v, the planner %v", got, wantAfter)
 	}
-	if !strings.Contains(res.stderr, "warning: member m-") || !strings.Contains(res.stderr, "above maxShare 30.0%") {
+	if !strings.Contains(res.stderr, "warning: member a0000000-") || !strings.Contains(res.stderr, "above maxShare 30.0%") {
 		t.Errorf("no maxShare warning in:\n%s", res.stderr)
 	}
 
@@ -289,10 +295,11 @@ func TestPlanOutput(t *testing.T) {
 func TestPlanErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	badRules := writePlanInput(t, dir, "bad.yaml", []byte("rules:\n  - name: a\n    pool: [{member: m-1, weight: 0}]\n"))
-	badContacts := writePlanInput(t, dir, "bad.csv", []byte("contact,region\nc-1,n\nc 2,n\n"))
-	regionRules := writePlanInput(t, dir, "region.yaml", []byte("rules:\n  - name: a\n    match: {region: n}\n    pool: [{member: m-1}]\n"))
-	segmentOnly := writePlanInput(t, dir, "seg.csv", []byte("contact,segment\nc-1,smb\n"))
+	m1, c1 := simulator.MemberID(1), simulator.ContactID(1)
+	badRules := writePlanInput(t, dir, "bad.yaml", []byte("rules:\n  - name: a\n    pool: [{member: "+m1+", weight: 0}]\n"))
+	badContacts := writePlanInput(t, dir, "bad.csv", []byte("contact,region\n"+c1+",n\nc 2,n\n"))
+	regionRules := writePlanInput(t, dir, "region.yaml", []byte("rules:\n  - name: a\n    match: {region: n}\n    pool: [{member: "+m1+"}]\n"))
+	segmentOnly := writePlanInput(t, dir, "seg.csv", []byte("contact,segment\n"+c1+",smb\n"))
 	tests := []struct {
 		name string
 		args []string

@@ -321,7 +321,7 @@ func TestRunFailedCSVFixedRoundTrip(t *testing.T) {
 
 			// The fix: refused members become an active one, rows that
 			// cannot be fixed (invalid, unknown contact) go.
-			const good = "m-0001"
+			good := simulator.MemberID(1)
 			raw, err := os.ReadFile(filepath.Join(first.dir, report.FailedFile))
 			if err != nil {
 				t.Fatal(err)
@@ -407,7 +407,7 @@ func testRunExitOK(t *testing.T, flags ...string) {
 	in.WriteString("aiContactId,teamMemberId,removeExistingAgents\n")
 	want := map[string][]string{}
 	for i := range 40 {
-		c, m := fmt.Sprintf("c-%d", i%10), fmt.Sprintf("m-%d", i%3)
+		c, m := simulator.ContactID(i%10), simulator.MemberID(i%3)
 		fmt.Fprintf(&in, "%s,%s,%v\n", c, m, i%7 == 0)
 		if i%7 == 0 {
 			want[c] = []string{m}
@@ -439,14 +439,14 @@ func TestRunBrokenFile(t *testing.T) {
 	var good strings.Builder
 	good.WriteString("aiContactId,teamMemberId,note\n")
 	for i := range 2500 {
-		fmt.Fprintf(&good, "c-%d,m-1,ok\n", i)
+		fmt.Fprintf(&good, "%s,%s,ok\n", simulator.ContactID(i), simulator.MemberID(1))
 	}
 	// "two\nlines" makes the file's lines differ from the record count.
 	csvBad := good.String() + "c-x,m-1,\"two\nlines\"\nc-y,m-1\n" // line 2502+2 = 2504
 	var js strings.Builder
 	js.WriteString("[\n")
 	for i := range 2500 {
-		fmt.Fprintf(&js, "  {\"aiContactId\": \"c-%d\", \"teamMemberId\": \"m-1\"},\n", i)
+		fmt.Fprintf(&js, "  {\"aiContactId\": %q, \"teamMemberId\": %q},\n", simulator.ContactID(i), simulator.MemberID(1))
 	}
 	js.WriteString("  {\"aiContactId\": \"c-x\", \"teamMemberId\": \"m-1\"}\n") // line 2502: no comma
 	js.WriteString("  {\"aiContactId\": \"c-y\", \"teamMemberId\": \"m-1\"}\n") // line 2503
@@ -531,7 +531,7 @@ func TestRunWrongKey(t *testing.T) {
 	var in strings.Builder
 	in.WriteString("aiContactId,teamMemberId\n")
 	for i := range 300 {
-		fmt.Fprintf(&in, "c-%d,m-%d\n", i, i%5)
+		fmt.Fprintf(&in, "%s,%s\n", simulator.ContactID(i), simulator.MemberID(i%5))
 	}
 	file := filepath.Join(t.TempDir(), "in.csv")
 	if err := os.WriteFile(file, []byte(in.String()), 0o600); err != nil {

@@ -88,22 +88,22 @@ func newMessyFile(seed uint64, n int) *messyFile {
 		if i%29 == 0 { // unknown to the CRM
 			continue
 		}
-		f.contacts = append(f.contacts, fmt.Sprintf("c-%06d", i))
+		f.contacts = append(f.contacts, simulator.ContactID(i))
 	}
 	f.members = simulator.GenerateMembers(messyMembers)
 	for i := range f.members {
-		if (i+1)%7 == 4 { // m-0004, m-0011, m-0018
+		if (i+1)%7 == 4 { // members 4, 11 and 18
 			f.members[i].Active = false
 		}
 	}
 
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
-	contact := func() string { return fmt.Sprintf("c-%06d", 1+rng.IntN(messyContacts)) }
+	contact := func() string { return simulator.ContactID(1 + rng.IntN(messyContacts)) }
 	member := func() string {
 		if rng.IntN(40) == 0 {
-			return pick([]string{"m-0099", "m-0123"}) // unknown to the CRM
+			return pick([]string{simulator.MemberID(99), simulator.MemberID(123)}) // unknown to the CRM
 		}
-		return fmt.Sprintf("m-%04d", 1+rng.IntN(messyMembers))
+		return simulator.MemberID(1 + rng.IntN(messyMembers))
 	}
 	replace := func() []replSpec {
 		if rng.IntN(3) == 0 {
