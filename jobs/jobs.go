@@ -51,10 +51,6 @@ type Row struct {
 	BlockedBy int `json:"bb,omitempty"`
 }
 
-// ValidID reports whether a trimmed, lower-cased contact or member id is
-// well formed under the older rule, IDAny.
-func ValidID(s string) bool { return IDAny.Valid(s) }
-
 // Valid reports whether the row is well formed; it is sent to the API
 // unless it is blocked.
 func (r Row) Valid() bool { return r.Reason == "" }

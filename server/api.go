@@ -172,7 +172,8 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 
 	in, invalid := sampleInvalid(in, file, format, maxInvalidShown)
-	sum, err := s.deps.Importer.Import(r.Context(), in, importer.Options{File: file, Format: format, Name: name, DryRun: dryRun, RecordPrevious: recordPrevious, Directory: s.deps.Directory})
+	sum, err := s.deps.Importer.Import(r.Context(), in, importer.Options{File: file, Format: format, IDFormat: jobs.IDAny,
+		Name: name, DryRun: dryRun, RecordPrevious: recordPrevious, Directory: s.deps.Directory})
 	rows := invalid()
 	var fe *importer.FileError
 	switch {
@@ -231,7 +232,7 @@ func sampleInvalid(r io.Reader, file string, format importer.Format, n int) (io.
 	done := make(chan []InvalidRow, 1)
 	go func() {
 		var out []InvalidRow
-		if dec, err := importer.NewDecoder(pr, file, format); err == nil {
+		if dec, err := importer.NewDecoder(pr, file, format, jobs.IDAny); err == nil {
 			for len(out) < n {
 				row, err := dec.Next()
 				if err != nil {

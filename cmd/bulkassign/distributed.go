@@ -53,7 +53,7 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 				return err
 			}
 			defer in.Close()
-			opts, err := members.options(importer.Options{File: args[0], Format: f, Name: name, DryRun: dryRun, RecordPrevious: recordPrevious}, cfg, false)
+			opts, err := members.options(importer.Options{File: args[0], Format: f, IDFormat: jobs.IDAny, Name: name, DryRun: dryRun, RecordPrevious: recordPrevious}, cfg, false)
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/importer"
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/planner"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -98,7 +99,7 @@ Rules file:
 			if file == "" || file == "-" {
 				file = fmt.Sprintf("plan of %s by %s", argName(contacts), argName(rules))
 			}
-			opts := importer.Options{File: file, Format: importer.FormatCSV, Name: name}
+			opts := importer.Options{File: file, Format: importer.FormatCSV, IDFormat: jobs.IDAny, Name: name}
 			if opts.Name == "" {
 				opts.Name = "plan " + filepath.Base(rules)
 			}
@@ -149,7 +150,7 @@ func (a *app) plan(contactsFile, rulesFile string) (*planner.Plan, error) {
 		return nil, err
 	}
 	defer rf.Close()
-	rules, err := planner.ParseRules(rf, rulesFile)
+	rules, err := planner.ParseRules(rf, rulesFile, jobs.IDAny)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +159,7 @@ func (a *app) plan(contactsFile, rulesFile string) (*planner.Plan, error) {
 		return nil, err
 	}
 	defer cf.Close()
-	cs, err := planner.ReadContacts(cf, contactsFile)
+	cs, err := planner.ReadContacts(cf, contactsFile, jobs.IDAny)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/planner"
 	"github.com/bulkassign/bulkassign/report"
 	"github.com/bulkassign/bulkassign/simulator"
@@ -124,7 +125,7 @@ func computePlan(t *testing.T, contacts, rules string) *planner.Plan {
 		t.Fatal(err)
 	}
 	defer rf.Close()
-	rs, err := planner.ParseRules(rf, rules)
+	rs, err := planner.ParseRules(rf, rules, jobs.IDAny)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func computePlan(t *testing.T, contacts, rules string) *planner.Plan {
 		t.Fatal(err)
 	}
 	defer cf.Close()
-	cs, err := planner.ReadContacts(cf, contacts)
+	cs, err := planner.ReadContacts(cf, contacts, jobs.IDAny)
 	if err != nil {
 		t.Fatal(err)
 	}

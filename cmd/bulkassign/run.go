@@ -68,7 +68,7 @@ Without --redis the queue is embedded in this process.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			opts, err := members.options(importer.Options{File: file, Name: name, RecordPrevious: recordPrevious}, cfg, simulate)
+			opts, err := members.options(importer.Options{File: file, IDFormat: jobs.IDAny, Name: name, RecordPrevious: recordPrevious}, cfg, simulate)
 			if err != nil {
 				return err
 			}
