@@ -61,6 +61,7 @@ type bundle struct {
 type setupOptions struct {
 	maxUpload int64
 	worker    bool
+	idFormat  jobs.IDFormat
 }
 
 func setup(t *testing.T, so setupOptions) *bundle {
@@ -99,7 +100,7 @@ func setup(t *testing.T, so setupOptions) *bundle {
 	h, err := server.New(server.Deps{
 		Store: store, Importer: importer.New(store, client, ns), Client: client, Inspector: insp,
 		RedisOpt: opt, Queue: ns, Metrics: b.metrics, Logger: log,
-	}, server.Options{Token: token, MaxUpload: so.maxUpload, TempDir: t.TempDir()})
+	}, server.Options{Token: token, MaxUpload: so.maxUpload, IDFormat: so.idFormat, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,6 +315,36 @@ func TestDryRun(t *testing.T) {
 		t.Errorf("invalid rows %+v, want lines 8 and 9 with their errors", got.InvalidRows)
 	}
 	b.wantNothingQueued(t)
+}
+
+// TestUploadIDFormat: uploads are checked by serve's --id-format: by
+// default ids are UUIDs and others make their rows invalid, with the form
+// wanted in the answer; with any the older ids pass.
+func TestUploadIDFormat(t *testing.T) {
+	t.Parallel()
+	older := "aiContactId,teamMemberId\nc-1,m-0001\n" + simulator.ContactID(2) + "," + simulator.MemberID(2) + "\n"
+	for _, tt := range []struct {
+		ids              jobs.IDFormat
+		valid, invalid   int
+		invalidRowErrors []string
+	}{
+		{ids: "", valid: 1, invalid: 1, invalidRowErrors: []string{`aiContactId "c-1" is not a valid id: want a UUID`}},
+		{ids: jobs.IDAny, valid: 2},
+	} {
+		b := setup(t, setupOptions{idFormat: tt.ids})
+		res, body := b.upload(t, "?dryRun=true", "older.csv", older)
+		wantStatus(t, res, body, http.StatusOK)
+		got := decode[server.UploadResult](t, body)
+		if got.Summary.Valid != tt.valid || got.Summary.Invalid != tt.invalid || len(got.InvalidRows) != len(tt.invalidRowErrors) {
+			t.Errorf("--id-format %q: summary %+v, invalid rows %+v", tt.ids, got.Summary, got.InvalidRows)
+			continue
+		}
+		for i, want := range tt.invalidRowErrors {
+			if r := got.InvalidRows[i]; r.Reason != "invalid_contact_id" || !strings.Contains(r.Error, want) {
+				t.Errorf("--id-format %q: invalid row %+v, want invalid_contact_id and %q", tt.ids, r, want)
+			}
+		}
+	}
 }
 
 func TestUploadRunsToCompletion(t *testing.T) {
