@@ -261,7 +261,7 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 		File:     fmt.Sprintf("schedule %s: plan of %s by %s", p.Name, p.Contacts, p.Rules),
 		Format:   importer.FormatCSV,
 		Name:     BatchName(p, tick),
-		IDFormat: jobs.IDAny,
+		IDFormat: p.IDFormat,
 	})
 	if err != nil {
 		release()
@@ -310,7 +310,7 @@ func (r *Runner) plan(p jobs.PlanPayload) (*planner.Plan, error) {
 		return nil, fmt.Errorf("schedule %s: rules: %w", p.Name, err)
 	}
 	defer rf.Close()
-	rules, err := planner.ParseRules(rf, p.Rules, jobs.IDAny)
+	rules, err := planner.ParseRules(rf, p.Rules, p.IDFormat)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
 	}
@@ -319,7 +319,7 @@ func (r *Runner) plan(p jobs.PlanPayload) (*planner.Plan, error) {
 		return nil, fmt.Errorf("schedule %s: contacts: %w", p.Name, err)
 	}
 	defer cf.Close()
-	cs, err := planner.ReadContacts(cf, p.Contacts, jobs.IDAny)
+	cs, err := planner.ReadContacts(cf, p.Contacts, p.IDFormat)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
 	}
