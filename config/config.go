@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
 	"github.com/spf13/pflag"
@@ -24,6 +25,10 @@ const EnvPrefix = "BULKASSIGN"
 
 // Config is every setting the commands share.
 type Config struct {
+	// Input.
+	// IDFormat is the rule contact and member ids must follow.
+	IDFormat jobs.IDFormat
+
 	// CRM API.
 	APIURL         string
 	APIKey         string
@@ -56,6 +61,7 @@ type Config struct {
 // Default returns the settings used when nothing is given.
 func Default() Config {
 	return Config{
+		IDFormat:       jobs.IDUUID,
 		APIURL:         worker.DefaultAPIURL,
 		PathTemplate:   worker.DefaultPathTemplate,
 		KeyHeader:      worker.DefaultKeyHeader,
@@ -73,6 +79,35 @@ func Default() Config {
 		LogLevel:       "warn",
 	}
 }
+
+// RegisterInput adds the flags of commands that read assignment or plan
+// files to fs: --id-format.
+func (c *Config) RegisterInput(fs *pflag.FlagSet) {
+	fs.Var(idFormatValue{&c.IDFormat}, "id-format", "`RULE` of contact and member ids: uuid (8-4-4-4-12 hex digits, as the API documents) "+
+		"or any (1-128 of a-z, 0-9, - and _, for a CRM with other ids)")
+}
+
+// idFormatValue is --id-format: a value other than uuid or any fails when
+// it is parsed, from the command line or the environment.
+type idFormatValue struct{ f *jobs.IDFormat }
+
+func (v idFormatValue) String() string {
+	if v.f == nil { // pflag's zero value, to tell a default
+		return ""
+	}
+	return string(*v.f)
+}
+
+func (v idFormatValue) Set(s string) error {
+	f, err := jobs.ParseIDFormat(s)
+	if err != nil {
+		return err
+	}
+	*v.f = f
+	return nil
+}
+
+func (v idFormatValue) Type() string { return "uuid|any" }
 
 // RegisterAPI adds the CRM API flags to fs.
 func (c *Config) RegisterAPI(fs *pflag.FlagSet) {
@@ -148,6 +183,9 @@ var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // Validate checks the settings and says how to fix the first bad one.
 func (c Config) Validate() error {
 	var errs []error
+	if _, err := jobs.ParseIDFormat(string(c.IDFormat)); err != nil {
+		errs = append(errs, fmt.Errorf("--id-format %q: want uuid or any", c.IDFormat))
+	}
 	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("--api-url %q: want http(s)://host[:port]", c.APIURL))
 	}

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/spf13/pflag"
 )
 
@@ -16,6 +18,8 @@ func TestValidate(t *testing.T) {
 		wantErr string // "" = valid
 	}{
 		{name: "defaults", change: func(*Config) {}},
+		{name: "id format any", change: func(c *Config) { c.IDFormat = jobs.IDAny }},
+		{name: "unknown id format", change: func(c *Config) { c.IDFormat = "guid" }, wantErr: "--id-format"},
 		{name: "bad api url", change: func(c *Config) { c.APIURL = "ftp://x" }, wantErr: "--api-url"},
 		{name: "path template without ids", change: func(c *Config) { c.PathTemplate = "/assign" }, wantErr: "{aiContactId}"},
 		{name: "negative rate", change: func(c *Config) { c.Rate = -1 }, wantErr: "--rate"},
@@ -85,8 +89,26 @@ func TestApplyEnv(t *testing.T) {
 		wantErr string // "" = no error
 	}{
 		{
-			name:  "defaults without env",
-			check: func(c Config) bool { return c.MaxAttempts == 5 && c.MaxRetryAfter == 15*time.Minute },
+			name: "defaults without env",
+			check: func(c Config) bool {
+				return c.MaxAttempts == 5 && c.MaxRetryAfter == 15*time.Minute && c.IDFormat == jobs.IDUUID
+			},
+		},
+		{
+			name:  "the id format from the env",
+			env:   map[string]string{"BULKASSIGN_ID_FORMAT": "any"},
+			check: func(c Config) bool { return c.IDFormat == jobs.IDAny },
+		},
+		{
+			name:  "the id format from the command line wins",
+			args:  []string{"--id-format", "UUID"},
+			env:   map[string]string{"BULKASSIGN_ID_FORMAT": "any"},
+			check: func(c Config) bool { return c.IDFormat == jobs.IDUUID },
+		},
+		{
+			name:    "an unknown id format in the env",
+			env:     map[string]string{"BULKASSIGN_ID_FORMAT": "guid"},
+			wantErr: "BULKASSIGN_ID_FORMAT: not a valid value for --id-format (uuid|any)",
 		},
 		{
 			name:  "env sets unset flags",
@@ -115,6 +137,7 @@ func TestApplyEnv(t *testing.T) {
 			t.Parallel()
 			c := Default()
 			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			c.RegisterInput(fs)
 			c.RegisterAPI(fs)
 			c.RegisterRedis(fs, true)
 			c.RegisterWorker(fs)
@@ -134,5 +157,26 @@ func TestApplyEnv(t *testing.T) {
 				t.Errorf("settings after ApplyEnv: %+v", c)
 			}
 		})
+	}
+}
+
+func TestIDFormatFlag(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterInput(fs)
+	if f := fs.Lookup("id-format"); f == nil || f.DefValue != "uuid" {
+		t.Fatalf("--id-format: %+v, want the default uuid", f)
+	}
+	if err := fs.Parse([]string{"--id-format", "any"}); err != nil || c.IDFormat != jobs.IDAny {
+		t.Errorf("--id-format any: %v, IDFormat %q", err, c.IDFormat)
+	}
+	err := fs.Parse([]string{"--id-format", "guid"})
+	if err == nil || !strings.Contains(err.Error(), "want uuid (the default) or any") {
+		t.Errorf("--id-format guid: %v, want an error naming the choices", err)
+	}
+	if c.IDFormat != jobs.IDAny {
+		t.Errorf("a refused value changed IDFormat to %q", c.IDFormat)
 	}
 }

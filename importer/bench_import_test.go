@@ -72,7 +72,7 @@ func benchCSV(n int) []byte {
 	var buf bytes.Buffer
 	buf.WriteString("aiContactId,teamMemberId,removeExistingAgents\n")
 	for i := range n {
-		fmt.Fprintf(&buf, "c-%07d,m-%04d,false\n", i+1, i%50+1)
+		fmt.Fprintf(&buf, "c0000000-0000-8000-8000-%012d,a0000000-0000-8000-8000-%012d,false\n", i+1, i%50+1)
 	}
 	return buf.Bytes()
 }

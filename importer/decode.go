@@ -96,11 +96,14 @@ type source interface {
 // file holding objects one per line is read as JSON Lines, and a .jsonl file
 // holding an array as JSON. A UTF-8 byte-order mark is skipped.
 //
+// ids is the rule every contact and member id must follow; a row with an
+// id that breaks it is invalid.
+//
 // For CSV the header is read here, and a missing contact or member column
 // or a column given twice is a *FileError. An empty file is a *FileError
 // in every format.
-func NewDecoder(r io.Reader, file string, format Format) (*Decoder, error) {
-	return newDecoder(r, file, format, nil)
+func NewDecoder(r io.Reader, file string, format Format, ids jobs.IDFormat) (*Decoder, error) {
+	return newDecoder(r, file, format, ids, nil)
 }
 
 // NewMappedDecoder is NewDecoder for a file with other headers: mapping
@@ -108,15 +111,15 @@ func NewDecoder(r io.Reader, file string, format Format) (*Decoder, error) {
 // (see LoadMapping), and mappingName names the mapping in messages. A
 // mapping key that is not one of our fields, or a mapped header that is
 // not in the file, is a *FileError.
-func NewMappedDecoder(r io.Reader, file string, format Format, mapping map[string]string, mappingName string) (*Decoder, error) {
+func NewMappedDecoder(r io.Reader, file string, format Format, ids jobs.IDFormat, mapping map[string]string, mappingName string) (*Decoder, error) {
 	mp, err := newMapping(mapping, mappingName)
 	if err != nil {
 		return nil, &FileError{File: displayName(mappingName), Err: err}
 	}
-	return newDecoder(r, file, format, mp)
+	return newDecoder(r, file, format, ids, mp)
 }
 
-func newDecoder(r io.Reader, file string, format Format, mp *mapping) (*Decoder, error) {
+func newDecoder(r io.Reader, file string, format Format, ids jobs.IDFormat, mp *mapping) (*Decoder, error) {
 	name := displayName(file)
 	switch format {
 	case FormatAuto, FormatCSV, FormatJSON, FormatJSONL:
@@ -139,11 +142,11 @@ func newDecoder(r io.Reader, file string, format Format, mp *mapping) (*Decoder,
 	d := &Decoder{format: detect(format, file, first)}
 	switch d.format {
 	case FormatCSV:
-		d.src, err = newCSVSource(name, br, mp)
+		d.src, err = newCSVSource(name, br, ids, mp)
 	case FormatJSON:
-		d.src = newJSONArraySource(name, br, mp)
+		d.src = newJSONArraySource(name, br, ids, mp)
 	default:
-		d.src = newJSONLinesSource(name, br, mp)
+		d.src = newJSONLinesSource(name, br, ids, mp)
 	}
 	if err != nil {
 		return nil, err
@@ -312,34 +315,34 @@ func normalizeHeader(h string) string {
 // value is one cell or JSON value of a known field.
 type value struct {
 	text  string // trimmed text of the cell
-	bad   bool   // a JSON value that cannot be this field (an object, or a boolean id)
+	bad   string // the JSON type of a value that cannot be this field ("number" for an id); "" when it can
 	given bool   // the column or key exists
 }
 
-// makeRow validates one row. The first problem wins: contact, then member,
-// then removeExistingAgents. The member is its id, or when the id is empty
-// its email, left for Import to resolve.
-func makeRow(line int, contact, member, email, replace value, extra []string) jobs.Row {
+// makeRow validates one row, its ids by the rule ids. The first problem
+// wins: contact, then member, then removeExistingAgents. The member is its
+// id, or when the id is empty its email, left for Import to resolve.
+func makeRow(ids jobs.IDFormat, line int, contact, member, email, replace value, extra []string) jobs.Row {
 	row := jobs.Row{Line: line, Extra: extra}
 	c, m := strings.ToLower(contact.text), strings.ToLower(member.text)
 	flag, flagOK := parseBool(replace.text)
-	byEmail := member.text == "" && !member.bad && (email.text != "" || email.bad)
+	byEmail := member.text == "" && member.bad == "" && (email.text != "" || email.bad != "")
 	switch {
-	case contact.text == "" && !contact.bad:
+	case contact.text == "" && contact.bad == "":
 		row.Reason = "missing_contact_id"
 		row.Error = nameContact + " is empty: fill in the contact's id"
-	case contact.bad || !jobs.ValidID(c):
+	case contact.bad != "" || !ids.Valid(c):
 		row.Reason = "invalid_contact_id"
-		row.Error = fmt.Sprintf("%s %q is not a valid id: use 1-128 letters, digits, - or _", nameContact, contact.text)
-	case member.text == "" && !member.bad && !byEmail:
+		row.Error = badID(ids, nameContact, contact)
+	case member.text == "" && member.bad == "" && !byEmail:
 		row.Reason, row.Error = missingMember(member.given, email.given)
-	case byEmail && (email.bad || !validEmail(email.text)):
+	case byEmail && (email.bad != "" || !validEmail(email.text)):
 		row.Reason = "invalid_member_email"
 		row.Error = fmt.Sprintf("%s %q is not an email address: write it as name@domain, without spaces", nameEmail, email.text)
-	case !byEmail && (member.bad || !jobs.ValidID(m)):
+	case !byEmail && (member.bad != "" || !ids.Valid(m)):
 		row.Reason = "invalid_member_id"
-		row.Error = fmt.Sprintf("%s %q is not a valid id: use 1-128 letters, digits, - or _", nameMember, member.text)
-	case replace.bad || !flagOK:
+		row.Error = badID(ids, nameMember, member)
+	case replace.bad != "" || !flagOK:
 		row.Reason = "invalid_remove_existing_agents"
 		row.Error = fmt.Sprintf("%s %q is not true or false: use true/false, yes/no or 1/0, or leave it empty for false",
 			nameReplace, replace.text)
@@ -354,6 +357,14 @@ func makeRow(line int, contact, member, email, replace value, extra []string) jo
 	}
 	row.ContactID, row.MemberID, row.MemberEmail, row.ReplaceText = contact.text, member.text, email.text, replace.text
 	return row
+}
+
+// badID explains the malformed id v of the field name.
+func badID(ids jobs.IDFormat, name string, v value) string {
+	if v.bad != "" {
+		return fmt.Sprintf("%s %s is a JSON %s, not an id: write the id as a string in quotes; want %s", name, v.text, v.bad, ids.Want())
+	}
+	return fmt.Sprintf("%s %q is not a valid id: want %s", name, v.text, ids.Want())
 }
 
 // missingMember explains a row with neither a member id nor an email.

@@ -37,17 +37,18 @@ type csvSource struct {
 	cr         *csv.Reader
 	cols       []csvColumn
 	extraNames []string
+	ids        jobs.IDFormat
 	hasMember  bool // the header has a member id column
 	hasEmail   bool // the header has a member email column
 }
 
-func newCSVSource(name string, r io.Reader, mp *mapping) (*csvSource, error) {
+func newCSVSource(name string, r io.Reader, ids jobs.IDFormat, mp *mapping) (*csvSource, error) {
 	pr := &posReader{r: r}
 	cr := csv.NewReader(pr)
 	cr.FieldsPerRecord = -1 // checked in next, with a better message
 	cr.ReuseRecord = true
 	cr.TrimLeadingSpace = true // `a, "b,c"` is two cells, not a bare quote
-	s := &csvSource{name: name, pr: pr, cr: cr}
+	s := &csvSource{name: name, pr: pr, cr: cr, ids: ids}
 
 	header, err := cr.Read()
 	if err == io.EOF {
@@ -202,7 +203,7 @@ func (s *csvSource) next() (jobs.Row, error) {
 				}
 			}
 		}
-		return makeRow(line, contact, member, email, replace, trimExtras(extra)), nil
+		return makeRow(s.ids, line, contact, member, email, replace, trimExtras(extra)), nil
 	}
 }
 

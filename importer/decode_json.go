@@ -25,12 +25,13 @@ type jsonObjects struct {
 	hasMember  bool
 	hasEmail   bool
 	rows       int
+	ids        jobs.IDFormat
 	mapping    *mapping
 	mappedSeen [fieldIgnore]bool // field -> some object had its mapped key
 }
 
-func newJSONObjects(name string, mp *mapping) jsonObjects {
-	return jsonObjects{name: name, extraIndex: map[string]int{}, mapping: mp}
+func newJSONObjects(name string, ids jobs.IDFormat, mp *mapping) jsonObjects {
+	return jsonObjects{name: name, extraIndex: map[string]int{}, ids: ids, mapping: mp}
 }
 
 func (j *jsonObjects) extras() []string { return j.extraNames }
@@ -129,7 +130,7 @@ func (j *jsonObjects) row(raw []byte, line, textLine int, where string) (jobs.Ro
 	}
 	j.rows++
 	member.given = keys[fieldMember] != "" || !email.given
-	return makeRow(line, contact, member, email, replace, trimExtras(extra)), nil
+	return makeRow(j.ids, line, contact, member, email, replace, trimExtras(extra)), nil
 }
 
 // finish is called at the end of the input: if no object named the contact
@@ -151,12 +152,20 @@ func (j *jsonObjects) finish() error {
 
 // jsonValue converts one JSON value to cell text: a string as it is
 // (trimmed), a number as its literal, null as "", a boolean as "true" or
-// "false" (bad when the field is an id) and an object or array as its
-// compact JSON text, always bad for a known field.
+// "false" and an object or array as its compact JSON text. For a field
+// that holds an id (or an email) only a string or null will do: a number
+// is never an id, whatever its digits. An object or array is always bad
+// for a known field.
 func jsonValue(v json.RawMessage, id bool) value {
 	v = bytes.TrimSpace(v)
 	if len(v) == 0 {
 		return value{}
+	}
+	notID := func(kind string) string {
+		if id {
+			return kind
+		}
+		return ""
 	}
 	switch v[0] {
 	case '"':
@@ -165,21 +174,25 @@ func jsonValue(v json.RawMessage, id bool) value {
 		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
-			return value{text: string(v), bad: true}
+			return value{text: string(v), bad: "string with a bad escape"}
 		}
 		return value{text: strings.TrimSpace(s)}
 	case 'n':
 		return value{}
 	case 't', 'f':
-		return value{text: string(v), bad: id}
+		return value{text: string(v), bad: notID("boolean")}
 	case '{', '[':
+		kind := "object"
+		if v[0] == '[' {
+			kind = "array"
+		}
 		var b bytes.Buffer
 		if err := json.Compact(&b, v); err != nil {
-			return value{text: string(v), bad: true}
+			return value{text: string(v), bad: kind}
 		}
-		return value{text: b.String(), bad: true}
+		return value{text: b.String(), bad: kind}
 	}
-	return value{text: string(v)} // a number, as written
+	return value{text: string(v), bad: notID("number")} // a number, as written
 }
 
 // jsonKind names the kind of a JSON value for messages.
@@ -211,9 +224,9 @@ type jsonArraySource struct {
 	index   int // elements read
 }
 
-func newJSONArraySource(name string, r io.Reader, mp *mapping) *jsonArraySource {
+func newJSONArraySource(name string, r io.Reader, ids jobs.IDFormat, mp *mapping) *jsonArraySource {
 	pr := &posReader{r: r}
-	return &jsonArraySource{jsonObjects: newJSONObjects(name, mp), pr: pr, dec: json.NewDecoder(pr)}
+	return &jsonArraySource{jsonObjects: newJSONObjects(name, ids, mp), pr: pr, dec: json.NewDecoder(pr)}
 }
 
 func (s *jsonArraySource) next() (jobs.Row, error) {
@@ -302,10 +315,10 @@ type jsonLinesSource struct {
 	line int
 }
 
-func newJSONLinesSource(name string, r io.Reader, mp *mapping) *jsonLinesSource {
+func newJSONLinesSource(name string, r io.Reader, ids jobs.IDFormat, mp *mapping) *jsonLinesSource {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxRecord)
-	return &jsonLinesSource{jsonObjects: newJSONObjects(name, mp), sc: sc}
+	return &jsonLinesSource{jsonObjects: newJSONObjects(name, ids, mp), sc: sc}
 }
 
 func (s *jsonLinesSource) next() (jobs.Row, error) {

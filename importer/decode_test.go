@@ -22,9 +22,10 @@ type decoded struct {
 	err    error // first error other than io.EOF, from NewDecoder or Next
 }
 
-func decodeAll(t testing.TB, r io.Reader, file string, format Format) decoded {
+// decodeAll decodes r with the id rule ids.
+func decodeAll(t testing.TB, r io.Reader, file string, format Format, ids jobs.IDFormat) decoded {
 	t.Helper()
-	d, err := NewDecoder(r, file, format)
+	d, err := NewDecoder(r, file, format, ids)
 	if err != nil {
 		return decoded{err: err}
 	}
@@ -61,6 +62,9 @@ func extraOrNil(x []string) []string {
 	return x
 }
 
+// TestDecode reads files whose ids follow the older rule, with
+// jobs.IDAny: it is about headers, encodings and formats. TestDecodeIDs
+// checks the ids under each rule.
 func TestDecode(t *testing.T) {
 	long := strings.Repeat("a", 128)
 	tests := []struct {
@@ -209,7 +213,7 @@ func TestDecode(t *testing.T) {
 				`{"contact_id":"c2","agent_id":"m2","replace":"no"},{"contactId":" c3 ","memberId":"m3","removeExisting":false}]`,
 			want: []jobs.Row{ok(1, "c1", "m1", true), ok(2, "c2", "m2", false), ok(3, "c3", "m3", false)}},
 		{name: "json values", file: "a.json",
-			in:     `[{"aiContactId":123,"teamMemberId":"m","removeExistingAgents":null,"meta":{"a": [1, 2]},"n":1.50,"b":false,"z":null,"s":"  t  "}]`,
+			in:     `[{"aiContactId":"123","teamMemberId":"m","removeExistingAgents":null,"meta":{"a": [1, 2]},"n":1.50,"b":false,"z":null,"s":"  t  "}]`,
 			want:   []jobs.Row{ok(1, "123", "m", false, `{"a":[1,2]}`, "1.50", "false", "", "t")},
 			extras: []string{"meta", "n", "b", "z", "s"}},
 		{name: "json replace forms", file: "a.json",
@@ -226,7 +230,8 @@ func TestDecode(t *testing.T) {
 		{name: "json bad ids", file: "a.json",
 			in: `[{"aiContactId":{"id":"c"},"teamMemberId":"m"},{"aiContactId":"c","teamMemberId":["m"]},` +
 				`{"aiContactId":true,"teamMemberId":"m"},{"aiContactId":null,"teamMemberId":"m"},{"teamMemberId":"m"},` +
-				`{"aiContactId":"c","teamMemberId":"M","removeExistingAgents":true},{"aiContactId":"c\u0020d","teamMemberId":"m"}]`,
+				`{"aiContactId":"c","teamMemberId":"M","removeExistingAgents":true},{"aiContactId":"c\u0020d","teamMemberId":"m"},` +
+				`{"aiContactId":123,"teamMemberId":"m"},{"aiContactId":"c","teamMemberId":4.5e1},{"aiContactId":"123","teamMemberId":"45"}]`,
 			want: []jobs.Row{
 				bad(1, "invalid_contact_id", `{"id":"c"}`, "m", ""),
 				bad(2, "invalid_member_id", "c", `["m"]`, ""),
@@ -235,6 +240,9 @@ func TestDecode(t *testing.T) {
 				bad(5, "missing_contact_id", "", "m", ""),
 				ok(6, "c", "m", true),
 				bad(7, "invalid_contact_id", "c d", "m", ""),
+				bad(8, "invalid_contact_id", "123", "m", ""), // a JSON number is never an id, even under any
+				bad(9, "invalid_member_id", "c", "4.5e1", ""),
+				ok(10, "123", "45", false), // the same digits as a string are
 			}},
 		{name: "json extras order across objects", file: "a.json",
 			in: `[{"b":1,"aiContactId":"c","teamMemberId":"m"},{"a":"2","aiContactId":"c","teamMemberId":"m","B":3},` +
@@ -348,7 +356,7 @@ func TestDecode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := decodeAll(t, strings.NewReader(tt.in), tt.file, tt.format)
+			got := decodeAll(t, strings.NewReader(tt.in), tt.file, tt.format, jobs.IDAny)
 			if tt.errIn != "" {
 				var fe *FileError
 				if !errors.As(got.err, &fe) {
@@ -435,7 +443,7 @@ func TestDecodeSniffFormat(t *testing.T) {
 		{"a.csv", "[]", FormatJSON, FormatJSON},
 	}
 	for _, tt := range tests {
-		d, err := NewDecoder(strings.NewReader(tt.in), tt.file, tt.given)
+		d, err := NewDecoder(strings.NewReader(tt.in), tt.file, tt.given, jobs.IDUUID)
 		if err != nil {
 			t.Errorf("%s %q: %v", tt.file, tt.in, err)
 			continue
@@ -448,15 +456,15 @@ func TestDecodeSniffFormat(t *testing.T) {
 
 func TestRowErrorMessages(t *testing.T) {
 	in := "aiContactId,teamMemberId,removeExistingAgents\n,m,\nc,,\nc d,m,\nc,ab c,\nc,m,maybe\n"
-	got := decodeAll(t, strings.NewReader(in), "a.csv", FormatAuto)
+	got := decodeAll(t, strings.NewReader(in), "a.csv", FormatAuto, jobs.IDAny)
 	if got.err != nil {
 		t.Fatal(got.err)
 	}
 	want := []string{
 		"aiContactId is empty: fill in the contact's id",
 		"teamMemberId is empty: fill in the team member's id",
-		`aiContactId "c d" is not a valid id: use 1-128 letters, digits, - or _`,
-		`teamMemberId "ab c" is not a valid id: use 1-128 letters, digits, - or _`,
+		`aiContactId "c d" is not a valid id: want 1-128 letters, digits, - or _`,
+		`teamMemberId "ab c" is not a valid id: want 1-128 letters, digits, - or _`,
 		`removeExistingAgents "maybe" is not true or false: use true/false, yes/no or 1/0, or leave it empty for false`,
 	}
 	if len(got.rows) != len(want) {
@@ -466,6 +474,94 @@ func TestRowErrorMessages(t *testing.T) {
 		if got.rows[i].Error != w {
 			t.Errorf("row %d: Error = %q, want %q", i, got.rows[i].Error, w)
 		}
+	}
+}
+
+// TestDecodeIDs checks contact and member ids under each rule: the default
+// takes UUIDs only, in any case, and sends them lower-case; any takes the
+// older rule; a JSON number is never an id. A malformed id makes the row
+// invalid with its own reason, and the message shows the form wanted.
+func TestDecodeIDs(t *testing.T) {
+	const (
+		contact = "0b6e4f8a-3c2d-4e1f-9a7b-5c6d7e8f9a0b"
+		member  = "550e8400-e29b-41d4-a716-446655440000"
+	)
+	uuidWant := "want a UUID, 8-4-4-4-12 hex digits like " + jobs.ExampleUUID + ", without braces or urn:uuid: (--id-format any accepts other ids)"
+	anyWant := "want 1-128 letters, digits, - or _"
+	tests := []struct {
+		name    string
+		ids     jobs.IDFormat
+		file    string
+		in      string // one data row
+		want    jobs.Row
+		wantErr string // the row's Error, when it is invalid
+	}{
+		{name: "uuids", ids: jobs.IDUUID, file: "a.csv", in: contact + "," + member,
+			want: ok(2, contact, member, false)},
+		{name: "the zero value is uuid", file: "a.csv", in: contact + ",agent-1a2b3c4d",
+			want: bad(2, "invalid_member_id", contact, "agent-1a2b3c4d", ""), wantErr: `teamMemberId "agent-1a2b3c4d" is not a valid id: ` + uuidWant},
+		{name: "upper case and padding", ids: jobs.IDUUID, file: "a.csv", in: " " + strings.ToUpper(contact) + " ,	" + strings.ToUpper(member),
+			want: ok(2, contact, member, false)},
+		{name: "a truncated contact", ids: jobs.IDUUID, file: "a.csv", in: contact[:35] + "," + member,
+			want: bad(2, "invalid_contact_id", contact[:35], member, ""), wantErr: `aiContactId "` + contact[:35] + `" is not a valid id: ` + uuidWant},
+		{name: "an older member id", ids: jobs.IDUUID, file: "a.csv", in: contact + ",agent-1a2b3c4d",
+			want: bad(2, "invalid_member_id", contact, "agent-1a2b3c4d", "")},
+		{name: "a bad contact is reported before a bad member", ids: jobs.IDUUID, file: "a.csv", in: "c-1,m-1",
+			want: bad(2, "invalid_contact_id", "c-1", "m-1", "")},
+		{name: "braces", ids: jobs.IDUUID, file: "a.csv", in: "{" + contact + "}," + member,
+			want: bad(2, "invalid_contact_id", "{"+contact+"}", member, "")},
+		{name: "a urn", ids: jobs.IDUUID, file: "a.csv", in: contact + ",urn:uuid:" + member,
+			want: bad(2, "invalid_member_id", contact, "urn:uuid:"+member, "")},
+		{name: "no hyphens", ids: jobs.IDUUID, file: "a.csv", in: strings.ReplaceAll(contact, "-", "") + "," + member,
+			want: bad(2, "invalid_contact_id", strings.ReplaceAll(contact, "-", ""), member, "")},
+		{name: "empty ids stay missing", ids: jobs.IDUUID, file: "a.csv", in: "," + member,
+			want: bad(2, "missing_contact_id", "", member, "")},
+		{name: "an empty member stays missing", ids: jobs.IDUUID, file: "a.csv", in: contact + ",",
+			want: bad(2, "missing_member_id", contact, "", "")},
+		{name: "a json number contact", ids: jobs.IDUUID, file: "a.jsonl", in: `{"aiContactId":202,"teamMemberId":"` + member + `"}`,
+			want:    bad(1, "invalid_contact_id", "202", member, ""),
+			wantErr: "aiContactId 202 is a JSON number, not an id: write the id as a string in quotes; " + uuidWant},
+		{name: "a json number member", ids: jobs.IDUUID, file: "a.json", in: `[{"aiContactId":"` + contact + `","teamMemberId":1e3}]`,
+			want: bad(1, "invalid_member_id", contact, "1e3", "")},
+		{name: "a json string uuid", ids: jobs.IDUUID, file: "a.json", in: `[{"aiContactId":"` + strings.ToUpper(contact) + `","teamMemberId":"` + member + `"}]`,
+			want: ok(1, contact, member, false)},
+		{name: "any takes older ids", ids: jobs.IDAny, file: "a.csv", in: "C-000001,agent-1a2b3c4d",
+			want: ok(2, "c-000001", "agent-1a2b3c4d", false)},
+		{name: "any takes uuids", ids: jobs.IDAny, file: "a.csv", in: contact + "," + member,
+			want: ok(2, contact, member, false)},
+		{name: "any still refuses a space", ids: jobs.IDAny, file: "a.csv", in: "c 1,m",
+			want: bad(2, "invalid_contact_id", "c 1", "m", ""), wantErr: `aiContactId "c 1" is not a valid id: ` + anyWant},
+		{name: "any still refuses braces", ids: jobs.IDAny, file: "a.csv", in: "{" + contact + "}," + member,
+			want: bad(2, "invalid_contact_id", "{"+contact+"}", member, "")},
+		{name: "any refuses a json number", ids: jobs.IDAny, file: "a.jsonl", in: `{"aiContactId":"c-1","teamMemberId":42}`,
+			want:    bad(1, "invalid_member_id", "c-1", "42", ""),
+			wantErr: "teamMemberId 42 is a JSON number, not an id: write the id as a string in quotes; " + anyWant},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in + "\n"
+			if strings.HasSuffix(tt.file, ".csv") {
+				in = "aiContactId,teamMemberId\n" + in
+			}
+			got := decodeAll(t, strings.NewReader(in), tt.file, FormatAuto, tt.ids)
+			if got.err != nil {
+				t.Fatal(got.err)
+			}
+			if len(got.rows) != 1 {
+				t.Fatalf("%d rows, want 1", len(got.rows))
+			}
+			row := got.rows[0]
+			if tt.wantErr != "" && row.Error != tt.wantErr {
+				t.Errorf("Error = %q\nwant    %q", row.Error, tt.wantErr)
+			}
+			if row.Valid() == (row.Error != "") {
+				t.Errorf("Reason %q with Error %q", row.Reason, row.Error)
+			}
+			row.Error = ""
+			if !reflect.DeepEqual(row, tt.want) {
+				t.Errorf("row:\n got  %+v\n want %+v", row, tt.want)
+			}
+		})
 	}
 }
 
@@ -479,32 +575,32 @@ func TestFixtures(t *testing.T) {
 		{file: "messy.csv", format: FormatCSV,
 			extras: []string{"Region", "Notes", "column 7"},
 			want: []jobs.Row{
-				ok(2, "c-100", "agent_7", true, "North", "Key account, VIP", "x"),
-				ok(3, "c-101", "agent_7", false, "South", "two-line\nnote"),
-				ok(6, "c-102", "agent_8", false, `=HYPERLINK("http://evil")`, "plain"),
-				ok(7, "c-100", "agent_7", true, "North", "Key account, VIP", "x"),
-				bad(8, "invalid_contact_id", "c 103", "agent_9", "false", "East", "bad contact"),
-				bad(9, "missing_member_id", "c-104", "", "yes", "East", "missing member"),
-				bad(10, "invalid_remove_existing_agents", "c-105", "agent_9", "maybe", "West", "bad flag"),
-				bad(11, "invalid_member_id", "-c-106", "@agent_10", "1", "West", "formula undo"),
-				bad(13, "invalid_member_id", "c-107", `agent "x"`, "0", "", "quoted id"),
+				ok(2, fc(100), fa(7), true, "North", "Key account, VIP", "x"),
+				ok(3, fc(101), fa(7), false, "South", "two-line\nnote"),
+				ok(6, fc(102), fa(8), false, `=HYPERLINK("http://evil")`, "plain"),
+				ok(7, fc(100), fa(7), true, "North", "Key account, VIP", "x"),
+				bad(8, "invalid_contact_id", fc(103)[:35], fa(9), "false", "East", "bad contact: a digit short"),
+				bad(9, "missing_member_id", fc(104), "", "yes", "East", "missing member"),
+				bad(10, "invalid_remove_existing_agents", fc(105), fa(9), "maybe", "West", "bad flag"),
+				bad(11, "invalid_contact_id", "-"+fc(106), "@"+fa(10), "1", "West", "formula undo"),
+				bad(13, "invalid_member_id", fc(107), `agent "x"`, "0", "", "quoted id"),
 			}},
 		{file: "assignments.json", format: FormatJSON,
 			extras: []string{"region", "priority", "meta"},
 			want: []jobs.Row{
-				ok(1, "c-200", "agent_1", true, "north"),
-				ok(2, "c-201", "agent_2", false, "", "3"),
-				ok(3, "202", "agent_3", false, "", "", `{"source":"legacy","tags":["a","b"]}`),
-				bad(4, "invalid_member_id", "c-203", "true", ""),
-				bad(5, "invalid_remove_existing_agents", "c-204", "agent_4", "sometimes"),
+				ok(1, fc(200), fa(1), true, "north"),
+				ok(2, fc(201), fa(2), false, "", "3"),
+				bad(3, "invalid_contact_id", "202", fa(3), "", "", "", `{"source":"legacy","tags":["a","b"]}`),
+				bad(4, "invalid_member_id", fc(203), "true", ""),
+				bad(5, "invalid_remove_existing_agents", fc(204), fa(4), "sometimes"),
 			}},
 		{file: "assignments.jsonl", format: FormatJSONL,
 			extras: []string{"note", "score"},
 			want: []jobs.Row{
-				ok(1, "c-300", "agent_1", false),
-				ok(3, "c-301", "agent_2", false, "hello, world"),
-				ok(5, "c-302", "agent_3", true, "", "4.5e1"),
-				bad(6, "missing_contact_id", "", "agent_4", ""),
+				ok(1, fc(300), fa(1), false),
+				ok(3, fc(301), fa(2), false, "hello, world"),
+				ok(5, fc(302), fa(3), true, "", "4.5e1"),
+				bad(6, "missing_contact_id", "", fa(4), ""),
 			}},
 	}
 	for _, tt := range tests {
@@ -514,7 +610,7 @@ func TestFixtures(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			got := decodeAll(t, f, tt.file, FormatAuto)
+			got := decodeAll(t, f, tt.file, FormatAuto, jobs.IDUUID)
 			if got.err != nil {
 				t.Fatal(got.err)
 			}
@@ -534,14 +630,19 @@ func TestFixtures(t *testing.T) {
 	}
 }
 
+// fc and fa are the fixtures' contact and member (agent) ids: UUIDs that
+// end in n.
+func fc(n int) string { return fmt.Sprintf("c0000000-0000-8000-8000-%012d", n) }
+func fa(n int) string { return fmt.Sprintf("a0000000-0000-8000-8000-%012d", n) }
+
 func TestTooLongBoundary(t *testing.T) {
 	header := "aiContactId,teamMemberId,note\n"
 	record := func(n int) string { return "c,m," + strings.Repeat("x", n-len("c,m,\n")) + "\n" }
-	got := decodeAll(t, strings.NewReader(header+record(maxRecord)+"c,m,x\n"), "a.csv", FormatAuto)
+	got := decodeAll(t, strings.NewReader(header+record(maxRecord)+"c,m,x\n"), "a.csv", FormatAuto, jobs.IDAny)
 	if got.err != nil || len(got.rows) != 2 {
 		t.Errorf("a record of exactly 1 MiB: %d rows, err %v", len(got.rows), got.err)
 	}
-	got = decodeAll(t, strings.NewReader(header+record(maxRecord+1)+"c,m,x\n"), "a.csv", FormatAuto)
+	got = decodeAll(t, strings.NewReader(header+record(maxRecord+1)+"c,m,x\n"), "a.csv", FormatAuto, jobs.IDAny)
 	if got.err == nil {
 		t.Errorf("a record of 1 MiB + 1 byte: no error")
 	}
@@ -576,7 +677,7 @@ func TestTooLong(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := decodeAll(t, strings.NewReader(tt.in), tt.file, FormatAuto)
+			got := decodeAll(t, strings.NewReader(tt.in), tt.file, FormatAuto, jobs.IDAny)
 			var fe *FileError
 			if !errors.As(got.err, &fe) {
 				t.Fatalf("err = %v, want a *FileError", got.err)
@@ -607,7 +708,7 @@ func TestStreaming(t *testing.T) {
 		file string
 		data []byte
 	}{{"big.csv", csvIn.Bytes()}, {"big.json", jsonIn.Bytes()}} {
-		d, err := NewDecoder(bytes.NewReader(in.data), in.file, FormatAuto)
+		d, err := NewDecoder(bytes.NewReader(in.data), in.file, FormatAuto, jobs.IDAny)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -653,20 +754,8 @@ func TestParseFormat(t *testing.T) {
 	if _, err := ParseFormat("xlsx"); err == nil {
 		t.Error("ParseFormat(xlsx): no error")
 	}
-	if _, err := NewDecoder(strings.NewReader("x"), "a", Format("xlsx")); err == nil {
+	if _, err := NewDecoder(strings.NewReader("x"), "a", Format("xlsx"), jobs.IDUUID); err == nil {
 		t.Error("NewDecoder with an unknown format: no error")
-	}
-}
-
-func TestValidID(t *testing.T) {
-	for s, want := range map[string]bool{
-		"a": true, "abc-123_x": true, strings.Repeat("z", 128): true, "550e8400-e29b-41d4-a716-446655440000": true,
-		"": false, strings.Repeat("z", 129): false, "A": false, "a b": false, "a/b": false, "a.b": false,
-		"ñ": false, "a@b": false, " a": false,
-	} {
-		if got := jobs.ValidID(s); got != want {
-			t.Errorf("jobs.ValidID(%q) = %t, want %t", s, got, want)
-		}
 	}
 }
 
@@ -699,7 +788,7 @@ func TestReadError(t *testing.T) {
 			in = "{\"aiContactId\":\"c\",\"teamMemberId\":\"m\"}\n"
 		}
 		r := io.MultiReader(strings.NewReader(in), errReader{boom})
-		got := decodeAll(t, r, file, FormatAuto)
+		got := decodeAll(t, r, file, FormatAuto, jobs.IDAny)
 		var fe *FileError
 		if !errors.As(got.err, &fe) || !errors.Is(got.err, boom) {
 			t.Errorf("%s: err = %v, want a *FileError wrapping %v", file, got.err, boom)

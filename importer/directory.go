@@ -42,6 +42,7 @@ var ErrNoDirectory = errors.New("no team member list: the CRM API settings are n
 type resolver struct {
 	fetch     func(ctx context.Context) ([]Member, error)
 	preflight bool
+	ids       jobs.IDFormat
 	file      string // the input, for a *FileError
 
 	loaded  bool
@@ -54,7 +55,7 @@ type resolver struct {
 }
 
 func newResolver(opts Options) *resolver {
-	return &resolver{fetch: opts.Directory, preflight: opts.Preflight, file: displayName(opts.File)}
+	return &resolver{fetch: opts.Directory, preflight: opts.Preflight, ids: opts.IDFormat, file: displayName(opts.File)}
 }
 
 // resolve fills in row.MemberID from its email, or makes the row invalid
@@ -100,9 +101,9 @@ func (rs *resolver) resolve(ctx context.Context, row *jobs.Row) error {
 	case !m.Active:
 		row.Reason = "inactive_member"
 		row.Error = fmt.Sprintf("team member %s (id %s) is inactive: choose an active member", m.label(), m.ID)
-	case !jobs.ValidID(id):
+	case !rs.ids.Valid(id):
 		row.Reason = "invalid_member_id"
-		row.Error = fmt.Sprintf("the team member list gives %s the id %q, which is not a valid id", m.label(), m.ID)
+		row.Error = fmt.Sprintf("the team member list gives %s the id %q, which is not a valid id: want %s", m.label(), m.ID, rs.ids.Want())
 	case byEmail:
 		row.MemberID = id
 		rs.resolved++

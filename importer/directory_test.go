@@ -17,7 +17,9 @@ import (
 )
 
 // TestDecodeMemberEmail: the email columns, their validation, and the
-// rule that an id wins over an email.
+// rule that an id wins over an email. Its ids follow the older rule
+// (jobs.IDAny), as in the tests of the member list below: they are about
+// emails.
 func TestDecodeMemberEmail(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -88,7 +90,7 @@ func TestDecodeMemberEmail(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got := decodeAll(t, strings.NewReader(tt.in), tt.file, FormatAuto)
+			got := decodeAll(t, strings.NewReader(tt.in), tt.file, FormatAuto, jobs.IDAny)
 			if tt.errIn != "" {
 				if got.err == nil || !strings.Contains(got.err.Error(), tt.errIn) {
 					t.Fatalf("error %v, want one containing %q", got.err, tt.errIn)
@@ -130,7 +132,7 @@ var testMembers = []Member{
 // resolveAll decodes in and resolves its rows as Import does.
 func resolveAll(t *testing.T, in string, opts Options) ([]jobs.Row, error) {
 	t.Helper()
-	d, err := NewDecoder(strings.NewReader(in), "in.csv", FormatCSV)
+	d, err := NewDecoder(strings.NewReader(in), "in.csv", FormatCSV, opts.IDFormat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +170,7 @@ func TestResolveMembers(t *testing.T) {
 	type want struct{ member, reason, errIn string }
 	tests := []struct {
 		name      string
+		ids       jobs.IDFormat // default jobs.IDAny
 		in        string
 		preflight bool
 		want      []want
@@ -217,6 +220,13 @@ func TestResolveMembers(t *testing.T) {
 			calls: 1,
 		},
 		{
+			name:  "under the uuid rule a member list id must be a UUID too",
+			ids:   jobs.IDUUID,
+			in:    "aiContactId,teamMemberEmail\n0b6e4f8a-3c2d-4e1f-9a7b-5c6d7e8f9a0b,ann@example.com\n",
+			want:  []want{{reason: "invalid_member_id", errIn: `gives Ann <Ann@Example.com> the id "m-ann", which is not a valid id: want a UUID`}},
+			calls: 1,
+		},
+		{
 			name:      "preflight leaves invalid rows alone",
 			in:        "aiContactId,teamMemberId\n,m-ann\nc2,bad id\n",
 			preflight: true,
@@ -227,7 +237,11 @@ func TestResolveMembers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			dir, calls := counted(testMembers, nil)
-			rows, err := resolveAll(t, tt.in, Options{Directory: dir, Preflight: tt.preflight})
+			ids := tt.ids
+			if ids == "" {
+				ids = jobs.IDAny
+			}
+			rows, err := resolveAll(t, tt.in, Options{Directory: dir, Preflight: tt.preflight, IDFormat: ids})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -275,7 +289,7 @@ func TestImportDirectoryErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := New(nil, nil, "").Import(context.Background(), strings.NewReader(tt.in),
-				Options{File: "in.csv", DryRun: true, Directory: tt.dir, Preflight: tt.preflight})
+				Options{File: "in.csv", DryRun: true, Directory: tt.dir, Preflight: tt.preflight, IDFormat: jobs.IDAny})
 			if err == nil || !strings.Contains(err.Error(), tt.errIn) {
 				t.Fatalf("error %v, want one containing %q", err, tt.errIn)
 			}
@@ -314,7 +328,7 @@ func TestImportResolvesIntoTheLedger(t *testing.T) {
 	in := "aiContactId,teamMemberEmail,note\nc1,ANN@example.com,x\nc2,bob@example.com,y\n"
 
 	dir, calls := counted(testMembers, nil)
-	sum, err := im.Import(ctx, strings.NewReader(in), Options{File: "in.csv", Directory: dir})
+	sum, err := im.Import(ctx, strings.NewReader(in), Options{File: "in.csv", Directory: dir, IDFormat: jobs.IDAny})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +358,7 @@ func TestImportResolvesIntoTheLedger(t *testing.T) {
 	}
 	failing := func(context.Context) ([]Member, error) { return nil, errors.New("HTTP 503: down") }
 	big := "aiContactId,teamMemberId,teamMemberEmail\n" + strings.Repeat("c0,m-ann,\n", 5000) + "c9,,ann@example.com\n"
-	_, err = im.Import(ctx, bytes.NewReader([]byte(big)), Options{File: "big.csv", Directory: failing})
+	_, err = im.Import(ctx, bytes.NewReader([]byte(big)), Options{File: "big.csv", Directory: failing, IDFormat: jobs.IDAny})
 	var fe *FileError
 	if !errors.As(err, &fe) {
 		t.Fatalf("error %v, want a *FileError", err)

@@ -19,11 +19,18 @@ var reasons = map[string]bool{
 	"missing_member_email": true, "invalid_member_email": true,
 }
 
-// checkDecode decodes data and checks the decoder's promises: no panic, only
-// *FileError or io.EOF as errors, and rows with positive, strictly increasing
-// lines, valid rows with well-formed ids, invalid ones with a known reason.
+// checkDecode decodes data under each id rule and checks the decoder's
+// promises: no panic, only *FileError or io.EOF as errors, and rows with
+// positive, strictly increasing lines, valid rows with ids well formed
+// under the rule, invalid ones with a known reason.
 func checkDecode(t *testing.T, data []byte, file string, format Format) {
-	d, err := NewDecoder(bytes.NewReader(data), file, format)
+	for _, ids := range []jobs.IDFormat{jobs.IDUUID, jobs.IDAny} {
+		checkDecodeIDs(t, data, file, format, ids)
+	}
+}
+
+func checkDecodeIDs(t *testing.T, data []byte, file string, format Format, ids jobs.IDFormat) {
+	d, err := NewDecoder(bytes.NewReader(data), file, format, ids)
 	if err != nil {
 		checkFileError(t, err, data)
 		return
@@ -51,7 +58,7 @@ func checkDecode(t *testing.T, data []byte, file string, format Format) {
 		maxExtra = max(maxExtra, len(row.Extra))
 		if row.Valid() {
 			byEmail := row.MemberID == "" && validEmail(row.MemberEmail) // resolved by Import
-			if !jobs.ValidID(row.ContactID) || !jobs.ValidID(row.MemberID) && !byEmail || row.ReplaceText != "" || row.Error != "" {
+			if !ids.Valid(row.ContactID) || !ids.Valid(row.MemberID) && !byEmail || row.ReplaceText != "" || row.Error != "" {
 				t.Fatalf("valid row with bad fields: %+v", row)
 			}
 		} else if !reasons[row.Reason] || row.Error == "" {
@@ -95,6 +102,7 @@ func addSeeds(f *testing.F, exts []string, inline ...string) {
 func FuzzDecodeCSV(f *testing.F) {
 	addSeeds(f, []string{".csv"},
 		"aiContactId,teamMemberId,removeExistingAgents\nc1,m1,true\n",
+		"aiContactId,teamMemberId\n0B6E4F8A-3C2D-4E1F-9A7B-5C6D7E8F9A0B,{550e8400-e29b-41d4-a716-446655440000}\n",
 		"\ufeffcontact_id,agent_id,note\r\n\"c\n1\",m,\"a,\"\"b\"\"\"\r\n\r\n,,\r\n",
 		"aiContactId,teamMemberId\nc,m\"x\n",
 		"aiContactId,teamMemberId,x\n'=c,'-m,'@\n",
@@ -108,6 +116,7 @@ func FuzzDecodeCSV(f *testing.F) {
 func FuzzDecodeJSON(f *testing.F) {
 	addSeeds(f, []string{".json"},
 		`[{"aiContactId":"c","teamMemberId":"m","removeExistingAgents":true,"x":{"y":[1,null]}}]`,
+		`[{"aiContactId":"0b6e4f8a-3c2d-4e1f-9a7b-5c6d7e8f9a0b","teamMemberId":550}]`,
 		"[\n{\"aiContactId\":1,\"teamMemberId\":\"m\"},\n{\"aiContactId\":\"c\" \"teamMemberId\":\"m\"}]",
 		`[{"aiContactId":"c","teamMemberId":"m"}] x`,
 		`[1, "a", null, {}]`,
@@ -139,9 +148,9 @@ func benchInput(n int, format Format) []byte {
 	for i := range n {
 		switch format {
 		case FormatCSV:
-			fmt.Fprintf(&b, "contact-%08d,member-%03d,%t,north,\"note %d, with a comma\"\n", i, i%500, i%3 == 0, i)
+			fmt.Fprintf(&b, "c0000000-0000-8000-8000-%012d,a0000000-0000-8000-8000-%012d,%t,north,\"note %d, with a comma\"\n", i, i%500, i%3 == 0, i)
 		default:
-			fmt.Fprintf(&b, `{"aiContactId":"contact-%08d","teamMemberId":"member-%03d","removeExistingAgents":%t,"region":"north","note":"note %d"}`+"\n",
+			fmt.Fprintf(&b, `{"aiContactId":"c0000000-0000-8000-8000-%012d","teamMemberId":"a0000000-0000-8000-8000-%012d","removeExistingAgents":%t,"region":"north","note":"note %d"}`+"\n",
 				i, i%500, i%3 == 0, i)
 		}
 	}
@@ -154,7 +163,7 @@ func benchmarkDecode(b *testing.B, format Format) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		d, err := NewDecoder(bytes.NewReader(data), "bench", format)
+		d, err := NewDecoder(bytes.NewReader(data), "bench", format, jobs.IDUUID)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -19,6 +19,10 @@ type Options struct {
 	File string
 	// Format of the input; FormatAuto detects it.
 	Format Format
+	// IDFormat is the rule every contact and member id must follow (the
+	// member list's ids too); the zero value is jobs.IDUUID. A row with an
+	// id that breaks it is invalid and never sent.
+	IDFormat jobs.IDFormat
 	// Name labels the batch.
 	Name string
 	// DryRun validates and plans without writing anything.
@@ -93,7 +97,7 @@ func (im *Importer) Import(ctx context.Context, r io.Reader, opts Options) (Summ
 	if opts.Preflight && opts.Directory == nil {
 		return sum, fmt.Errorf("import %s: preflight: %w", displayName(opts.File), ErrNoDirectory)
 	}
-	dec, err := NewMappedDecoder(r, opts.File, opts.Format, opts.Mapping, opts.MappingName)
+	dec, err := NewMappedDecoder(r, opts.File, opts.Format, opts.IDFormat, opts.Mapping, opts.MappingName)
 	if err != nil {
 		return sum, err
 	}

@@ -140,7 +140,7 @@ func TestMappedDecoder(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var got decoded
-			d, err := NewMappedDecoder(strings.NewReader(tt.in), tt.file, FormatAuto, tt.mapping, "legacy.yaml")
+			d, err := NewMappedDecoder(strings.NewReader(tt.in), tt.file, FormatAuto, jobs.IDAny, tt.mapping, "legacy.yaml")
 			if err != nil {
 				got.err = err
 			} else {
@@ -194,7 +194,7 @@ func TestLegacyFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	d, err := NewMappedDecoder(f, "legacy-export.csv", FormatAuto, m, "legacy-mapping.yaml")
+	d, err := NewMappedDecoder(f, "legacy-export.csv", FormatAuto, jobs.IDUUID, m, "legacy-mapping.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,22 +51,6 @@ type Row struct {
 	BlockedBy int `json:"bb,omitempty"`
 }
 
-// ValidID reports whether a trimmed, lower-cased contact or member id is
-// well formed: 1 to 128 characters of a-z, 0-9, '-' and '_'. Such an id is
-// safe in a URL path, a Redis key and a file name.
-func ValidID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 // Valid reports whether the row is well formed; it is sent to the API
 // unless it is blocked.
 func (r Row) Valid() bool { return r.Reason == "" }

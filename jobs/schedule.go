@@ -27,6 +27,9 @@ type PlanPayload struct {
 	Rules    string `json:"r"`
 	// Timezone is the IANA zone the tick is shown in; "" is UTC.
 	Timezone string `json:"tz,omitempty"`
+	// IDFormat is the rule the files' ids must follow, the scheduler's
+	// --id-format; "" (a task queued before there was a choice) is IDUUID.
+	IDFormat IDFormat `json:"id,omitempty"`
 }
 
 // NewPlanTask builds the task of a schedule's tick. opts come after the

@@ -99,11 +99,11 @@ func contactColumns() ([]column, map[string]int) {
 // column, a segment column, or both, and optionally the current agent
 // (currentAgent, agent, owner or teamMemberId). Headers ignore case,
 // spaces, '_' and '-'; other columns are ignored; cells are trimmed and
-// ids lower-cased. Any bad row makes the whole file an error naming the
-// file and line: a plan computed from part of a territory would move the
-// wrong contacts.
-func ReadContacts(r io.Reader, file string) (*Contacts, error) {
-	d, err := newContactsDecoder(r, displayName(file))
+// ids lower-cased. The contact ids and agents must follow the rule ids.
+// Any bad row makes the whole file an error naming the file and line: a
+// plan computed from part of a territory would move the wrong contacts.
+func ReadContacts(r io.Reader, file string, ids jobs.IDFormat) (*Contacts, error) {
+	d, err := newContactsDecoder(r, displayName(file), ids)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +156,7 @@ func ReadContacts(r io.Reader, file string) (*Contacts, error) {
 // rest of the file; here a bad row stops the decoder.
 type contactsDecoder struct {
 	name   string
+	ids    jobs.IDFormat // the rule of contact and agent ids
 	cr     *csv.Reader
 	header []string           // as gocsv sees it; nil once handed over
 	cells  int                // cells in a record of the file
@@ -164,12 +165,12 @@ type contactsDecoder struct {
 	stop   atomic.Bool        // set by ReadContacts's callback after a bad row
 }
 
-func newContactsDecoder(r io.Reader, name string) (*contactsDecoder, error) {
+func newContactsDecoder(r io.Reader, name string, ids jobs.IDFormat) (*contactsDecoder, error) {
 	br := bufio.NewReader(r)
 	if b, _ := br.Peek(3); bytes.Equal(b, []byte("\ufeff")) {
 		_, _ = br.Discard(3)
 	}
-	d := &contactsDecoder{name: name, cr: csv.NewReader(br)}
+	d := &contactsDecoder{name: name, ids: ids, cr: csv.NewReader(br)}
 	d.cr.TrimLeadingSpace = true // `c-1, "north"` is two cells, not a bare quote
 	d.cr.ReuseRecord = true
 	header, err := d.cr.Read()
@@ -241,10 +242,10 @@ func (d *contactsDecoder) check(c Contact, seen map[string]int) error {
 	switch {
 	case c.ID == "":
 		return d.fail(c.Line, "no contact id: fill in the contact's id, or remove the line")
-	case !jobs.ValidID(c.ID):
-		return d.fail(c.Line, "contact id %q: ids are 1 to 128 letters, digits, - and _", clip(c.ID))
-	case c.Agent != "" && !jobs.ValidID(c.Agent):
-		return d.fail(c.Line, "current agent %q: ids are 1 to 128 letters, digits, - and _ (leave the cell empty for none)", clip(c.Agent))
+	case !d.ids.Valid(c.ID):
+		return d.fail(c.Line, "contact id %q is not a valid id: want %s", clip(c.ID), d.ids.Want())
+	case c.Agent != "" && !d.ids.Valid(c.Agent):
+		return d.fail(c.Line, "current agent %q is not a valid id (leave the cell empty for none): want %s", clip(c.Agent), d.ids.Want())
 	}
 	if prev, dup := seen[c.ID]; dup {
 		return d.fail(c.Line, "contact %s is also on line %d: list each contact once", c.ID, prev)

@@ -6,9 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/planner"
 )
 
+// TestReadContacts and TestReadContactsErrors read ids of the older form
+// (jobs.IDAny): they are about the file. TestIDRules checks the ids.
 func TestReadContacts(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -65,7 +68,7 @@ func TestReadContacts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := planner.ReadContacts(strings.NewReader(tt.data), "c.csv")
+			got, err := planner.ReadContacts(strings.NewReader(tt.data), "c.csv", jobs.IDAny)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +107,7 @@ func TestReadContactsErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cs, err := planner.ReadContacts(strings.NewReader(tt.data), "c.csv")
+			cs, err := planner.ReadContacts(strings.NewReader(tt.data), "c.csv", jobs.IDAny)
 			if err == nil {
 				t.Fatalf("no error; contacts %+v", cs)
 			}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/planner"
 )
 
@@ -17,7 +18,7 @@ rules:
       - {member: m-ana, weight: 2}
       - {member: m-ben}
 fallback: m-triage
-`), "territories.yaml")
+`), "territories.yaml", jobs.IDAny) // this CRM's ids are not UUIDs: --id-format any
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -29,7 +30,7 @@ c-3,north,m-ana
 c-4,north,m-ana
 c-5,west,m-ana
 c-6,north,
-`), "contacts.csv")
+`), "contacts.csv", jobs.IDAny)
 	if err != nil {
 		fmt.Println(err)
 		return

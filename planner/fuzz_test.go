@@ -15,6 +15,7 @@ func FuzzRules(f *testing.F) {
 	for _, s := range []string{
 		"rules:\n  - name: a\n    match: {region: [n], segment: s}\n    pool: [{member: m-1, weight: 2, cap: 3}, {member: m-2}]\nfallback: m-fb\nmaxShare: 0.4\n",
 		"rules:\n  - name: a\n    pool: [{member: m-1}]\n",
+		"rules:\n  - name: a\n    pool: [{member: A0000000-0000-8000-8000-000000000001}]\nfallback: \"{a0000000-0000-8000-8000-000000000002}\"\n",
 		"rules: []\n",
 		"rules:\n  - &r {name: a, pool: [{member: m-1}]}\n  - *r\n",
 		"rules:\n  - name: a\n    pool: [{member: m-1, weight: 1.5, cap: -1}]\n",
@@ -30,32 +31,34 @@ func FuzzRules(f *testing.F) {
 		{ID: "c-1", Region: "n", Segment: "s", Agent: "m-1"}, {ID: "c-2", Region: "x"}, {ID: "c-3", Agent: "m-2"},
 	}}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rs, err := planner.ParseRules(bytes.NewReader(data), "r.yaml")
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "r.yaml") {
-				t.Errorf("message %q does not start with the file name", err)
+		for _, ids := range []jobs.IDFormat{jobs.IDUUID, jobs.IDAny} {
+			rs, err := planner.ParseRules(bytes.NewReader(data), "r.yaml", ids)
+			if err != nil {
+				if !strings.HasPrefix(err.Error(), "r.yaml") {
+					t.Errorf("message %q does not start with the file name", err)
+				}
+				continue
 			}
-			return
-		}
-		if len(rs.Rules) == 0 || rs.MaxShare < 0 || rs.MaxShare > 1 || rs.Fallback != "" && !jobs.ValidID(rs.Fallback) {
-			t.Fatalf("accepted invalid rules %+v", rs)
-		}
-		for _, r := range rs.Rules {
-			if r.Name == "" || len(r.Pool) == 0 {
-				t.Fatalf("accepted rule %+v", r)
+			if len(rs.Rules) == 0 || rs.MaxShare < 0 || rs.MaxShare > 1 || rs.Fallback != "" && !ids.Valid(rs.Fallback) {
+				t.Fatalf("accepted invalid rules %+v", rs)
 			}
-			for _, m := range r.Pool {
-				if !jobs.ValidID(m.Member) || m.Weight < 1 || m.Cap < 0 {
-					t.Fatalf("accepted pool member %+v", m)
+			for _, r := range rs.Rules {
+				if r.Name == "" || len(r.Pool) == 0 {
+					t.Fatalf("accepted rule %+v", r)
+				}
+				for _, m := range r.Pool {
+					if !ids.Valid(m.Member) || m.Weight < 1 || m.Cap < 0 {
+						t.Fatalf("accepted pool member %+v", m)
+					}
 				}
 			}
-		}
-		p, err := planner.Compute(rs, cs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Preview.Planned+p.Preview.Unassigned != len(cs.List) {
-			t.Fatalf("preview %+v does not add up", p.Preview)
+			p, err := planner.Compute(rs, cs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Preview.Planned+p.Preview.Unassigned != len(cs.List) {
+				t.Fatalf("preview %+v does not add up", p.Preview)
+			}
 		}
 	})
 }
@@ -69,22 +72,25 @@ func FuzzContacts(f *testing.F) {
 		"contact,region\nc-1,\"a\nb\"\n",
 		"contact,region\nc-1,n\"x\n",
 		"contact,region\nc-1,n\nc-1,n\n",
+		"contact,region,owner\n0B6E4F8A-3C2D-4E1F-9A7B-5C6D7E8F9A0B,n,{550e8400-e29b-41d4-a716-446655440000}\n",
 		"",
 		"contact\n",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cs, err := planner.ReadContacts(bytes.NewReader(data), "c.csv")
-		if err != nil {
-			return
-		}
-		seen := map[string]bool{}
-		for _, c := range cs.List {
-			if !jobs.ValidID(c.ID) || c.Agent != "" && !jobs.ValidID(c.Agent) || seen[c.ID] || c.Line < 2 {
-				t.Fatalf("accepted contact %+v", c)
+		for _, ids := range []jobs.IDFormat{jobs.IDUUID, jobs.IDAny} {
+			cs, err := planner.ReadContacts(bytes.NewReader(data), "c.csv", ids)
+			if err != nil {
+				continue
 			}
-			seen[c.ID] = true
+			seen := map[string]bool{}
+			for _, c := range cs.List {
+				if !ids.Valid(c.ID) || c.Agent != "" && !ids.Valid(c.Agent) || seen[c.ID] || c.Line < 2 {
+					t.Fatalf("accepted contact %+v", c)
+				}
+				seen[c.ID] = true
+			}
 		}
 	})
 }

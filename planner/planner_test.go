@@ -9,13 +9,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/planner"
 )
 
-// mustRules parses a rules file or fails the test.
+// mustRules parses a rules file, whose member ids are of the older form
+// (the plans are easier to read), or fails the test.
 func mustRules(t testing.TB, data string) *planner.Rules {
 	t.Helper()
-	rs, err := planner.ParseRules(strings.NewReader(data), "rules.yaml")
+	rs, err := planner.ParseRules(strings.NewReader(data), "rules.yaml", jobs.IDAny)
 	if err != nil {
 		t.Fatal(err)
 	}

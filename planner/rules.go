@@ -132,8 +132,9 @@ var (
 const fieldsHint = "(a rules file has rules, fallback and maxShare; a rule has name, match and pool; match has region and segment; a pool entry has member, weight and cap)"
 
 // ParseRules reads and validates a rules file; file names it in messages.
-// Every problem found is returned, each as a *FileError, joined.
-func ParseRules(r io.Reader, file string) (*Rules, error) {
+// Member ids (the pools' and the fallback) must follow the rule ids. Every
+// problem found is returned, each as a *FileError, joined.
+func ParseRules(r io.Reader, file string, ids jobs.IDFormat) (*Rules, error) {
 	name := displayName(file)
 	data, err := io.ReadAll(io.LimitReader(r, maxRulesBytes+1))
 	if err != nil {
@@ -157,7 +158,7 @@ func ParseRules(r io.Reader, file string) (*Rules, error) {
 	var root yaml.Node
 	_ = yaml.Unmarshal(data, &root) // decoded above already: only for line numbers
 	ruleLines, poolLines := lines(&root)
-	return validate(name, raw, ruleLines, poolLines)
+	return validate(name, ids, raw, ruleLines, poolLines)
 }
 
 // decodeYAML decodes the next document, and turns a panic of the YAML
@@ -235,7 +236,7 @@ func at(s []int, i int) int {
 }
 
 // validate checks the decoded file and builds Rules.
-func validate(name string, raw rulesYAML, ruleLines []int, poolLines [][]int) (*Rules, error) {
+func validate(name string, ids jobs.IDFormat, raw rulesYAML, ruleLines []int, poolLines [][]int) (*Rules, error) {
 	var errs []error
 	fail := func(line int, rule string, format string, args ...any) {
 		errs = append(errs, &FileError{File: name, Line: line, Rule: rule, Err: fmt.Errorf(format, args...)})
@@ -243,8 +244,8 @@ func validate(name string, raw rulesYAML, ruleLines []int, poolLines [][]int) (*
 	rs := &Rules{File: name}
 
 	rs.Fallback = strings.ToLower(strings.TrimSpace(raw.Fallback))
-	if raw.Fallback != "" && !jobs.ValidID(rs.Fallback) {
-		fail(0, "", "fallback %q: ids are 1 to 128 letters, digits, - and _", clip(raw.Fallback))
+	if raw.Fallback != "" && !ids.Valid(rs.Fallback) {
+		fail(0, "", "fallback %q is not a valid member id: want %s", clip(raw.Fallback), ids.Want())
 	}
 	if raw.MaxShare != nil {
 		s := *raw.MaxShare
@@ -303,8 +304,8 @@ func validate(name string, raw rulesYAML, ruleLines []int, poolLines [][]int) (*
 			switch {
 			case py.Member == "":
 				fail(pline, label, "%s: no member id", where)
-			case !jobs.ValidID(m.Member):
-				fail(pline, label, "%s: member %q: ids are 1 to 128 letters, digits, - and _", where, clip(py.Member))
+			case !ids.Valid(m.Member):
+				fail(pline, label, "%s: member %q is not a valid id: want %s", where, clip(py.Member), ids.Want())
 			default:
 				where = fmt.Sprintf("member %s", m.Member)
 				if prev, dup := seen[m.Member]; dup {

@@ -6,9 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/planner"
 )
 
+// The tests of rules files use member ids of the older form (jobs.IDAny):
+// they are about the file. TestIDRules checks the ids.
 func TestParseRules(t *testing.T) {
 	t.Parallel()
 	const file = `# territories
@@ -26,7 +29,7 @@ rules:
 fallback: " M-Triage "
 maxShare: 0.4
 `
-	got, err := planner.ParseRules(strings.NewReader(file), "territories.yaml")
+	got, err := planner.ParseRules(strings.NewReader(file), "territories.yaml", jobs.IDAny)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +90,7 @@ func TestParseRulesErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			rs, err := planner.ParseRules(strings.NewReader(tt.data), "r.yaml")
+			rs, err := planner.ParseRules(strings.NewReader(tt.data), "r.yaml", jobs.IDAny)
 			if err == nil {
 				t.Fatalf("no error; rules %+v", rs)
 			}
@@ -118,7 +121,7 @@ func TestParseRulesAllProblems(t *testing.T) {
     match: {region: south}
     pool: []
 `
-	_, err := planner.ParseRules(strings.NewReader(data), "r.yaml")
+	_, err := planner.ParseRules(strings.NewReader(data), "r.yaml", jobs.IDAny)
 	if err == nil {
 		t.Fatal("no error")
 	}

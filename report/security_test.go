@@ -212,7 +212,7 @@ func TestNeutralisedFailedCSVReimports(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	dec, err := importer.NewDecoder(f, report.FailedFile, importer.FormatCSV)
+	dec, err := importer.NewDecoder(f, report.FailedFile, importer.FormatCSV, jobs.IDAny) // ids "ca", "m1": the test is about the cells
 	if err != nil {
 		t.Fatal(err)
 	}

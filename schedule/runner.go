@@ -258,9 +258,10 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 		return out, fmt.Errorf("schedule %s: write plan: %w", p.Name, err)
 	}
 	sum, err := r.imp.Import(ctx, &csv, importer.Options{
-		File:   fmt.Sprintf("schedule %s: plan of %s by %s", p.Name, p.Contacts, p.Rules),
-		Format: importer.FormatCSV,
-		Name:   BatchName(p, tick),
+		File:     fmt.Sprintf("schedule %s: plan of %s by %s", p.Name, p.Contacts, p.Rules),
+		Format:   importer.FormatCSV,
+		Name:     BatchName(p, tick),
+		IDFormat: p.IDFormat,
 	})
 	if err != nil {
 		release()
@@ -309,7 +310,7 @@ func (r *Runner) plan(p jobs.PlanPayload) (*planner.Plan, error) {
 		return nil, fmt.Errorf("schedule %s: rules: %w", p.Name, err)
 	}
 	defer rf.Close()
-	rules, err := planner.ParseRules(rf, p.Rules)
+	rules, err := planner.ParseRules(rf, p.Rules, p.IDFormat)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
 	}
@@ -318,7 +319,7 @@ func (r *Runner) plan(p jobs.PlanPayload) (*planner.Plan, error) {
 		return nil, fmt.Errorf("schedule %s: contacts: %w", p.Name, err)
 	}
 	defer cf.Close()
-	cs, err := planner.ReadContacts(cf, p.Contacts)
+	cs, err := planner.ReadContacts(cf, p.Contacts, p.IDFormat)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
 	}

@@ -110,6 +110,7 @@ func newSetup(t *testing.T) *setup {
 		Name:     "rebalance",
 		Contacts: write("contacts.csv", "aiContactId,region,currentAgent\nc-1,north,\nc-2,north,m-a\nc-3,south,m-x\n"),
 		Rules:    write("rules.yaml", "rules:\n  - {name: north, match: {region: north}, pool: [{member: m-a}, {member: m-b}]}\nfallback: m-f\n"),
+		IDFormat: jobs.IDAny, // the files' ids are of the older form
 	}
 	r := NewRunner(rdb, store, importer.New(store, client, ns), RunnerOptions{Namespace: ns})
 	return &setup{rdb: rdb, store: store, runner: r, p: p, ns: ns}
@@ -214,6 +215,66 @@ func TestTickBadFilesFreeTheSchedule(t *testing.T) {
 	out, err := s.runner.Tick(ctx, s.p, tick0.Add(time.Minute), "task-2")
 	if err != nil || out.BatchID == "" {
 		t.Errorf("next tick: %+v, %v", out, err)
+	}
+}
+
+// TestTickPlansByThePayloadsIDRule: a tick reads its files and imports its
+// plan by the id rule its task carries; the default is UUIDs, under which
+// the setup's older ids make the files unusable.
+func TestTickPlansByThePayloadsIDRule(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	ctx := context.Background()
+	out, err := s.runner.Tick(ctx, s.p, tick0, "task-1")
+	if err != nil || out.Summary.Rows != 2 || out.Summary.Valid != 2 {
+		t.Fatalf("a tick under any: %+v, %v; want 2 valid rows", out.Summary, err)
+	}
+	uuid := s.p
+	uuid.Name, uuid.IDFormat = "rebalance-uuid", ""
+	_, err = s.runner.Tick(ctx, uuid, tick0, "task-2")
+	if !permanent(err) || !strings.Contains(err.Error(), `member "m-a" is not a valid id: want a UUID`) {
+		t.Fatalf("a tick under the default rule: %v, want a file error about the ids", err)
+	}
+	if n, _ := s.rdb.Exists(ctx, s.runner.runningKey(uuid.Name)).Result(); n != 0 {
+		t.Error("a tick refused for its ids still holds the schedule")
+	}
+	if ids := s.batchIDs(t); len(ids) != 1 {
+		t.Errorf("%d batches, want only the first tick's", len(ids))
+	}
+}
+
+// TestSchedulerTaskCarriesTheIDRule: the scheduler's IDFormat travels in
+// each tick's task to the worker that runs it.
+func TestSchedulerTaskCarriesTheIDRule(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(strings.NewReader("schedules:\n  - {name: hourly, cron: \"@every 1h\", contacts: c.csv, rules: r.yaml}\n"), "s.yaml", "/srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := redistest.URL(t)
+	aopt, err := asynq.ParseRedisURI(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ropt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(ropt)
+	t.Cleanup(func() { rdb.Close() })
+	for _, ids := range []jobs.IDFormat{jobs.IDAny, jobs.IDUUID} {
+		s, err := NewScheduler(aopt, rdb, cfg, SchedulerOptions{Namespace: redistest.Namespace(t, url), IDFormat: ids})
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, _, err := s.Task(cfg.Entries[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := jobs.ParsePlanPayload(task.Payload())
+		if err != nil || p.IDFormat != ids {
+			t.Errorf("SchedulerOptions.IDFormat %q: the task's payload %+v (%v)", ids, p, err)
+		}
 	}
 }
 

@@ -25,6 +25,9 @@ type SchedulerOptions struct {
 	// HeartbeatInterval is how often the scheduler writes its entries to
 	// Redis for the monitor; default asynq's (10s).
 	HeartbeatInterval time.Duration
+	// IDFormat is the rule the entries' files' ids must follow; each tick's
+	// task carries it to the worker that plans it. Default jobs.IDUUID.
+	IDFormat jobs.IDFormat
 }
 
 // Scheduler queues a TypePlan task for each tick of each entry, with
@@ -88,7 +91,7 @@ func NewScheduler(r asynq.RedisConnOpt, rdb redis.UniversalClient, cfg *Config, 
 // keeps the lock of a task it archived until the TTL ends: half a period
 // lets the next tick of a schedule whose run failed go ahead.
 func (s *Scheduler) Task(e Entry) (*asynq.Task, []asynq.Option, error) {
-	task, err := jobs.NewPlanTask(jobs.PlanPayload{Name: e.Name, Contacts: e.Contacts, Rules: e.Rules, Timezone: e.Timezone})
+	task, err := jobs.NewPlanTask(jobs.PlanPayload{Name: e.Name, Contacts: e.Contacts, Rules: e.Rules, Timezone: e.Timezone, IDFormat: s.opts.IDFormat})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -171,8 +171,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		name = name[:200]
 	}
 
-	in, invalid := sampleInvalid(in, file, format, maxInvalidShown)
-	sum, err := s.deps.Importer.Import(r.Context(), in, importer.Options{File: file, Format: format, Name: name, DryRun: dryRun, RecordPrevious: recordPrevious, Directory: s.deps.Directory})
+	in, invalid := sampleInvalid(in, file, format, s.opts.IDFormat, maxInvalidShown)
+	sum, err := s.deps.Importer.Import(r.Context(), in, importer.Options{File: file, Format: format, IDFormat: s.opts.IDFormat,
+		Name: name, DryRun: dryRun, RecordPrevious: recordPrevious, Directory: s.deps.Directory})
 	rows := invalid()
 	var fe *importer.FileError
 	switch {
@@ -224,14 +225,14 @@ func (s *Server) tooLarge(w http.ResponseWriter) {
 }
 
 // sampleInvalid returns a reader that reads r and, on the side, decodes the
-// same bytes to keep the first n invalid rows; call the returned function
-// once the reader is no longer read.
-func sampleInvalid(r io.Reader, file string, format importer.Format, n int) (io.Reader, func() []InvalidRow) {
+// same bytes (its ids by the rule ids) to keep the first n invalid rows;
+// call the returned function once the reader is no longer read.
+func sampleInvalid(r io.Reader, file string, format importer.Format, ids jobs.IDFormat, n int) (io.Reader, func() []InvalidRow) {
 	pr, pw := io.Pipe()
 	done := make(chan []InvalidRow, 1)
 	go func() {
 		var out []InvalidRow
-		if dec, err := importer.NewDecoder(pr, file, format); err == nil {
+		if dec, err := importer.NewDecoder(pr, file, format, ids); err == nil {
 			for len(out) < n {
 				row, err := dec.Next()
 				if err != nil {

@@ -59,6 +59,9 @@ type Options struct {
 	Token string
 	// MaxUpload is the largest upload accepted, in bytes; default 100 MiB.
 	MaxUpload int64
+	// IDFormat is the rule the ids of an upload must follow; default
+	// jobs.IDUUID.
+	IDFormat jobs.IDFormat
 	// Recent is how many batches the list, the page and the batch gauge
 	// show; default 50.
 	Recent int

@@ -35,16 +35,17 @@ const (
 )
 
 // sample is a small messy file: a replace, a duplicate, a member the CRM
-// does not know (404), and two invalid rows.
+// does not know (404), and two invalid rows. Its ids are the simulator's
+// (simulator.ContactID and MemberID).
 const sample = `aiContactId,teamMemberId,removeExistingAgents,note
-c-000001,m-0001,false,new lead
-c-000001,m-0002,true,replace
-C-000002 , M-0001 ,no,padding
-c-000003,m-0002,yes,
-c-000003,m-0002,yes,duplicate
-c-000004,m-0009,false,unknown member: 404
-c-000005,not an id,false,invalid member
-c-000006,m-0003,maybe,invalid boolean
+c0000000-0000-8000-8000-000000000001,a0000000-0000-8000-8000-000000000001,false,new lead
+c0000000-0000-8000-8000-000000000001,a0000000-0000-8000-8000-000000000002,true,replace
+C0000000-0000-8000-8000-000000000002 , A0000000-0000-8000-8000-000000000001 ,no,padding
+c0000000-0000-8000-8000-000000000003,a0000000-0000-8000-8000-000000000002,yes,
+c0000000-0000-8000-8000-000000000003,a0000000-0000-8000-8000-000000000002,yes,duplicate
+c0000000-0000-8000-8000-000000000004,a0000000-0000-8000-8000-000000000009,false,unknown member: 404
+c0000000-0000-8000-8000-000000000005,not an id,false,invalid member
+c0000000-0000-8000-8000-000000000006,a0000000-0000-8000-8000-000000000003,maybe,invalid boolean
 `
 
 type bundle struct {
@@ -61,6 +62,7 @@ type bundle struct {
 type setupOptions struct {
 	maxUpload int64
 	worker    bool
+	idFormat  jobs.IDFormat
 }
 
 func setup(t *testing.T, so setupOptions) *bundle {
@@ -99,7 +101,7 @@ func setup(t *testing.T, so setupOptions) *bundle {
 	h, err := server.New(server.Deps{
 		Store: store, Importer: importer.New(store, client, ns), Client: client, Inspector: insp,
 		RedisOpt: opt, Queue: ns, Metrics: b.metrics, Logger: log,
-	}, server.Options{Token: token, MaxUpload: so.maxUpload, TempDir: t.TempDir()})
+	}, server.Options{Token: token, MaxUpload: so.maxUpload, IDFormat: so.idFormat, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,12 +265,12 @@ type chunked struct{ io.Reader }
 
 func TestUploadTooLarge(t *testing.T) {
 	t.Parallel()
-	b := setup(t, setupOptions{maxUpload: 1024})
-	big := sample + strings.Repeat("c-000009,m-0001,false,padding padding padding\n", 200)
+	b := setup(t, setupOptions{maxUpload: 2048})
+	big := sample + strings.Repeat(simulator.ContactID(9)+","+simulator.MemberID(1)+",false,padding padding padding\n", 200)
 
 	res, body := b.upload(t, "", "big.csv", big)
 	wantStatus(t, res, body, http.StatusRequestEntityTooLarge)
-	if e := decode[map[string]string](t, body)["error"]; !strings.Contains(e, "1 KiB") {
+	if e := decode[map[string]string](t, body)["error"]; !strings.Contains(e, "2 KiB") {
 		t.Errorf("413 message %q does not give the limit", e)
 	}
 	// Without a Content-Length the limit is found while streaming.
@@ -314,6 +316,36 @@ func TestDryRun(t *testing.T) {
 		t.Errorf("invalid rows %+v, want lines 8 and 9 with their errors", got.InvalidRows)
 	}
 	b.wantNothingQueued(t)
+}
+
+// TestUploadIDFormat: uploads are checked by serve's --id-format: by
+// default ids are UUIDs and others make their rows invalid, with the form
+// wanted in the answer; with any the older ids pass.
+func TestUploadIDFormat(t *testing.T) {
+	t.Parallel()
+	older := "aiContactId,teamMemberId\nc-1,m-0001\n" + simulator.ContactID(2) + "," + simulator.MemberID(2) + "\n"
+	for _, tt := range []struct {
+		ids              jobs.IDFormat
+		valid, invalid   int
+		invalidRowErrors []string
+	}{
+		{ids: "", valid: 1, invalid: 1, invalidRowErrors: []string{`aiContactId "c-1" is not a valid id: want a UUID`}},
+		{ids: jobs.IDAny, valid: 2},
+	} {
+		b := setup(t, setupOptions{idFormat: tt.ids})
+		res, body := b.upload(t, "?dryRun=true", "older.csv", older)
+		wantStatus(t, res, body, http.StatusOK)
+		got := decode[server.UploadResult](t, body)
+		if got.Summary.Valid != tt.valid || got.Summary.Invalid != tt.invalid || len(got.InvalidRows) != len(tt.invalidRowErrors) {
+			t.Errorf("--id-format %q: summary %+v, invalid rows %+v", tt.ids, got.Summary, got.InvalidRows)
+			continue
+		}
+		for i, want := range tt.invalidRowErrors {
+			if r := got.InvalidRows[i]; r.Reason != "invalid_contact_id" || !strings.Contains(r.Error, want) {
+				t.Errorf("--id-format %q: invalid row %+v, want invalid_contact_id and %q", tt.ids, r, want)
+			}
+		}
+	}
 }
 
 func TestUploadRunsToCompletion(t *testing.T) {
@@ -413,12 +445,14 @@ func (b *bundle) waitDone(t *testing.T, id string) server.Batch {
 func TestUploadRecordPrevious(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOptions{worker: true})
-	first := "aiContactId,teamMemberId\nc-1,m-0001\nc-2,m-0002\n"
+	c1, c2 := simulator.ContactID(1), simulator.ContactID(2)
+	m := simulator.MemberID
+	first := "aiContactId,teamMemberId\n" + c1 + "," + m(1) + "\n" + c2 + "," + m(2) + "\n"
 	res, body := b.upload(t, "", "first.csv", first)
 	wantStatus(t, res, body, http.StatusCreated)
 	b.waitDone(t, decode[server.UploadResult](t, body).BatchID)
 
-	second := "aiContactId,teamMemberId,removeExistingAgents\nc-1,m-0003,true\nc-2,m-0004,false\n"
+	second := "aiContactId,teamMemberId,removeExistingAgents\n" + c1 + "," + m(3) + ",true\n" + c2 + "," + m(4) + ",false\n"
 	res, body = b.upload(t, "?recordPrevious=true", "second.csv", second)
 	wantStatus(t, res, body, http.StatusCreated)
 	got := b.waitDone(t, decode[server.UploadResult](t, body).BatchID)
@@ -429,8 +463,8 @@ func TestUploadRecordPrevious(t *testing.T) {
 	res, body = b.do(t, "GET", link, token, nil, nil)
 	wantStatus(t, res, body, http.StatusOK)
 	if !strings.HasPrefix(string(body), "aiContactId,teamMemberId,removeExistingAgents") ||
-		!strings.Contains(string(body), "\nc-1,m-0001,true") || !strings.Contains(string(body), "\nc-2,m-0002,true") {
-		t.Errorf("rollback.csv:\n%s\nwant rows restoring c-1 to m-0001 and c-2 to m-0002", body)
+		!strings.Contains(string(body), "\n"+c1+","+m(1)+",true") || !strings.Contains(string(body), "\n"+c2+","+m(2)+",true") {
+		t.Errorf("rollback.csv:\n%s\nwant rows restoring contact 1 to member 1 and contact 2 to member 2", body)
 	}
 }
 

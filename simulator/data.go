@@ -9,23 +9,35 @@ import (
 	"strings"
 )
 
-// GenerateContacts returns n deterministic contact ids: c-000001, c-000002, …
+// ContactID is the n-th generated contact id, a UUID whose last group is
+// n in decimal: c0000000-0000-8000-8000-000000000001 for 1. The form is
+// UUID version 8 (RFC 9562: "custom"), as these ids are made from a
+// counter, not at random, and differ from the members'.
+func ContactID(n int) string { return fmt.Sprintf("c0000000-0000-8000-8000-%012d", n) }
+
+// MemberID is the n-th generated team member id, a UUID like ContactID's
+// that starts with an a (agent): a0000000-0000-8000-8000-000000000001.
+func MemberID(n int) string { return fmt.Sprintf("a0000000-0000-8000-8000-%012d", n) }
+
+// GenerateContacts returns n deterministic contact ids: ContactID(1),
+// ContactID(2), …
 func GenerateContacts(n int) []string {
 	ids := make([]string, max(n, 0))
 	for i := range ids {
-		ids[i] = fmt.Sprintf("c-%06d", i+1)
+		ids[i] = ContactID(i + 1)
 	}
 	return ids
 }
 
 // GenerateMembers returns n deterministic, active team members with ids
-// m-0001, m-0002, …, names "Agent 0001", … and emails agent0001@example.com, …
+// MemberID(1), MemberID(2), …, names "Agent 0001", … and emails
+// agent0001@example.com, …
 func GenerateMembers(n int) []Member {
 	ms := make([]Member, max(n, 0))
 	for i := range ms {
 		num := fmt.Sprintf("%04d", i+1)
 		ms[i] = Member{
-			ID:        "m-" + num,
+			ID:        MemberID(i + 1),
 			Name:      "Agent " + num,
 			FirstName: "Agent",
 			LastName:  num,

@@ -6,16 +6,21 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/simulator"
 )
 
 func TestGenerate(t *testing.T) {
 	t.Parallel()
-	if got, want := simulator.GenerateContacts(3), []string{"c-000001", "c-000002", "c-000003"}; !slices.Equal(got, want) {
-		t.Errorf("GenerateContacts = %v, want %v", got, want)
+	want3 := []string{"c0000000-0000-8000-8000-000000000001", "c0000000-0000-8000-8000-000000000002", "c0000000-0000-8000-8000-000000000003"}
+	if got := simulator.GenerateContacts(3); !slices.Equal(got, want3) {
+		t.Errorf("GenerateContacts = %v, want %v", got, want3)
+	}
+	if got, want := simulator.ContactID(123456789012), "c0000000-0000-8000-8000-123456789012"; got != want {
+		t.Errorf("ContactID(123456789012) = %s, want %s", got, want)
 	}
 	ms := simulator.GenerateMembers(2)
-	want := simulator.Member{ID: "m-0002", Name: "Agent 0002", FirstName: "Agent", LastName: "0002",
+	want := simulator.Member{ID: "a0000000-0000-8000-8000-000000000002", Name: "Agent 0002", FirstName: "Agent", LastName: "0002",
 		Email: "agent0002@example.com", Phone: "+15550000002", Active: true}
 	if len(ms) != 2 || ms[1] != want {
 		t.Errorf("GenerateMembers(2) = %+v", ms)
@@ -25,6 +30,12 @@ func TestGenerate(t *testing.T) {
 	}
 	if len(simulator.GenerateContacts(0)) != 0 || len(simulator.GenerateMembers(-1)) != 0 {
 		t.Error("want no ids for n <= 0")
+	}
+	// The importer's default rule takes them: canonical, lower-case UUIDs.
+	for _, id := range append(simulator.GenerateContacts(1000), simulator.MemberID(1), simulator.MemberID(999)) {
+		if !jobs.IDUUID.Valid(id) {
+			t.Errorf("generated id %s is not a canonical UUID", id)
+		}
 	}
 }
 

@@ -405,7 +405,7 @@ func TestTeamMembersAndInfo(t *testing.T) {
 		if err := json.Unmarshal(a.body, &got); err != nil || a.status != 200 {
 			t.Fatalf("team-members: %d %s %v", a.status, a.body, err)
 		}
-		if len(got) != 3 || got[0]["id"] != "m-0001" || got[0]["email"] != "agent0001@example.com" ||
+		if len(got) != 3 || got[0]["id"] != simulator.MemberID(1) || got[0]["email"] != "agent0001@example.com" ||
 			got[0]["first_name"] != "Agent" || got[0]["active"] != true || got[2]["active"] != false {
 			t.Errorf("team-members = %s", a.body)
 		}
@@ -415,15 +415,16 @@ func TestTeamMembersAndInfo(t *testing.T) {
 			}
 		}
 
-		b.assign(t, "c-000001", "m-0002", false)
-		b.assign(t, "c-000001", "M-0001", false)
-		a = b.do(t, http.MethodGet, "/api/public/contact/C-000001/info", "")
-		want := `{"id":"c-000001","agents":[{"id":"m-0002","name":"Agent 0002","email":"agent0002@example.com"},{"id":"m-0001","name":"Agent 0001","email":"agent0001@example.com"}]}`
+		c1, m1, m2 := simulator.ContactID(1), simulator.MemberID(1), simulator.MemberID(2)
+		b.assign(t, c1, m2, false)
+		b.assign(t, c1, strings.ToUpper(m1), false)
+		a = b.do(t, http.MethodGet, "/api/public/contact/"+strings.ToUpper(c1)+"/info", "")
+		want := `{"id":"` + c1 + `","agents":[{"id":"` + m2 + `","name":"Agent 0002","email":"agent0002@example.com"},{"id":"` + m1 + `","name":"Agent 0001","email":"agent0001@example.com"}]}`
 		if a.status != 200 || string(a.body) != want {
 			t.Errorf("info = %d %s, want %s", a.status, a.body, want)
 		}
-		a = b.do(t, http.MethodGet, "/api/public/contact/c-000002/info", "")
-		if want := `{"id":"c-000002","agents":[]}`; a.status != 200 || string(a.body) != want {
+		a = b.do(t, http.MethodGet, "/api/public/contact/"+simulator.ContactID(2)+"/info", "")
+		if want := `{"id":"` + simulator.ContactID(2) + `","agents":[]}`; a.status != 200 || string(a.body) != want {
 			t.Errorf("info of a contact without agents = %d %s, want %s", a.status, a.body, want)
 		}
 	})
@@ -606,7 +607,7 @@ func BenchmarkAssign(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := next.Add(1)
-			url := bb.url + assignPath(fmt.Sprintf("c-%06d", i%10000+1), fmt.Sprintf("m-%04d", i%100+1), "false")
+			url := bb.url + assignPath(simulator.ContactID(int(i%10000+1)), simulator.MemberID(int(i%100+1)), "false")
 			req, _ := http.NewRequest(http.MethodPost, url, nil)
 			req.Header.Set("x-api-key", testKey)
 			resp, err := bb.client.Do(req)

@@ -282,9 +282,9 @@ func TestTeamMembersSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Member{
-		{ID: "m-0001", Email: "agent0001@example.com", Name: "Agent 0001", Active: true},
-		{ID: "m-0002", Email: "agent0002@example.com", Name: "Agent 0002", Active: false},
-		{ID: "m-0003", Email: "agent0003@example.com", Name: "Agent 0003", Active: true},
+		{ID: simulator.MemberID(1), Email: "agent0001@example.com", Name: "Agent 0001", Active: true},
+		{ID: simulator.MemberID(2), Email: "agent0002@example.com", Name: "Agent 0002", Active: false},
+		{ID: simulator.MemberID(3), Email: "agent0003@example.com", Name: "Agent 0003", Active: true},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("members:\n got %+v\nwant %+v", got, want)

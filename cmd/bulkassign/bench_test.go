@@ -116,7 +116,7 @@ func benchFile(b *testing.B, n int) (string, []bareclient.Call) {
 	fmt.Fprintln(w, "aiContactId,teamMemberId,removeExistingAgents")
 	calls := make([]bareclient.Call, n)
 	for i := range n {
-		calls[i] = bareclient.Call{Contact: fmt.Sprintf("c-%07d", i+1), Member: fmt.Sprintf("m-%04d", i%50+1)}
+		calls[i] = bareclient.Call{Contact: simulator.ContactID(i + 1), Member: simulator.MemberID(i%50 + 1)}
 		fmt.Fprintf(w, "%s,%s,false\n", calls[i].Contact, calls[i].Member)
 	}
 	if err := w.Flush(); err != nil {

@@ -23,6 +23,8 @@ import (
 
 // chaosRows is n contacts in file order; every fifth contact has three rows
 // (add, replace, add), so order within a contact matters to the end state.
+// Its ids are short, of the older form: the commands that read it take
+// --id-format any.
 func chaosRows(prefix string, n int) []assignment {
 	var rows []assignment
 	for i := range n {
@@ -187,7 +189,7 @@ func TestChaosRedisRestartPersistent(t *testing.T) {
 	rows := chaosRows("p", 500)
 	file := writeAssignments(t, t.TempDir(), "restart.csv", rows)
 	out := t.TempDir()
-	args := append([]string{"run", "--api-url", api, "--api-key", "k-chaos", "--concurrency", "8", "--out", out}, r.target.flags()...)
+	args := append([]string{"run", "--api-url", api, "--api-key", "k-chaos", "--concurrency", "8", "--out", out, "--id-format", "any"}, r.target.flags()...)
 	args = append(append(args, fastFlags()...), file)
 	run := startRun(t, 90*time.Second, args...)
 
@@ -244,7 +246,7 @@ func TestChaosRedisWipedUnderRun(t *testing.T) {
 	rows := chaosRows("w", 400)
 	file := writeAssignments(t, t.TempDir(), "wiped.csv", rows)
 	out := t.TempDir()
-	args := append([]string{"run", "--api-url", api, "--api-key", "k-chaos", "--concurrency", "8", "--out", out}, r.target.flags()...)
+	args := append([]string{"run", "--api-url", api, "--api-key", "k-chaos", "--concurrency", "8", "--out", out, "--id-format", "any"}, r.target.flags()...)
 	args = append(append(args, fastFlags()...), file)
 	run := startRun(t, 90*time.Second, args...)
 

@@ -56,7 +56,7 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 				return err
 			}
 			defer in.Close()
-			opts, err := members.options(importer.Options{File: args[0], Format: f, Name: name, DryRun: dryRun, RecordPrevious: recordPrevious}, cfg, false)
+			opts, err := members.options(importer.Options{File: args[0], Format: f, IDFormat: cfg.IDFormat, Name: name, DryRun: dryRun, RecordPrevious: recordPrevious}, cfg, false)
 			if err != nil {
 				return err
 			}
@@ -85,6 +85,7 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 	}
 	flagGroup(cmd.Flags(), groupInput, func(fs *pflag.FlagSet) {
 		fs.StringVar(&format, "format", "", formatHelp)
+		cfg.RegisterInput(fs)
 		fs.StringVar(&name, "name", "", "`LABEL` of the batch")
 		fs.BoolVar(&dryRun, "dry-run", false, "validate and print what would be queued, queue nothing")
 		members = registerMemberFlags(fs)

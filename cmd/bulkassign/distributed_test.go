@@ -148,9 +148,12 @@ func (d *dist) cli(t *testing.T, command string, args ...string) cliResult {
 }
 
 // importRows writes rows to a file and imports it, returning the batch id.
+// The generated rows have short ids of the older form, which read well in
+// a failure, so they are imported with --id-format any: the tests that use
+// them are about the queue, not ids.
 func (d *dist) importRows(t *testing.T, name string, rows []assignment) string {
 	t.Helper()
-	return d.importFile(t, writeAssignments(t, d.dir, name, rows))
+	return d.importFile(t, writeAssignments(t, d.dir, name, rows), "--id-format", "any")
 }
 
 func (d *dist) importFile(t *testing.T, path string, flags ...string) string {
@@ -317,29 +320,30 @@ func (l ledger) checkExact(t *testing.T, rows int) {
 }
 
 // smallCSV is a small file with every kind of row: a contact's rows in
-// order, padding and case, an exact duplicate, invalid rows, extras.
+// order, padding and case, an exact duplicate, invalid rows, extras. Its
+// ids are the simulator's (simulator.ContactID and MemberID).
 const smallCSV = `aiContactId,teamMemberId,removeExistingAgents,note
-c-000001,m-0001,false,new lead
-c-000001,m-0002,true,m-0002 replaces m-0001
-c-000001,m-0003,false,add a second owner
-C-000002 , M-0001 ,no,mixed case and padding
-c-000003,m-0002,yes,
-c-000003,m-0002,yes,exact duplicate
-c-000004,m-0009,false,
-c-000005,not an id,false,malformed member id
-c-000006,m-0003,maybe,bad boolean
-c-000007,m-0004,0,
-c-000008,m-0001,1,"quoted, with a comma"
+c0000000-0000-8000-8000-000000000001,a0000000-0000-8000-8000-000000000001,false,new lead
+c0000000-0000-8000-8000-000000000001,a0000000-0000-8000-8000-000000000002,true,member 2 replaces member 1
+c0000000-0000-8000-8000-000000000001,a0000000-0000-8000-8000-000000000003,false,add a second owner
+C0000000-0000-8000-8000-000000000002 , A0000000-0000-8000-8000-000000000001 ,no,mixed case and padding
+c0000000-0000-8000-8000-000000000003,a0000000-0000-8000-8000-000000000002,yes,
+c0000000-0000-8000-8000-000000000003,a0000000-0000-8000-8000-000000000002,yes,exact duplicate
+c0000000-0000-8000-8000-000000000004,a0000000-0000-8000-8000-000000000009,false,
+c0000000-0000-8000-8000-000000000005,not an id,false,malformed member id
+c0000000-0000-8000-8000-000000000006,a0000000-0000-8000-8000-000000000003,maybe,bad boolean
+c0000000-0000-8000-8000-000000000007,a0000000-0000-8000-8000-000000000004,0,
+c0000000-0000-8000-8000-000000000008,a0000000-0000-8000-8000-000000000001,1,"quoted, with a comma"
 `
 
 // smallState is what smallCSV leaves in an open CRM.
 var smallState = map[string][]string{
-	"c-000001": {"m-0002", "m-0003"},
-	"c-000002": {"m-0001"},
-	"c-000003": {"m-0002"},
-	"c-000004": {"m-0009"},
-	"c-000007": {"m-0004"},
-	"c-000008": {"m-0001"},
+	simulator.ContactID(1): {simulator.MemberID(2), simulator.MemberID(3)},
+	simulator.ContactID(2): {simulator.MemberID(1)},
+	simulator.ContactID(3): {simulator.MemberID(2)},
+	simulator.ContactID(4): {simulator.MemberID(9)},
+	simulator.ContactID(7): {simulator.MemberID(4)},
+	simulator.ContactID(8): {simulator.MemberID(1)},
 }
 
 func TestDistributedImportWorkerReport(t *testing.T) {
@@ -542,7 +546,7 @@ func TestDistributedDLQ(t *testing.T) {
 	if err := os.WriteFile(dead, []byte(r.stdout), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = d.cli(t, "import --dry-run", dead)
+	r = d.cli(t, "import --dry-run", "--id-format", "any", dead)
 	var plan importer.Summary
 	if err := json.Unmarshal([]byte(r.stdout), &plan); r.code != exitOK || err != nil {
 		t.Fatalf("import --dry-run of the dlq export: exit %d (%s), %v\n%s", r.code, r.errText(), err, r.stdout)

@@ -27,8 +27,8 @@ const (
 	migrationMapping = "../../importer/testdata/legacy-mapping.yaml"
 )
 
-// migrationSim is the CRM of the migration: m-0001…m-0008, m-0003 and
-// m-0005 inactive, m-0006 and m-0007 sharing team@example.com.
+// migrationSim is the CRM of the migration: members 1…8 (simulator.MemberID),
+// 3 and 5 inactive, 6 and 7 sharing team@example.com.
 func migrationSim(t *testing.T) (*simulator.Simulator, string) {
 	t.Helper()
 	ms := simulator.GenerateMembers(8)
@@ -101,11 +101,12 @@ func TestRunLegacyMigration(t *testing.T) {
 	if strings.Contains(stderr, migrationKey) || strings.Contains(err.Error(), migrationKey) {
 		t.Errorf("the API key is in the output")
 	}
+	c, m := simulator.ContactID, simulator.MemberID // the export's contacts are c(1001)…
 	want := map[string][]string{
-		"ct-1001": {"m-0001", "m-0002"}, // Yes = replace, then an add
-		"ct-1002": {"m-0004"},           // replaced by line 10
-		"ct-1007": {"m-0004"},           // "  AGENT0004@example.com  "
-		"ct-1009": {"m-0001"},           // an empty Replace Owner? is false
+		c(1001): {m(1), m(2)}, // Yes = replace, then an add
+		c(1002): {m(4)},       // replaced by line 10
+		c(1007): {m(4)},       // "  AGENT0004@example.com  "
+		c(1009): {m(1)},       // an empty Replace Owner? is false
 	}
 	if got := sim.State(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("CRM state %v, want %v", got, want)
@@ -136,18 +137,18 @@ func TestRunLegacyMigration(t *testing.T) {
 	if !reflect.DeepEqual(header, wantHeader) {
 		t.Errorf("succeeded.csv header %q, want %q", header, wantHeader)
 	}
-	if r := ok["9"]; r["teamMemberId"] != "m-0004" || r["Owner E-mail"] != "AGENT0004@example.com" || r["aiContactId"] != "ct-1007" {
+	if r := ok["9"]; r["teamMemberId"] != m(4) || r["Owner E-mail"] != "AGENT0004@example.com" || r["aiContactId"] != c(1007) {
 		t.Errorf("succeeded.csv line 9: %v: want the resolved id and the email as given", r)
 	}
 
 	failedPath := filepath.Join(dir, report.FailedFile)
 	_, failed := migrationCSV(t, failedPath)
 	wantFailed := map[string]string{
-		"5":  "team member Agent 0003 <agent0003@example.com> (id m-0003) is inactive",
+		"5":  "team member Agent 0003 <agent0003@example.com> (id " + m(3) + ") is inactive",
 		"6":  `"nobody@example.com" is not the email of any of the CRM's 8 team members`,
 		"7":  `teamMemberEmail "agent0001 at example.com" is not an email address`,
-		"8":  `"team@example.com" is the email of 2 team members (ids m-0006, m-0007)`,
-		"11": "team member Agent 0005 <agent0005@example.com> (id m-0005) is inactive",
+		"8":  `"team@example.com" is the email of 2 team members (ids ` + m(6) + ", " + m(7) + ")",
+		"11": "team member Agent 0005 <agent0005@example.com> (id " + m(5) + ") is inactive",
 		"13": "aiContactId is empty",
 	}
 	if len(failed) != len(wantFailed) {
@@ -166,7 +167,7 @@ func TestRunLegacyMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.Replace(string(fixed), "nobody@example.com", "agent0008@example.com", 1)
-	text = strings.Replace(text, "13,,,No,Orphan account", "13,CT-1010,,No,Orphan account", 1)
+	text = strings.Replace(text, "13,,,No,Orphan account", "13,"+strings.ToUpper(c(1010))+",,No,Orphan account", 1)
 	if text == string(fixed) {
 		t.Fatalf("failed.csv is not as expected:\n%s", fixed)
 	}
@@ -177,8 +178,8 @@ func TestRunLegacyMigration(t *testing.T) {
 	out2 := t.TempDir()
 	_, _, err = migrationRun(t, append([]string{"run", "--out", out2, "--map", migrationMapping}, append(api, again)...)...)
 	wantExit(t, err, exitPartial)
-	want["ct-1004"] = []string{"m-0008"}
-	want["ct-1010"] = []string{"m-0002"}
+	want[c(1004)] = []string{m(8)}
+	want[c(1010)] = []string{m(2)}
 	if got := sim.State(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("CRM state after the fixed failed.csv %v, want %v", got, want)
 	}
@@ -200,21 +201,23 @@ func keys[V any](m map[string]V) []string {
 func TestRunPreflight(t *testing.T) {
 	t.Parallel()
 	sim, url := migrationSim(t)
+	c, m := simulator.ContactID, simulator.MemberID
 	in := filepath.Join(t.TempDir(), "ids.csv")
-	if err := os.WriteFile(in, []byte("aiContactId,teamMemberId\np-1,m-0001\np-2,M-0003\np-3,m-9999\n"), 0o600); err != nil {
+	data := "aiContactId,teamMemberId\n" + c(1) + "," + m(1) + "\n" + c(2) + "," + strings.ToUpper(m(3)) + "\n" + c(3) + "," + m(9999) + "\n"
+	if err := os.WriteFile(in, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
 	_, _, err := migrationRun(t, "run", "--preflight", "--out", out, "--api-url", url, "--api-key", migrationKey, in)
 	wantExit(t, err, exitPartial)
-	if got, want := sim.State(), map[string][]string{"p-1": {"m-0001"}}; !reflect.DeepEqual(got, want) {
+	if got, want := sim.State(), map[string][]string{c(1): {m(1)}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("CRM state %v, want %v", got, want)
 	}
 	if st := sim.Stats(); st.ByStatus[404] != 0 || st.Requests != 2 {
 		t.Errorf("simulator saw %d requests (%d answered 404), want 2: the list and one assign", st.Requests, st.ByStatus[404])
 	}
 	_, failed := migrationCSV(t, filepath.Join(migrationReport(t, out), report.FailedFile))
-	if !strings.Contains(failed["3"]["error"], "(id m-0003) is inactive") || !strings.Contains(failed["4"]["error"], `"m-9999" is not among the CRM's 8 team members`) {
+	if !strings.Contains(failed["3"]["error"], "(id "+m(3)+") is inactive") || !strings.Contains(failed["4"]["error"], `"`+m(9999)+`" is not among the CRM's 8 team members`) {
 		t.Errorf("failed.csv: %v", failed)
 	}
 }
@@ -304,7 +307,7 @@ func TestImportDryRunResolves(t *testing.T) {
 
 	// Ids only: no key needed, nothing fetched.
 	in := filepath.Join(t.TempDir(), "ids.csv")
-	if err := os.WriteFile(in, []byte("aiContactId,teamMemberId\np-1,m-0001\n"), 0o600); err != nil {
+	if err := os.WriteFile(in, []byte("aiContactId,teamMemberId\n"+simulator.ContactID(1)+","+simulator.MemberID(1)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := migrationRun(t, "import", "--dry-run", "--api-url", url, "--api-key=", in); err != nil {

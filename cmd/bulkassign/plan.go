@@ -12,6 +12,7 @@ import (
 
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/importer"
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/planner"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -70,7 +71,7 @@ Rules file:
 				return errors.New("plan: --simulate applies the plan: add --apply")
 			}
 
-			p, err := a.plan(contacts, rules)
+			p, err := a.plan(contacts, rules, cfg.IDFormat)
 			if err != nil {
 				return err
 			}
@@ -98,7 +99,7 @@ Rules file:
 			if file == "" || file == "-" {
 				file = fmt.Sprintf("plan of %s by %s", argName(contacts), argName(rules))
 			}
-			opts := importer.Options{File: file, Format: importer.FormatCSV, Name: name}
+			opts := importer.Options{File: file, Format: importer.FormatCSV, IDFormat: cfg.IDFormat, Name: name}
 			if opts.Name == "" {
 				opts.Name = "plan " + filepath.Base(rules)
 			}
@@ -123,6 +124,7 @@ Rules file:
 	flagGroup(cmd.Flags(), "Plan", func(fs *pflag.FlagSet) {
 		fs.StringVar(&contacts, "contacts", "", "contacts CSV `FILE`: contact id, region and/or segment, current agent (optional); - for stdin")
 		fs.StringVar(&rules, "rules", "", "territory rules YAML `FILE`: ordered rules (match region/segment -> pool of members with weight and cap), fallback, maxShare")
+		cfg.RegisterInput(fs)
 		fs.StringVar(&out, "out", "", "`FILE` to write the assignment CSV to, - for stdout (default: stdout; with --apply: no file)")
 		fs.BoolVar(&apply, "apply", false, "apply the plan as a batch: with --redis queue it for the workers (the batch id is the last line on stdout); without, import, apply and report in this process like run")
 		fs.StringVar(&name, "name", "", "`LABEL` of the batch (default: plan <rules file>)")
@@ -142,14 +144,15 @@ Rules file:
 	return cmd
 }
 
-// plan reads the two files and computes the plan.
-func (a *app) plan(contactsFile, rulesFile string) (*planner.Plan, error) {
+// plan reads the two files, their ids by the rule ids, and computes the
+// plan.
+func (a *app) plan(contactsFile, rulesFile string, ids jobs.IDFormat) (*planner.Plan, error) {
 	rf, err := a.openPlanInput(rulesFile, "rules")
 	if err != nil {
 		return nil, err
 	}
 	defer rf.Close()
-	rules, err := planner.ParseRules(rf, rulesFile)
+	rules, err := planner.ParseRules(rf, rulesFile, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +161,7 @@ func (a *app) plan(contactsFile, rulesFile string) (*planner.Plan, error) {
 		return nil, err
 	}
 	defer cf.Close()
-	cs, err := planner.ReadContacts(cf, contactsFile)
+	cs, err := planner.ReadContacts(cf, contactsFile, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/planner"
 	"github.com/bulkassign/bulkassign/report"
 	"github.com/bulkassign/bulkassign/simulator"
@@ -22,10 +23,16 @@ const (
 	exampleRules    = "../../examples/territories.yaml"
 )
 
+// planMembers turns the member names of planRules and planContacts into
+// the simulator's member UUIDs, the ids the importer takes by default.
+var planMembers = strings.NewReplacer("m-ana", simulator.MemberID(1), "m-ben", simulator.MemberID(2),
+	"m-carla", simulator.MemberID(3), "m-dev", simulator.MemberID(4), "m-eli", simulator.MemberID(5),
+	"m-triage", simulator.MemberID(6), "m-old", simulator.MemberID(7))
+
 // planRules is the rules file of the end-to-end tests: a rule whose caps
 // overflow, weights, a capped member whose share goes to the others, a
 // region no rule matches, a fallback.
-const planRules = `rules:
+var planRules = planMembers.Replace(`rules:
   - name: north-enterprise
     match: {region: north, segment: enterprise}
     pool:
@@ -44,7 +51,7 @@ const planRules = `rules:
       - {member: m-eli, cap: 100}
 fallback: m-triage
 maxShare: 0.3
-`
+`)
 
 // planContacts generates n contacts over the rules' regions, most owned
 // by m-ana (a skewed book), some by members outside every pool, some by
@@ -58,8 +65,8 @@ func planContacts(seed uint64, n int) ([]byte, map[string]string) {
 	b.WriteString("Contact ID,Region,Segment,Owner\n")
 	state := map[string]string{}
 	for _, i := range rng.Perm(n) { // the file's order does not matter
-		id := fmt.Sprintf("c-%05d", i)
-		o := owners[rng.IntN(len(owners))]
+		id := simulator.ContactID(i)
+		o := planMembers.Replace(owners[rng.IntN(len(owners))])
 		fmt.Fprintf(&b, "%s,%s,%s,%s\n", id, regions[rng.IntN(len(regions))], segments[rng.IntN(len(segments))], o)
 		if o != "" {
 			state[id] = o
@@ -118,7 +125,7 @@ func computePlan(t *testing.T, contacts, rules string) *planner.Plan {
 		t.Fatal(err)
 	}
 	defer rf.Close()
-	rs, err := planner.ParseRules(rf, rules)
+	rs, err := planner.ParseRules(rf, rules, jobs.IDUUID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +134,7 @@ func computePlan(t *testing.T, contacts, rules string) *planner.Plan {
 		t.Fatal(err)
 	}
 	defer cf.Close()
-	cs, err := planner.ReadContacts(cf, contacts)
+	cs, err := planner.ReadContacts(cf, contacts, jobs.IDUUID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +212,7 @@ func TestPlanEndToEnd(t *testing.T) {
 	if got := previewAfter(t, res.stderr); !maps.Equal(got, wantAfter) {
 		t.Errorf("the printed preview says %v, the planner %v", got, wantAfter)
 	}
-	if !strings.Contains(res.stderr, "warning: member m-") || !strings.Contains(res.stderr, "above maxShare 30.0%") {
+	if !strings.Contains(res.stderr, "warning: member a0000000-") || !strings.Contains(res.stderr, "above maxShare 30.0%") {
 		t.Errorf("no maxShare warning in:\n%s", res.stderr)
 	}
 
@@ -289,10 +296,12 @@ func TestPlanOutput(t *testing.T) {
 func TestPlanErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	badRules := writePlanInput(t, dir, "bad.yaml", []byte("rules:\n  - name: a\n    pool: [{member: m-1, weight: 0}]\n"))
-	badContacts := writePlanInput(t, dir, "bad.csv", []byte("contact,region\nc-1,n\nc 2,n\n"))
-	regionRules := writePlanInput(t, dir, "region.yaml", []byte("rules:\n  - name: a\n    match: {region: n}\n    pool: [{member: m-1}]\n"))
-	segmentOnly := writePlanInput(t, dir, "seg.csv", []byte("contact,segment\nc-1,smb\n"))
+	m1, c1 := simulator.MemberID(1), simulator.ContactID(1)
+	badRules := writePlanInput(t, dir, "bad.yaml", []byte("rules:\n  - name: a\n    pool: [{member: "+m1+", weight: 0}]\n"))
+	badContacts := writePlanInput(t, dir, "bad.csv", []byte("contact,region\n"+c1+",n\nc 2,n\n"))
+	olderContacts := writePlanInput(t, dir, "older.csv", []byte("contact,region\nc-1,north\n"))
+	regionRules := writePlanInput(t, dir, "region.yaml", []byte("rules:\n  - name: a\n    match: {region: n}\n    pool: [{member: "+m1+"}]\n"))
+	segmentOnly := writePlanInput(t, dir, "seg.csv", []byte("contact,segment\n"+c1+",smb\n"))
 	tests := []struct {
 		name string
 		args []string
@@ -305,6 +314,9 @@ func TestPlanErrors(t *testing.T) {
 		{"missing contacts", []string{"--contacts", filepath.Join(dir, "none.csv"), "--rules", exampleRules}, []string{"open contacts", "none.csv"}},
 		{"bad rules", []string{"--contacts", exampleContacts, "--rules", badRules}, []string{"bad.yaml", "line 3", `rule 1 "a"`, "weight 0"}},
 		{"bad contacts", []string{"--contacts", badContacts, "--rules", exampleRules}, []string{"bad.csv", "line 3", `"c 2"`}},
+		{"ids that are not UUIDs", []string{"--contacts", olderContacts, "--rules", exampleRules},
+			[]string{"older.csv", "line 2", `contact id "c-1" is not a valid id: want a UUID`, "--id-format any"}},
+		{"a bad --id-format", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--id-format", "guid"}, []string{"--id-format", "want uuid (the default) or any"}},
 		{"column the rules need", []string{"--contacts", segmentOnly, "--rules", regionRules}, []string{"seg.csv", "no region column"}},
 		{"--out a folder", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--out", dir}, []string{"is a folder"}},
 		{"--simulate without --apply", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--simulate"}, []string{"--apply"}},
@@ -326,6 +338,30 @@ func TestPlanErrors(t *testing.T) {
 				t.Errorf("stdout %q, want nothing", res.stdout)
 			}
 		})
+	}
+}
+
+// TestPlanIDFormatAny: with --id-format any the planner takes the older
+// ids, and the plan it applies is imported by the same rule.
+func TestPlanIDFormatAny(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	contacts := writePlanInput(t, dir, "contacts.csv", []byte("contact,region,owner\nc-1,north,m-old\nC-2,north,\n"))
+	rules := writePlanInput(t, dir, "rules.yaml", []byte("rules:\n  - name: north\n    match: {region: north}\n    pool: [{member: M-Ana}]\n"))
+	res := runCLI(t, nil, "plan", "--contacts", contacts, "--rules", rules, "--id-format", "any")
+	if res.code != exitOK {
+		t.Fatalf("plan --id-format any: exit %d (%v)\n%s", res.code, res.err, res.stderr)
+	}
+	if want := "c-1,m-ana,true,north,m-old,outside-pool\nc-2,m-ana,true,north,,new\n"; !strings.HasSuffix(res.stdout, want) {
+		t.Errorf("plan:\n%s\nwant it to end with\n%s", res.stdout, want)
+	}
+	out := t.TempDir()
+	args := append([]string{"plan", "--apply", "--simulate", "--contacts", contacts, "--rules", rules, "--report-dir", out}, fastFlags()...)
+	if res := runCLI(t, nil, append(args, "--id-format", "any")...); res.code != exitOK {
+		t.Fatalf("plan --apply --id-format any: exit %d (%v)\n%s", res.code, res.err, res.stderr)
+	}
+	if s := readSummary(t, reportDir(t, out)); s.Rows != 2 || s.Succeeded != 2 {
+		t.Errorf("summary: %d rows, %d succeeded; want 2, 2", s.Rows, s.Succeeded)
 	}
 }
 

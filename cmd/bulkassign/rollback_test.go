@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -13,28 +12,37 @@ import (
 	"github.com/bulkassign/bulkassign/simulator"
 )
 
+// rbFresh is the contact that gets its first agent in the second batch of
+// rollbackFiles.
+var rbFresh = simulator.ContactID(199)
+
 // rollbackFiles are a first batch that sets contacts' agents, and a second
 // one that changes them (replacing, adding, replacing with the agent a
-// contact had) and gives one contact its first agents.
+// contact had) and gives one contact, rbFresh, its first agents. The ids
+// are UUIDs, so that rollback.csv, written from what the CRM answers, is
+// read back by the default rule: contacts 100 to 129, old members 0 to 4
+// and new ones 11 to 14.
 func rollbackFiles(t *testing.T, dir string) (first, second string) {
 	t.Helper()
+	old := func(k int) string { return simulator.MemberID(k % 5) }
+	n1, n2, n3, n4 := simulator.MemberID(11), simulator.MemberID(12), simulator.MemberID(13), simulator.MemberID(14)
 	var a, b []assignment
 	for i := range 30 {
-		c := fmt.Sprintf("rb-%02d", i)
+		c := simulator.ContactID(100 + i)
 		for j := range i%3 + 1 {
-			a = append(a, assignment{contact: c, member: fmt.Sprintf("m-%d", (i+j)%5), replace: j == 0})
+			a = append(a, assignment{contact: c, member: old(i + j), replace: j == 0})
 		}
 		switch i % 4 {
 		case 0: // adds only: the old agents stay, new ones join
-			b = append(b, assignment{contact: c, member: "n-1"}, assignment{contact: c, member: "n-2"})
+			b = append(b, assignment{contact: c, member: n1}, assignment{contact: c, member: n2})
 		case 1: // replace, then add
-			b = append(b, assignment{contact: c, member: "n-1", replace: true}, assignment{contact: c, member: "n-3"})
+			b = append(b, assignment{contact: c, member: n1, replace: true}, assignment{contact: c, member: n3})
 		case 2: // replace with the first agent it had: only the order and the others change
-			b = append(b, assignment{contact: c, member: fmt.Sprintf("m-%d", i%5), replace: true}, assignment{contact: c, member: "n-4"})
+			b = append(b, assignment{contact: c, member: old(i), replace: true}, assignment{contact: c, member: n4})
 		case 3: // not in the second batch
 		}
 	}
-	b = append(b, assignment{contact: "rb-fresh", member: "n-1"})
+	b = append(b, assignment{contact: rbFresh, member: n1})
 	return writeAssignments(t, dir, "first.csv", a), writeAssignments(t, dir, "second.csv", b)
 }
 
@@ -79,17 +87,17 @@ func TestRunRollbackRestoresPreviousAgents(t *testing.T) {
 		t.Errorf("run does not point at the rollback file:\n%s", r.stdout)
 	}
 	_, bad := readReportCSV(t, filepath.Join(dir, report.RollbackUnrestorableFile))
-	if len(bad) != 1 || bad[0].cells["aiContactId"] != "rb-fresh" || bad[0].cells["reason"] != report.UnrestorableNoAgents {
+	if len(bad) != 1 || bad[0].cells["aiContactId"] != rbFresh || bad[0].cells["reason"] != report.UnrestorableNoAgents {
 		t.Errorf("rollback-unrestorable.csv = %+v", bad)
 	}
 
 	// rollback.csv is an input file like any other.
 	runFile(t, target, api, filepath.Join(dir, report.RollbackFile))
 	after := sim.State()
-	if got := after["rb-fresh"]; !slices.Equal(got, []string{"n-1"}) {
-		t.Errorf("rb-fresh = %v: a contact that had no agents keeps the new one", got)
+	if got := after[rbFresh]; !slices.Equal(got, []string{simulator.MemberID(11)}) {
+		t.Errorf("%s = %v: a contact that had no agents keeps the new one", rbFresh, got)
 	}
-	delete(after, "rb-fresh")
+	delete(after, rbFresh)
 	checkState(t, after, before)
 }
 
@@ -114,7 +122,7 @@ func TestDistributedRollback(t *testing.T) {
 	}
 	waitReport(d.importFile(t, filepath.Join(dir, report.RollbackFile)))
 	after := d.sim.State()
-	delete(after, "rb-fresh")
+	delete(after, rbFresh)
 	checkState(t, after, before)
 
 	// A batch imported without the flag has no rollback file.

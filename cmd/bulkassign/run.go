@@ -68,7 +68,7 @@ Without --redis the queue is embedded in this process.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			opts, err := members.options(importer.Options{File: file, Name: name, RecordPrevious: recordPrevious}, cfg, simulate)
+			opts, err := members.options(importer.Options{File: file, IDFormat: cfg.IDFormat, Name: name, RecordPrevious: recordPrevious}, cfg, simulate)
 			if err != nil {
 				return err
 			}
@@ -77,6 +77,7 @@ Without --redis the queue is embedded in this process.`,
 	}
 	flagGroup(cmd.Flags(), groupInput, func(fs *pflag.FlagSet) {
 		fs.StringVar(&format, "format", "", formatHelp)
+		cfg.RegisterInput(fs)
 		fs.StringVar(&name, "name", "", "`LABEL` of the batch")
 		members = registerMemberFlags(fs)
 		fs.BoolVar(&recordPrevious, "record-previous", false, recordPreviousHelp)

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -333,7 +335,7 @@ func TestRunFailedCSVFixedRoundTrip(t *testing.T) {
 
 			// The fix: refused members become an active one, rows that
 			// cannot be fixed (invalid, unknown contact) go.
-			const good = "m-0001"
+			good := simulator.MemberID(1)
 			raw, err := os.ReadFile(filepath.Join(first.dir, report.FailedFile))
 			if err != nil {
 				t.Fatal(err)
@@ -422,7 +424,7 @@ func testRunExitOK(t *testing.T, flags ...string) {
 	in.WriteString("aiContactId,teamMemberId,removeExistingAgents\n")
 	want := map[string][]string{}
 	for i := range 40 {
-		c, m := fmt.Sprintf("c-%d", i%10), fmt.Sprintf("m-%d", i%3)
+		c, m := simulator.ContactID(i%10), simulator.MemberID(i%3)
 		fmt.Fprintf(&in, "%s,%s,%v\n", c, m, i%7 == 0)
 		if i%7 == 0 {
 			want[c] = []string{m}
@@ -454,14 +456,14 @@ func TestRunBrokenFile(t *testing.T) {
 	var good strings.Builder
 	good.WriteString("aiContactId,teamMemberId,note\n")
 	for i := range 2500 {
-		fmt.Fprintf(&good, "c-%d,m-1,ok\n", i)
+		fmt.Fprintf(&good, "%s,%s,ok\n", simulator.ContactID(i), simulator.MemberID(1))
 	}
 	// "two\nlines" makes the file's lines differ from the record count.
 	csvBad := good.String() + "c-x,m-1,\"two\nlines\"\nc-y,m-1\n" // line 2502+2 = 2504
 	var js strings.Builder
 	js.WriteString("[\n")
 	for i := range 2500 {
-		fmt.Fprintf(&js, "  {\"aiContactId\": \"c-%d\", \"teamMemberId\": \"m-1\"},\n", i)
+		fmt.Fprintf(&js, "  {\"aiContactId\": %q, \"teamMemberId\": %q},\n", simulator.ContactID(i), simulator.MemberID(1))
 	}
 	js.WriteString("  {\"aiContactId\": \"c-x\", \"teamMemberId\": \"m-1\"}\n") // line 2502: no comma
 	js.WriteString("  {\"aiContactId\": \"c-y\", \"teamMemberId\": \"m-1\"}\n") // line 2503
@@ -546,7 +548,7 @@ func TestRunWrongKey(t *testing.T) {
 	var in strings.Builder
 	in.WriteString("aiContactId,teamMemberId\n")
 	for i := range 300 {
-		fmt.Fprintf(&in, "c-%d,m-%d\n", i, i%5)
+		fmt.Fprintf(&in, "%s,%s\n", simulator.ContactID(i), simulator.MemberID(i%5))
 	}
 	file := filepath.Join(t.TempDir(), "in.csv")
 	if err := os.WriteFile(file, []byte(in.String()), 0o600); err != nil {
@@ -565,6 +567,83 @@ func TestRunWrongKey(t *testing.T) {
 	}
 	if st := sim.State(); len(st) != 0 {
 		t.Errorf("assignments made with a refused key: %v", st)
+	}
+}
+
+// TestRunNonUUIDIDs: against a CRM that answers 400 to an id that is not a
+// UUID, as the real API documents its ids, the rows whose ids are not
+// UUIDs (an older id, a UUID cut short, braces, a URN, a JSON number) are
+// invalid and cost no call, each with its reason; the UUID rows, in any
+// case, go through lower-cased. With --id-format any the older ids are sent,
+// and this CRM refuses them, but braces, a URN and a JSON number are still
+// never ids.
+func TestRunNonUUIDIDs(t *testing.T) {
+	t.Parallel()
+	c, m := simulator.ContactID, simulator.MemberID
+	in := "[\n" + strings.Join([]string{
+		`{"aiContactId": "` + c(1) + `", "teamMemberId": "` + m(1) + `"}`,
+		`{"aiContactId": "c-000002", "teamMemberId": "` + m(1) + `"}`,
+		`{"aiContactId": "` + c(3) + `", "teamMemberId": "agent-1a2b3c4d"}`,
+		`{"aiContactId": "` + c(4)[:35] + `", "teamMemberId": "` + m(1) + `"}`,
+		`{"aiContactId": "{` + c(5) + `}", "teamMemberId": "` + m(1) + `"}`,
+		`{"aiContactId": "` + c(6) + `", "teamMemberId": "urn:uuid:` + m(2) + `"}`,
+		`{"aiContactId": 7, "teamMemberId": "` + m(1) + `"}`,
+		`{"aiContactId": "` + strings.ToUpper(c(8)) + `", "teamMemberId": " ` + strings.ToUpper(m(2)) + ` "}`,
+	}, ",\n") + "\n]\n"
+	file := filepath.Join(t.TempDir(), "ids.json")
+	if err := os.WriteFile(file, []byte(in), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name           string
+		flags          []string
+		calls, refused int64 // requests the CRM saw, and answered 400
+		reasons        map[string]int64
+	}{
+		{name: "uuid", calls: 2, reasons: map[string]int64{"invalid_contact_id": 4, "invalid_member_id": 2}},
+		{name: "any", flags: []string{"--id-format", "any"}, calls: 5, refused: 3,
+			reasons: map[string]int64{"http_400": 3, "invalid_contact_id": 2, "invalid_member_id": 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sim := simulator.New(simulator.Options{})
+			var calls, refused atomic.Int64
+			crm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				// /api/public/contact/{aiContactId}/assign-team-member/{teamMemberId}
+				if p := strings.Split(r.URL.Path, "/"); len(p) == 7 && (!jobs.IDUUID.Valid(p[4]) || !jobs.IDUUID.Valid(p[6])) {
+					refused.Add(1)
+					http.Error(w, `{"message":"aiContactId and teamMemberId must be UUIDs"}`, http.StatusBadRequest)
+					return
+				}
+				sim.ServeHTTP(w, r)
+			}))
+			t.Cleanup(crm.Close)
+			out := t.TempDir()
+			args := append([]string{"run", "--api-url", crm.URL, "--api-key", "k", "--out", out}, fastFlags()...)
+			res := runCLI(t, nil, append(append(args, tt.flags...), file)...)
+			if res.code != exitPartial {
+				t.Fatalf("exit %d (%v), want 2\nstderr:\n%s", res.code, res.err, res.stderr)
+			}
+			if calls.Load() != tt.calls || refused.Load() != tt.refused {
+				t.Errorf("the CRM saw %d calls and refused %d, want %d and %d", calls.Load(), refused.Load(), tt.calls, tt.refused)
+			}
+			want := map[string][]string{c(1): {m(1)}, c(8): {m(2)}}
+			if got := sim.State(); !maps.EqualFunc(got, want, slices.Equal) {
+				t.Errorf("CRM state %v, want %v", got, want)
+			}
+			dir := reportDir(t, out)
+			if s := readSummary(t, dir); s.Succeeded != 2 || !maps.Equal(s.Errors, tt.reasons) {
+				t.Errorf("summary: %d succeeded, errors %v; want 2 and %v", s.Succeeded, s.Errors, tt.reasons)
+			}
+			_, failed := readReportCSV(t, filepath.Join(dir, report.FailedFile))
+			for _, r := range failed {
+				if e := r.cells["error"]; r.cells["status"] == wantInvalid && tt.name == "uuid" && !strings.Contains(e, "want a UUID, 8-4-4-4-12 hex digits") {
+					t.Errorf("failed.csv line %s: error %q does not show the form wanted", r.cells["line"], e)
+				}
+			}
+		})
 	}
 }
 

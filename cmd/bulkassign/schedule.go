@@ -98,7 +98,7 @@ workers apply it.`,
 				}
 			}
 			s, err := schedule.NewScheduler(q.opt, q.rdb, sc, schedule.SchedulerOptions{
-				Namespace: cfg.Namespace, Logger: log, HeartbeatInterval: heartbeat,
+				Namespace: cfg.Namespace, Logger: log, HeartbeatInterval: heartbeat, IDFormat: cfg.IDFormat,
 			})
 			if err != nil {
 				return err
@@ -114,6 +114,7 @@ workers apply it.`,
 		fs.StringVar(&file, "config", "", "schedule `FILE` (YAML): schedules: [{name, cron, contacts, rules, timezone}]")
 		fs.StringVar(&once, "once", "", "run one tick of the schedule `NAME` now, in this process, and print its batch id")
 		fs.DurationVar(&heartbeat, "heartbeat", 0, "how often the scheduler shows its entries to the monitor (default 10s)")
+		cfg.RegisterInput(fs)
 	})
 	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
 	flagGroup(cmd.Flags(), groupOutput, registerLogLevel(&cfg))
@@ -125,7 +126,7 @@ func (a *app) scheduleOnce(ctx context.Context, q *queue, cfg config.Config, log
 	r := schedule.NewRunner(q.rdb, q.store, q.importer(cfg), schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log})
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	p := jobs.PlanPayload{Name: e.Name, Contacts: e.Contacts, Rules: e.Rules, Timezone: e.Timezone}
+	p := jobs.PlanPayload{Name: e.Name, Contacts: e.Contacts, Rules: e.Rules, Timezone: e.Timezone, IDFormat: cfg.IDFormat}
 	out, err := r.Tick(ctx, p, time.Now(), "once-"+hex.EncodeToString(b[:]))
 	if err != nil {
 		return err

@@ -307,6 +307,28 @@ func TestScheduleOnceSkipsWhileThePreviousRunIsGoing(t *testing.T) {
 	}
 }
 
+// TestScheduleOnceIDFormat: a tick plans and imports by the scheduler's
+// --id-format: files with the older ids are refused by default, and queue a
+// batch with --id-format any.
+func TestScheduleOnceIDFormat(t *testing.T) {
+	t.Parallel()
+	s := newScheduleSetup(t, simulator.Options{}, 10, "0 2 * * *")
+	writePlanInput(t, s.dir, "contacts.csv", []byte("contact,region,owner\nc-1,north,m-old\nc-2,north,\n"))
+	writePlanInput(t, s.dir, "rules.yaml", []byte("rules:\n  - {name: north, match: {region: north}, pool: [{member: m-ana}]}\n"))
+	r := s.once(t)
+	if r.code != exitFatal || !strings.Contains(r.errText(), `member "m-ana" is not a valid id: want a UUID`) {
+		t.Errorf("--once on older ids: exit %d (%s), want 1 naming the id", r.code, r.errText())
+	}
+	nextSecond()
+	r = s.cli(t, "schedule", "--config", s.config, "--once", "rebalance", "--id-format", "any")
+	if r.code != exitOK {
+		t.Fatalf("--once --id-format any: exit %d: %s\n%s", r.code, r.errText(), r.stderr)
+	}
+	if b := s.batch(t, strings.TrimSpace(r.stdout)); b.Rows != 2 || b.Invalid != 0 {
+		t.Errorf("batch %+v, want 2 rows, none invalid", b)
+	}
+}
+
 func TestScheduleBadConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -192,7 +192,7 @@ func TestAPIKeyFromEnvNeverShown(t *testing.T) {
 	}
 
 	file := filepath.Join(t.TempDir(), "in.csv")
-	if err := os.WriteFile(file, []byte("aiContactId,teamMemberId\nc-1,m-1\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("aiContactId,teamMemberId\n"+simulator.ContactID(1)+","+simulator.MemberID(1)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	target := newRedisTarget(t)
@@ -312,7 +312,8 @@ func TestAPIKeyNotSentOnRedirect(t *testing.T) {
 	dir := t.TempDir()
 
 	file := filepath.Join(dir, "in.csv")
-	if err := os.WriteFile(file, []byte("aiContactId,teamMemberId\nc-1,m-1\nc-2,m-2\n"), 0o600); err != nil {
+	c, m := simulator.ContactID, simulator.MemberID
+	if err := os.WriteFile(file, []byte("aiContactId,teamMemberId\n"+c(1)+","+m(1)+"\n"+c(2)+","+m(2)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "reports")
@@ -329,7 +330,7 @@ func TestAPIKeyNotSentOnRedirect(t *testing.T) {
 	}
 
 	emails := filepath.Join(dir, "emails.csv")
-	if err := os.WriteFile(emails, []byte("aiContactId,teamMemberEmail\nc-1,ana@example.com\n"), 0o600); err != nil {
+	if err := os.WriteFile(emails, []byte("aiContactId,teamMemberEmail\n"+c(1)+",ana@example.com\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	res = runCLI(t, nil, "import", "--dry-run", "--api-url", crm.URL, "--api-key", secKey, emails)

@@ -99,7 +99,7 @@ answer.`,
 			if cfg.APIKey != "" {
 				deps.Directory = memberDirectory(cfg, false)
 			}
-			h, err := server.New(deps, server.Options{Token: token, MaxUpload: maxUpload})
+			h, err := server.New(deps, server.Options{Token: token, MaxUpload: maxUpload, IDFormat: cfg.IDFormat})
 			if err != nil {
 				return err
 			}
@@ -141,6 +141,7 @@ answer.`,
 		fs.StringVar(&addr, "addr", "127.0.0.1:8081", "`ADDRESS` to listen on (loopback by default; put a TLS proxy in front before exposing it)")
 		fs.StringVar(&token, "server-token", "", "access `TOKEN` for the page, the API, /monitor and /metrics (BULKASSIGN_SERVER_TOKEN); --token for short")
 		fs.Int64Var(&maxUpload, "max-upload", server.DefaultMaxUpload, "largest upload accepted, in bytes")
+		cfg.RegisterInput(fs)
 		fs.IntVar(&workers, "workers", 0, "run an in-process worker with this many calls in flight (needs BULKASSIGN_API_KEY); 0 leaves the work to separate bulkassign worker processes")
 	})
 	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)

@@ -39,10 +39,14 @@ var (
 	}
 )
 
-// Malformed ids: invalid characters, too long, formula-looking.
+// Malformed ids: not UUIDs (ids of the older form, a UUID cut short, with
+// braces, as a URN, without hyphens, digits that JSON writes as a number),
+// invalid characters, too long, formula-looking.
 var malformedIDs = []string{
+	"c-000012", "agent-1a2b3c4d", simulator.ContactID(12)[:35], "{" + simulator.ContactID(12) + "}",
+	"urn:uuid:" + simulator.MemberID(1), strings.ReplaceAll(simulator.MemberID(2), "-", ""), "20240101",
 	"c 000012", "c-0001!", `=HYPERLINK("http://evil.example","x")`, "ñ-001",
-	strings.Repeat("a", 129), "c/000001", "+c-000001", "@c-1", "m 0001", "m-0001;drop",
+	strings.Repeat("a", 129), "c/000001", "+" + simulator.ContactID(1), "@c-1", "m 0001", simulator.MemberID(1) + ";drop",
 }
 
 // Extra cells: commas, quotes, newlines, padding, formulas.
@@ -88,22 +92,22 @@ func newMessyFile(seed uint64, n int) *messyFile {
 		if i%29 == 0 { // unknown to the CRM
 			continue
 		}
-		f.contacts = append(f.contacts, fmt.Sprintf("c-%06d", i))
+		f.contacts = append(f.contacts, simulator.ContactID(i))
 	}
 	f.members = simulator.GenerateMembers(messyMembers)
 	for i := range f.members {
-		if (i+1)%7 == 4 { // m-0004, m-0011, m-0018
+		if (i+1)%7 == 4 { // members 4, 11 and 18
 			f.members[i].Active = false
 		}
 	}
 
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
-	contact := func() string { return fmt.Sprintf("c-%06d", 1+rng.IntN(messyContacts)) }
+	contact := func() string { return simulator.ContactID(1 + rng.IntN(messyContacts)) }
 	member := func() string {
 		if rng.IntN(40) == 0 {
-			return pick([]string{"m-0099", "m-0123"}) // unknown to the CRM
+			return pick([]string{simulator.MemberID(99), simulator.MemberID(123)}) // unknown to the CRM
 		}
-		return fmt.Sprintf("m-%04d", 1+rng.IntN(messyMembers))
+		return simulator.MemberID(1 + rng.IntN(messyMembers))
 	}
 	replace := func() []replSpec {
 		if rng.IntN(3) == 0 {
@@ -266,9 +270,17 @@ func (f *messyFile) jsonObject(r genRow, rng *rand.Rand) []byte {
 		return string(b)
 	}
 	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	// An id of digits only is written as a JSON number, which is never an
+	// id.
+	id := func(s string) string {
+		if s != "" && strings.Trim(s, "0123456789") == "" {
+			return s
+		}
+		return str(s)
+	}
 	kv := []string{
-		str(pick("aiContactId", "contact_id", "contactId", "AI Contact ID")) + ": " + str(r.contact),
-		str(pick("teamMemberId", "team_member_id", "agent_id")) + ": " + str(r.member),
+		str(pick("aiContactId", "contact_id", "contactId", "AI Contact ID")) + ": " + id(r.contact),
+		str(pick("teamMemberId", "team_member_id", "agent_id")) + ": " + id(r.member),
 	}
 	if !r.repl.absent {
 		v, err := json.Marshal(r.repl.json)
@@ -314,18 +326,20 @@ type expectation struct {
 	reasons map[string]int64    // error code -> rows
 }
 
-// refID is the model of id normalisation: trimmed, lower-case, 1-128 of
-// a-z 0-9 - _.
+// refID is the model of id normalisation: trimmed, lower-case, and then
+// a UUID in its canonical form, 8-4-4-4-12 hex digits (the default
+// --id-format).
 func refID(cell string) (id string, missing, ok bool) {
 	id = strings.ToLower(strings.TrimSpace(cell))
 	if id == "" {
 		return "", true, false
 	}
-	if len(id) > 128 {
+	groups := strings.Split(id, "-")
+	if len(groups) != 5 {
 		return id, false, false
 	}
-	for _, c := range id {
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+	for i, g := range groups {
+		if len(g) != []int{8, 4, 4, 4, 12}[i] || strings.Trim(g, "0123456789abcdef") != "" {
 			return id, false, false
 		}
 	}
