@@ -85,22 +85,38 @@ func TestRedisOptTopologies(t *testing.T) {
 
 	c.Redis = "redis-sentinel://:spw@10.0.0.1:26379,10.0.0.2:26379/2?master=main"
 	want := asynq.RedisFailoverClientOpt{MasterName: "main", SentinelAddrs: []string{"10.0.0.1:26379", "10.0.0.2:26379"}, SentinelPassword: "spw", DB: 2}
-	if o, err := c.RedisOpt(); err != nil || !reflect.DeepEqual(o, want) {
-		t.Errorf("--redis %s: %#v, %v; want %#v", c.Redis, o, err, want)
-	} else if _, ok := o.MakeRedisClient().(*redis.Client); !ok {
-		t.Errorf("a Sentinel's client is %T, want *redis.Client", o.MakeRedisClient())
+	o, err := c.RedisOpt()
+	if err != nil || !reflect.DeepEqual(o, want) {
+		t.Fatalf("--redis %s: %#v, %v; want %#v", c.Redis, o, err, want)
+	}
+	if rc := client(t, o); !isType[*redis.Client](rc) {
+		t.Errorf("a Sentinel's client is %T, want *redis.Client", rc)
 	}
 
 	c.Redis, c.RedisCluster = "", "redis://app:pw@10.0.0.1:7000?addr=10.0.0.2:7001&addr=10.0.0.3:7002&dial_timeout=2s"
 	wantC := asynq.RedisClusterClientOpt{Addrs: []string{"10.0.0.1:7000", "10.0.0.2:7001", "10.0.0.3:7002"}, Username: "app", Password: "pw", DialTimeout: 2 * time.Second}
-	o, err := c.RedisOpt()
+	o, err = c.RedisOpt()
 	if err != nil || !reflect.DeepEqual(o, wantC) {
 		t.Fatalf("--redis-cluster %s: %#v, %v; want %#v", c.RedisCluster, o, err, wantC)
 	}
-	if _, ok := o.MakeRedisClient().(*redis.ClusterClient); !ok {
-		t.Errorf("a cluster's client is %T, want *redis.ClusterClient", o.MakeRedisClient())
+	if rc := client(t, o); !isType[*redis.ClusterClient](rc) {
+		t.Errorf("a cluster's client is %T, want *redis.ClusterClient", rc)
 	}
 }
+
+// client is the Redis client o makes (it connects only when used), closed
+// when the test ends.
+func client(t *testing.T, o asynq.RedisConnOpt) redis.UniversalClient {
+	t.Helper()
+	rc, ok := o.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		t.Fatalf("%T makes no redis.UniversalClient", o)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return rc
+}
+
+func isType[T any](v any) bool { _, ok := v.(T); return ok }
 
 func TestRedisDisplayHidesPasswords(t *testing.T) {
 	t.Parallel()
