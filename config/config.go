@@ -8,14 +8,17 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 )
 
@@ -36,17 +39,19 @@ type Config struct {
 	KeyHeader      string
 	RequestTimeout time.Duration
 
-	// Queue and workers.
-	Redis       string
-	Embedded    string
-	Namespace   string
-	Retention   time.Duration
-	Rate        float64
-	Burst       int
-	Concurrency int
-	MaxAttempts int
-	RetryBase   time.Duration
-	RetryMax    time.Duration
+	// Queue and workers. Redis is a single server's URL or a Sentinel's
+	// (redis-sentinel://); RedisCluster a Redis Cluster's. At most one.
+	Redis        string
+	RedisCluster string
+	Embedded     string
+	Namespace    string
+	Retention    time.Duration
+	Rate         float64
+	Burst        int
+	Concurrency  int
+	MaxAttempts  int
+	RetryBase    time.Duration
+	RetryMax     time.Duration
 	// Stall is how long a running batch may go without progress, with no
 	// row held by any worker, before the workers look for its lost tasks.
 	Stall time.Duration
@@ -121,11 +126,12 @@ func (c *Config) RegisterAPI(fs *pflag.FlagSet) {
 // RegisterRedis adds the Redis flags to fs. embedded says what an empty
 // --redis means for this command.
 func (c *Config) RegisterRedis(fs *pflag.FlagSet, embedded bool) {
-	help := "Redis `URL` (redis://[user:password@]host:port/db)"
+	help := "Redis `URL`: redis://[user:password@]host:port/db, or through Sentinel redis-sentinel://[:password@]host:port[,host:port]?master=NAME"
 	if embedded {
-		help += "; empty runs an embedded in-process queue"
+		help += "; without it or --redis-cluster, an embedded queue"
 	}
 	fs.StringVar(&c.Redis, "redis", c.Redis, help)
+	fs.StringVar(&c.RedisCluster, "redis-cluster", c.RedisCluster, "Redis Cluster `URL`: redis://[user:password@]host:port?addr=host:port&addr=host:port (instead of --redis)")
 	if embedded {
 		fs.StringVar(&c.Embedded, "embedded", c.Embedded, "`KIND` of embedded queue without --redis: auto (a private redis-server if installed, else in-process), redis-server, or memory")
 	}
@@ -225,7 +231,7 @@ func (c Config) Validate() error {
 	if c.MaxRetryAfter <= 0 {
 		errs = append(errs, fmt.Errorf("--max-retry-after %s must be positive", c.MaxRetryAfter))
 	}
-	if c.Redis != "" {
+	if c.RedisGiven() {
 		if _, err := c.RedisOpt(); err != nil {
 			errs = append(errs, err)
 		}
@@ -233,24 +239,98 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// RedisOpt parses --redis for asynq. The URL's password never appears in
-// the error.
+// RedisGiven reports whether --redis or --redis-cluster names a Redis.
+func (c Config) RedisGiven() bool { return c.Redis != "" || c.RedisCluster != "" }
+
+// RedisOpt parses --redis or --redis-cluster for asynq: a single server,
+// a master found through Sentinel, or a Redis Cluster. Its
+// MakeRedisClient is the ledger's client too, so both use one
+// connection of one kind. The URL's password never appears in the error.
 func (c Config) RedisOpt() (asynq.RedisConnOpt, error) {
+	switch {
+	case c.Redis != "" && c.RedisCluster != "":
+		return nil, errors.New("--redis and --redis-cluster: give one (a cluster's nodes go in --redis-cluster; a single server or redis-sentinel:// in --redis)")
+	case c.RedisCluster != "":
+		return clusterOpt(c.RedisCluster)
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("--redis %s: %swant redis://[user:password@]host:port/db, rediss://…, or redis-sentinel://[:password@]host:port[,host:port][/db]?master=NAME",
+			redactURL(c.Redis), why)
+	}
 	opt, err := asynq.ParseRedisURI(c.Redis)
 	if err != nil {
-		return nil, fmt.Errorf("--redis: want redis://[user:password@]host:port/db or rediss://…: %s", redactURL(c.Redis))
+		return nil, bad("")
 	}
-	// asynq reads only the password: without the user, a Redis ACL user
-	// would be refused (AUTH as "default").
-	if o, ok := opt.(asynq.RedisClientOpt); ok {
-		if u, err := url.Parse(c.Redis); err == nil && u.User != nil {
+	u, _ := url.Parse(c.Redis) // asynq parsed it
+	switch o := opt.(type) {
+	case asynq.RedisClientOpt:
+		// asynq reads only the password: without the user, a Redis ACL user
+		// would be refused (AUTH as "default").
+		if u.User != nil {
 			if _, hasPassword := u.User.Password(); hasPassword {
 				o.Username = u.User.Username()
-				opt = o
 			}
 		}
+		return o, nil
+	case asynq.RedisFailoverClientOpt:
+		if o.MasterName == "" {
+			return nil, bad("no master named (add ?master=NAME, the name the Sentinels know it by); ")
+		}
+		for _, a := range o.SentinelAddrs {
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				return nil, bad(fmt.Sprintf("Sentinel %q is not host:port; ", a))
+			}
+		}
+		// asynq ignores a path; a DB given there is honoured, not dropped.
+		if p := strings.Trim(u.Path, "/"); p != "" {
+			db, err := strconv.Atoi(p)
+			if err != nil || db < 0 {
+				return nil, bad("the path is not a DB number; ")
+			}
+			o.DB = db
+		}
+		return o, nil
 	}
-	return opt, nil
+	return nil, bad("")
+}
+
+// clusterQuery are the settings of a cluster URL's query that asynq's
+// cluster connection has; go-redis knows more, which would be dropped.
+var clusterQuery = map[string]bool{"addr": true, "max_redirects": true, "dial_timeout": true, "read_timeout": true, "write_timeout": true}
+
+// clusterOpt parses --redis-cluster, go-redis's cluster URL form.
+func clusterOpt(raw string) (asynq.RedisConnOpt, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("--redis-cluster %s: %swant redis://[user:password@]host:port?addr=host:port&addr=host:port (rediss:// for TLS), naming one or more of the cluster's nodes",
+			redactURL(raw), why)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, bad("")
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+		return nil, bad(fmt.Sprintf("a cluster has only DB 0, not %s (keep batches apart with --namespace); ", p))
+	}
+	for k := range u.Query() {
+		if !clusterQuery[k] {
+			return nil, bad(fmt.Sprintf("setting %q is not supported (only addr, max_redirects, dial_timeout, read_timeout and write_timeout are); ", k))
+		}
+	}
+	o, err := redis.ParseClusterURL(raw)
+	if err != nil {
+		// go-redis's reasons name a setting or an address, never the password.
+		return nil, bad(strings.TrimPrefix(err.Error(), "redis: ") + "; ")
+	}
+	return asynq.RedisClusterClientOpt{
+		Addrs:        o.Addrs,
+		Username:     o.Username,
+		Password:     o.Password,
+		MaxRedirects: o.MaxRedirects,
+		DialTimeout:  o.DialTimeout,
+		ReadTimeout:  o.ReadTimeout,
+		WriteTimeout: o.WriteTimeout,
+		TLSConfig:    o.TLSConfig,
+	}, nil
 }
 
 // ClientOptions are the CRM API client's settings.
@@ -265,9 +345,12 @@ func (c Config) ClientOptions() worker.ClientOptions {
 	}
 }
 
-// RedisDisplay names --redis in messages, with any password hidden.
+// RedisDisplay names the Redis in messages, with any password hidden.
 func (c Config) RedisDisplay() string {
-	if c.Redis == "" {
+	switch {
+	case c.RedisCluster != "":
+		return "the Redis Cluster at " + redactURL(c.RedisCluster)
+	case c.Redis == "":
 		return "the embedded queue"
 	}
 	return redactURL(c.Redis)

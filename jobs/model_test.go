@@ -89,9 +89,9 @@ func (m *model) settleOp(contact string, i int, res jobs.Result, dead bool) {
 // settled, released, lost), redeliveries, pauses, resumes, cancels and
 // dead-letter retries against the real ledger on Redis and against the
 // model, and compares them after every step.
-func TestLedgerMatchesModel(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestLedgerMatchesModel(t *testing.T) { onTopologies(t, testLedgerMatchesModel) }
+
+func testLedgerMatchesModel(t *testing.T, b *bundle) {
 	const maxAttempts = 3
 	for seed := range 60 {
 		rng := rand.New(rand.NewPCG(uint64(seed), 99))

@@ -21,22 +21,30 @@ import (
 // bundle is what a store test works with.
 type bundle struct {
 	ctx   context.Context
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	ns    string
 	store *jobs.Store
 	now   time.Time
 }
 
-func setup(t *testing.T) *bundle {
+// onTopologies runs a store test on a single Redis, through Sentinel and
+// on a Redis Cluster, in parallel, each with a bundle of its own.
+func onTopologies(t *testing.T, test func(*testing.T, *bundle)) {
 	t.Helper()
-	url := redistest.URL(t)
-	ns := redistest.Namespace(t, url)
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
+	t.Parallel()
+	for _, tp := range redistest.Topologies() {
+		t.Run(string(tp), func(t *testing.T) {
+			t.Parallel()
+			test(t, setup(t, tp))
+		})
 	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
+}
+
+func setup(t *testing.T, tp redistest.Topology) *bundle {
+	t.Helper()
+	r := redistest.Shared(t, tp)
+	ns := r.Namespace(t)
+	rdb := r.Client(t)
 	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	return &bundle{
 		ctx:   t.Context(),
@@ -129,9 +137,9 @@ func (b *bundle) settle(t *testing.T, id, contact string, res jobs.Result, st jo
 
 var ok = jobs.Result{Status: jobs.StatusSucceeded, HTTPStatus: 200, Attempts: 1}
 
-func TestCreateAddRowsStartGet(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestCreateAddRowsStartGet(t *testing.T) { onTopologies(t, testCreateAddRowsStartGet) }
+
+func testCreateAddRowsStartGet(t *testing.T, b *bundle) {
 	const id = "b1"
 	if err := b.store.Create(b.ctx, id, "nightly", "owners.csv"); err != nil {
 		t.Fatal(err)
@@ -206,9 +214,9 @@ func TestCreateAddRowsStartGet(t *testing.T) {
 	}
 }
 
-func TestUnknownBatch(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestUnknownBatch(t *testing.T) { onTopologies(t, testUnknownBatch) }
+
+func testUnknownBatch(t *testing.T, b *bundle) {
 	if _, err := b.store.Get(b.ctx, "nope"); !errors.Is(err, jobs.ErrNotFound) {
 		t.Errorf("Get: err = %v, want ErrNotFound", err)
 	}
@@ -226,9 +234,9 @@ func TestUnknownBatch(t *testing.T) {
 	}
 }
 
-func TestAllInvalidIsDoneAtStart(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestAllInvalidIsDoneAtStart(t *testing.T) { onTopologies(t, testAllInvalidIsDoneAtStart) }
+
+func testAllInvalidIsDoneAtStart(t *testing.T, b *bundle) {
 	rows := validRows(3)
 	for i := range rows {
 		rows[i].Reason, rows[i].Error = "invalid_member_id", "malformed"
@@ -243,18 +251,18 @@ func TestAllInvalidIsDoneAtStart(t *testing.T) {
 	}
 }
 
-func TestEmptyBatchIsDoneAtStart(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestEmptyBatchIsDoneAtStart(t *testing.T) { onTopologies(t, testEmptyBatchIsDoneAtStart) }
+
+func testEmptyBatchIsDoneAtStart(t *testing.T, b *bundle) {
 	b.started(t, "b", nil)
 	if got := b.get(t, "b"); got.Status != jobs.BatchDone {
 		t.Fatalf("status %q, want done", got.Status)
 	}
 }
 
-func TestSettleCompletesBatch(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestSettleCompletesBatch(t *testing.T) { onTopologies(t, testSettleCompletesBatch) }
+
+func testSettleCompletesBatch(t *testing.T, b *bundle) {
 	rows := validRows(3)
 	rows = append(rows, jobs.Row{Line: 9, ContactID: "x", Reason: "invalid_member_id"})
 	b.started(t, "b", rows)
@@ -291,9 +299,9 @@ func TestSettleCompletesBatch(t *testing.T) {
 // TestFailureBlocksTheContact: a contact's first row that does not succeed
 // stops it: its later rows are failed as blocked in the same write, and no
 // later execution sends anything for it.
-func TestFailureBlocksTheContact(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestFailureBlocksTheContact(t *testing.T) { onTopologies(t, testFailureBlocksTheContact) }
+
+func testFailureBlocksTheContact(t *testing.T, b *bundle) {
 	rows := []jobs.Row{
 		{Line: 2, ContactID: "c1", MemberID: "m1"},
 		{Line: 3, ContactID: "c1", MemberID: "m9", Replace: true},
@@ -330,9 +338,9 @@ func TestFailureBlocksTheContact(t *testing.T) {
 // its claim expires (its worker died) the next one takes over, the dead
 // one's call costs its row an attempt, and the stale execution's writes
 // are refused, except a success, which is the truth of a call made.
-func TestClaims(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestClaims(t *testing.T) { onTopologies(t, testClaims) }
+
+func testClaims(t *testing.T, b *bundle) {
 	b.store = jobs.NewStore(b.rdb, jobs.StoreOptions{Namespace: b.ns, ClaimTTL: 200 * time.Millisecond})
 	rows := []jobs.Row{
 		{Line: 2, ContactID: "c1", MemberID: "m1"},
@@ -390,9 +398,9 @@ func TestClaims(t *testing.T) {
 
 // TestLostExecutionsUseUpAttempts: a task whose worker dies in the middle
 // of every call ends as a dead letter after max attempts, not in a loop.
-func TestLostExecutionsUseUpAttempts(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestLostExecutionsUseUpAttempts(t *testing.T) { onTopologies(t, testLostExecutionsUseUpAttempts) }
+
+func testLostExecutionsUseUpAttempts(t *testing.T, b *bundle) {
 	b.store = jobs.NewStore(b.rdb, jobs.StoreOptions{Namespace: b.ns, ClaimTTL: 50 * time.Millisecond})
 	b.started(t, "b", []jobs.Row{{Line: 2, ContactID: "c1", MemberID: "m1"}, {Line: 3, ContactID: "c1", MemberID: "m2"}})
 	for n := range 3 {
@@ -419,8 +427,10 @@ func TestLostExecutionsUseUpAttempts(t *testing.T) {
 }
 
 func TestConcurrentExecutionsExactCounters(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+	onTopologies(t, testConcurrentExecutionsExactCounters)
+}
+
+func testConcurrentExecutionsExactCounters(t *testing.T, b *bundle) {
 	const n = 300
 	rows := validRows(n)
 	b.started(t, "b", rows)
@@ -499,16 +509,16 @@ func TestConcurrentExecutionsExactCounters(t *testing.T) {
 // batchKeys lists the Redis keys holding anything of batch id.
 func (b *bundle) batchKeys(t *testing.T, id string) []string {
 	t.Helper()
-	keys, err := b.rdb.Keys(b.ctx, b.ns+"*"+id+"*").Result()
+	keys, err := redistest.Keys(b.ctx, b.rdb, b.ns+"*"+id+"*")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return keys
 }
 
-func TestDelete(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestDelete(t *testing.T) { onTopologies(t, testDelete) }
+
+func testDelete(t *testing.T, b *bundle) {
 	b.started(t, "gone", validRows(3))
 	b.started(t, "kept", validRows(1))
 	x := b.begin(t, "gone", "c0")
@@ -552,8 +562,10 @@ func TestDelete(t *testing.T) {
 }
 
 func TestEntriesLineOrderAcrossChunks(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+	onTopologies(t, testEntriesLineOrderAcrossChunks)
+}
+
+func testEntriesLineOrderAcrossChunks(t *testing.T, b *bundle) {
 	const n = 2600 // more than two chunks of 1000
 	rows := make([]jobs.Row, n)
 	for i := range rows {
@@ -634,9 +646,9 @@ func TestEntriesLineOrderAcrossChunks(t *testing.T) {
 
 // TestTransitions: the scripts refuse the moves the state machine does not
 // have, whoever asks.
-func TestTransitions(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestTransitions(t *testing.T) { onTopologies(t, testTransitions) }
+
+func testTransitions(t *testing.T, b *bundle) {
 	if err := b.store.Create(b.ctx, "imp", "", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -680,9 +692,9 @@ func TestTransitions(t *testing.T) {
 	}
 }
 
-func TestPauseResume(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestPauseResume(t *testing.T) { onTopologies(t, testPauseResume) }
+
+func testPauseResume(t *testing.T, b *bundle) {
 	b.started(t, "b", validRows(2))
 	changed, err := b.store.SetStatus(b.ctx, "b", jobs.BatchPaused, jobs.PauseUnauthorized, "key refused")
 	if err != nil || !changed {
@@ -727,9 +739,9 @@ func TestPauseResume(t *testing.T) {
 
 // TestReopenKeepsPause: retrying dead letters of a batch paused by a
 // refused key leaves it paused; of a done batch, runs it again.
-func TestReopenKeepsPause(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestReopenKeepsPause(t *testing.T) { onTopologies(t, testReopenKeepsPause) }
+
+func testReopenKeepsPause(t *testing.T, b *bundle) {
 	b.started(t, "b", append(validRows(2), jobs.Row{Line: 9, ContactID: "c0", MemberID: "m2"}))
 	dead := jobs.Result{Status: jobs.StatusFailed, Attempts: 5, Reason: "http_503", Error: "gave up"}
 	x := b.begin(t, "b", "c0")
@@ -773,9 +785,9 @@ func TestReopenKeepsPause(t *testing.T) {
 // invalid at Start, or a cancel, keeps its keys for the retention; one
 // still running keeps them forever; and a write that comes after the end
 // (a call in flight) gives no key a life of its own.
-func TestFinishedBatchExpires(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestFinishedBatchExpires(t *testing.T) { onTopologies(t, testFinishedBatchExpires) }
+
+func testFinishedBatchExpires(t *testing.T, b *bundle) {
 	inRetention := func(d time.Duration) bool { return d > jobs.DefaultRetention-time.Minute && d <= jobs.DefaultRetention }
 	b.started(t, "last-row", validRows(3))
 	if ttl := b.rdb.TTL(b.ctx, b.ns+":batch:{last-row}").Val(); ttl != -1 {
@@ -815,9 +827,9 @@ func TestFinishedBatchExpires(t *testing.T) {
 
 // TestIndexDropsExpiredBatches: a batch whose keys expired leaves the
 // index when the index is read.
-func TestIndexDropsExpiredBatches(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestIndexDropsExpiredBatches(t *testing.T) { onTopologies(t, testIndexDropsExpiredBatches) }
+
+func testIndexDropsExpiredBatches(t *testing.T, b *bundle) {
 	b.started(t, "b1", validRows(1))
 	b.started(t, "b2", validRows(1))
 	if err := b.rdb.Del(b.ctx, b.ns+":batch:{b1}").Err(); err != nil { // as its expiry does
@@ -833,9 +845,9 @@ func TestIndexDropsExpiredBatches(t *testing.T) {
 
 // TestLease: an import whose process stops renewing its lease is
 // abandoned; a live one is not, and Start refuses an abandoned batch.
-func TestLease(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
+func TestLease(t *testing.T) { onTopologies(t, testLease) }
+
+func testLease(t *testing.T, b *bundle) {
 	b.store = jobs.NewStore(b.rdb, jobs.StoreOptions{Namespace: b.ns, LeaseTTL: 150 * time.Millisecond})
 	for _, id := range []string{"live", "dead"} {
 		if err := b.store.Create(b.ctx, id, "", ""); err != nil {

@@ -77,16 +77,18 @@ func NewRunner(rdb redis.UniversalClient, store *jobs.Store, imp *importer.Impor
 
 // Redis keys, all under the namespace:
 //
-//	NS:schedule:<name>:tick     "<tick> <owner>": the newest tick claimed
-//	NS:schedule:<name>:running  "<tick> <owner> <batch id>": the run that
-//	                            holds the schedule ("" batch while it plans)
-//	NS:schedule-task:<task id>  "<tick>": the tick a queued task stands for
+//	NS:schedule:{<name>}:tick     "<tick> <owner>": the newest tick claimed
+//	NS:schedule:{<name>}:running  "<tick> <owner> <batch id>": the run that
+//	                              holds the schedule ("" batch while it plans)
+//	NS:schedule-task:<task id>    "<tick>": the tick a queued task stands for
 //
 // A tick is Unix seconds; an owner is the asynq task id, or once-… for
-// `schedule --once`.
-func (r *Runner) tickKey(name string) string { return r.opts.Namespace + ":schedule:" + name + ":tick" }
-func (r *Runner) runningKey(name string) string {
-	return r.opts.Namespace + ":schedule:" + name + ":running"
+// `schedule --once`. claimScript takes both keys of a schedule: the
+// {<name>} hash tag keeps them in one Redis Cluster slot.
+func (r *Runner) tickKey(name string) string    { return r.scheduleKey(name) + ":tick" }
+func (r *Runner) runningKey(name string) string { return r.scheduleKey(name) + ":running" }
+func (r *Runner) scheduleKey(name string) string {
+	return r.opts.Namespace + ":schedule:{" + name + "}"
 }
 
 // TaskTickKey is where the scheduler records the tick of a task it queued.

@@ -79,7 +79,7 @@ func TestLoadErrors(t *testing.T) {
 // with a schedule whose files plan two changes (c-1 is new, c-3 goes to
 // the fallback; c-2 keeps its owner).
 type setup struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	store  *jobs.Store
 	runner *Runner
 	p      jobs.PlanPayload
@@ -88,14 +88,15 @@ type setup struct {
 
 func newSetup(t *testing.T) *setup {
 	t.Helper()
-	url := redistest.URL(t)
-	ns := redistest.Namespace(t, url)
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
+	return newSetupOn(t, redistest.Single)
+}
+
+// newSetupOn is newSetup on a Redis of topology tp.
+func newSetupOn(t *testing.T, tp redistest.Topology) *setup {
+	t.Helper()
+	red := redistest.Shared(t, tp)
+	ns := red.Namespace(t)
+	rdb := red.Client(t)
 	client := asynq.NewClientFromRedisClient(rdb)
 	store := jobs.NewStore(rdb, jobs.StoreOptions{Namespace: ns})
 	dir := t.TempDir()
@@ -127,49 +128,56 @@ func (s *setup) batchIDs(t *testing.T) []string {
 
 var tick0 = time.Date(2030, 1, 2, 2, 0, 0, 0, time.UTC)
 
+// TestTickQueuesABatchAndHoldsTheSchedule runs on every topology: a tick
+// is claimed by one script over two keys of the schedule.
 func TestTickQueuesABatchAndHoldsTheSchedule(t *testing.T) {
 	t.Parallel()
-	s := newSetup(t)
-	ctx := context.Background()
-	out, err := s.runner.Tick(ctx, s.p, tick0.Add(300*time.Millisecond), "task-1")
-	if err != nil || out.BatchID == "" {
-		t.Fatalf("Tick: %+v, %v", out, err)
-	}
-	b, err := s.store.Get(ctx, out.BatchID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.Name != "rebalance 2030-01-02T02:00:00Z" || b.Rows != 2 || b.Status != jobs.BatchRunning {
-		t.Errorf("batch %q, %d rows, %s", b.Name, b.Rows, b.Status)
-	}
-	held, err := s.rdb.Get(ctx, s.runner.runningKey("rebalance")).Result()
-	if want := fmt.Sprintf("%d task-1 %s", tick0.Unix(), out.BatchID); err != nil || held != want {
-		t.Errorf("running key %q (%v), want %q", held, err, want)
-	}
-	// asynq retrying the same task gets the same batch, not a second one.
-	again, err := s.runner.Tick(ctx, s.p, tick0, "task-1")
-	if err != nil || again.BatchID != out.BatchID {
-		t.Errorf("retry: %+v, %v; want batch %s", again, err, out.BatchID)
-	}
-	// An older tick arriving late is stale.
-	old, err := s.runner.Tick(ctx, s.p, tick0.Add(-time.Hour), "task-0")
-	if err != nil || old.BatchID != "" || !strings.Contains(old.Skipped, "later tick") {
-		t.Errorf("stale tick: %+v, %v", old, err)
-	}
-	// The next tick waits while the batch runs, and goes once it is done.
-	next, err := s.runner.Tick(ctx, s.p, tick0.Add(time.Hour), "task-2")
-	if err != nil || next.BatchID != "" || !strings.Contains(next.Skipped, "still running") {
-		t.Errorf("tick while the batch runs: %+v, %v", next, err)
-	}
-	if _, err := s.store.SetStatus(ctx, out.BatchID, jobs.BatchCancelled, "", ""); err != nil {
-		t.Fatal(err)
-	}
-	next, err = s.runner.Tick(ctx, s.p, tick0.Add(2*time.Hour), "task-3")
-	if err != nil || next.BatchID == "" {
-		t.Errorf("tick after the batch finished: %+v, %v", next, err)
-	}
-	if ids := s.batchIDs(t); len(ids) != 2 {
-		t.Errorf("%d batches, want 2", len(ids))
+	for _, tp := range redistest.Topologies() {
+		t.Run(string(tp), func(t *testing.T) {
+			t.Parallel()
+			s := newSetupOn(t, tp)
+			ctx := context.Background()
+			out, err := s.runner.Tick(ctx, s.p, tick0.Add(300*time.Millisecond), "task-1")
+			if err != nil || out.BatchID == "" {
+				t.Fatalf("Tick: %+v, %v", out, err)
+			}
+			b, err := s.store.Get(ctx, out.BatchID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Name != "rebalance 2030-01-02T02:00:00Z" || b.Rows != 2 || b.Status != jobs.BatchRunning {
+				t.Errorf("batch %q, %d rows, %s", b.Name, b.Rows, b.Status)
+			}
+			held, err := s.rdb.Get(ctx, s.runner.runningKey("rebalance")).Result()
+			if want := fmt.Sprintf("%d task-1 %s", tick0.Unix(), out.BatchID); err != nil || held != want {
+				t.Errorf("running key %q (%v), want %q", held, err, want)
+			}
+			// asynq retrying the same task gets the same batch, not a second one.
+			again, err := s.runner.Tick(ctx, s.p, tick0, "task-1")
+			if err != nil || again.BatchID != out.BatchID {
+				t.Errorf("retry: %+v, %v; want batch %s", again, err, out.BatchID)
+			}
+			// An older tick arriving late is stale.
+			old, err := s.runner.Tick(ctx, s.p, tick0.Add(-time.Hour), "task-0")
+			if err != nil || old.BatchID != "" || !strings.Contains(old.Skipped, "later tick") {
+				t.Errorf("stale tick: %+v, %v", old, err)
+			}
+			// The next tick waits while the batch runs, and goes once it is done.
+			next, err := s.runner.Tick(ctx, s.p, tick0.Add(time.Hour), "task-2")
+			if err != nil || next.BatchID != "" || !strings.Contains(next.Skipped, "still running") {
+				t.Errorf("tick while the batch runs: %+v, %v", next, err)
+			}
+			if _, err := s.store.SetStatus(ctx, out.BatchID, jobs.BatchCancelled, "", ""); err != nil {
+				t.Fatal(err)
+			}
+			next, err = s.runner.Tick(ctx, s.p, tick0.Add(2*time.Hour), "task-3")
+			if err != nil || next.BatchID == "" {
+				t.Errorf("tick after the batch finished: %+v, %v", next, err)
+			}
+			if ids := s.batchIDs(t); len(ids) != 2 {
+				t.Errorf("%d batches, want 2", len(ids))
+			}
+		})
 	}
 }
 

@@ -112,7 +112,9 @@ func NewSharedLimiter(rdb redis.UniversalClient, opts SharedLimiterOptions) *Sha
 	id := hex.EncodeToString(sum[:8])
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	prefix := opts.Namespace + ":rate:" + id
+	// gcra.lua takes the bucket and its factor: the {id} hash tag keeps the
+	// bucket's keys in one Redis Cluster slot.
+	prefix := opts.Namespace + ":rate:{" + id + "}"
 	l := &SharedLimiter{
 		local:   NewLocalLimiter(opts.Rate, opts.Burst),
 		rdb:     rdb,

@@ -44,7 +44,7 @@ func chaosRows(prefix string, n int) []assignment {
 type chaosRedis struct {
 	srv    *redistest.Server
 	target redisTarget
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	store  *jobs.Store
 }
 
@@ -278,7 +278,7 @@ func TestChaosRedisWipedUnderRun(t *testing.T) {
 // when a worker starts and then every minute, hands tasks whose lease
 // expired more than 30s ago back to the queue. Call it only while no worker
 // runs, so every lease belongs to a dead worker.
-func expireLeases(t *testing.T, rdb *redis.Client, ns string) int {
+func expireLeases(t *testing.T, rdb redis.UniversalClient, ns string) int {
 	t.Helper()
 	ctx := context.Background()
 	key := "asynq:{" + ns + "}:lease"

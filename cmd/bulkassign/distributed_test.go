@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bulkassign/bulkassign/importer"
+	"github.com/bulkassign/bulkassign/internal/redistest"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/report"
 	"github.com/bulkassign/bulkassign/simulator"
@@ -120,22 +121,27 @@ type dist struct {
 	api    string
 	key    string
 	store  *jobs.Store
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	insp   *asynq.Inspector
 	dir    string
 }
 
 func newDist(t *testing.T, opts simulator.Options) *dist {
 	t.Helper()
-	d := &dist{target: newRedisTarget(t), key: "k-test", dir: t.TempDir()}
+	return newDistOn(t, redistest.Single, opts)
+}
+
+// newDistOn is newDist on the shared Redis of topology tp.
+func newDistOn(t *testing.T, tp redistest.Topology, opts simulator.Options) *dist {
+	t.Helper()
+	d := &dist{target: newRedisTargetOn(t, tp), key: "k-test", dir: t.TempDir()}
 	if opts.APIKey != "" {
 		d.key = opts.APIKey
 	}
 	d.sim, d.api = startSim(t, opts)
 	d.rdb = d.target.client(t)
 	d.store = jobs.NewStore(d.rdb, jobs.StoreOptions{Namespace: d.target.ns})
-	d.insp = asynq.NewInspector(asynq.RedisClientOpt{Addr: d.rdb.Options().Addr, DB: d.rdb.Options().DB, Password: d.rdb.Options().Password})
-	t.Cleanup(func() { d.insp.Close() })
+	d.insp = asynq.NewInspectorFromRedisClient(d.rdb) // closed with d.rdb
 	return d
 }
 
@@ -679,7 +685,7 @@ func TestDistributedKeyNeverInRedis(t *testing.T) {
 // values, hash fields and values, list, set and sorted-set members and
 // stream entries. Keys that vanish while it reads (other tests clean up)
 // are skipped.
-func scanDB(t *testing.T, c *redis.Client, needle string) []string {
+func scanDB(t *testing.T, c redis.UniversalClient, needle string) []string {
 	t.Helper()
 	ctx := context.Background()
 	var hits []string
@@ -768,5 +774,54 @@ func TestDistributedReportWhileRunning(t *testing.T) {
 		if l.summary.Status != jobs.BatchRunning {
 			break
 		}
+	}
+}
+
+// TestDistributedTopologies runs a batch with every kind of row through
+// import, two workers sharing a rate and report --wait, through Sentinel
+// and on a 3-master Redis Cluster: the report is exact and the CRM ends
+// in the state the file describes.
+func TestDistributedTopologies(t *testing.T) {
+	t.Parallel()
+	for _, tp := range []redistest.Topology{redistest.Sentinel, redistest.Cluster} {
+		t.Run(string(tp), func(t *testing.T) {
+			t.Parallel()
+			d := newDistOn(t, tp, simulator.Options{Latency: 2 * time.Millisecond})
+			more := oneEach("t", 300)
+			var file bytes.Buffer
+			file.WriteString(smallCSV)
+			for _, r := range more {
+				fmt.Fprintf(&file, "%s,%s,%t,\n", r.contact, r.member, r.replace)
+			}
+			path := filepath.Join(d.dir, "topology.csv")
+			if err := os.WriteFile(path, file.Bytes(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			rows := 11 + len(more)
+
+			id := d.importFile(t, path)
+			for range 2 {
+				d.startWorker(t, "--concurrency", "4", "--rate", "400", "--retry-base", "10ms", "--retry-max", "50ms")
+			}
+			r, dir := d.reportWait(t, id)
+			if r.code != exitPartial {
+				t.Fatalf("report --wait: exit %d (%s), want %d: 2 rows are invalid\n%s", r.code, r.errText(), exitPartial, r.stderr)
+			}
+			l := readLedger(t, dir)
+			l.checkExact(t, rows)
+			if s := l.summary; s.Status != jobs.BatchDone || s.Succeeded != int64(rows-2) || s.Invalid != 2 || s.Failed != 0 {
+				t.Errorf("summary %+v, want done: %d succeeded, 2 invalid", s, rows-2)
+			}
+			want := wantState(more)
+			for c, a := range smallState {
+				want[c] = a
+			}
+			checkState(t, d.sim.State(), want)
+
+			r = d.cli(t, "batches")
+			if r.code != exitOK || !strings.Contains(r.stdout, id) {
+				t.Errorf("batches: exit %d (%s), want %s listed\n%s", r.code, r.errText(), id, r.stdout)
+			}
+		})
 	}
 }

@@ -32,12 +32,14 @@ type queue struct {
 	inspector *asynq.Inspector
 	queueName string
 	close     func()
-	// embedded says what the embedded queue is; "" for --redis.
+	// embedded says what the embedded queue is; "" for --redis and
+	// --redis-cluster.
 	embedded string
 }
 
-// openQueue checks the settings and connects to cfg.Redis, or, when it is
-// empty and embedded is allowed, starts an embedded queue that lives as long
+// openQueue checks the settings and connects to the Redis of --redis or
+// --redis-cluster (one server, Sentinel or a cluster: asynq and the ledger
+// share the connection's kind), or, without either, when embedded is allowed, starts an embedded queue that lives as long
 // as the command (see startEmbedded).
 func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, error) {
 	if err := cfg.Validate(); err != nil {
@@ -49,7 +51,7 @@ func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, e
 		q    = &queue{}
 	)
 	switch {
-	case cfg.Redis != "":
+	case cfg.RedisGiven():
 		o, err := cfg.RedisOpt()
 		if err != nil {
 			return nil, err
@@ -63,12 +65,12 @@ func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, e
 		opt, stop = asynq.RedisClientOpt{Addr: addr}, close
 		q.embedded = what
 	default:
-		return nil, fmt.Errorf("no Redis: pass --redis redis://host:6379/0 or set BULKASSIGN_REDIS")
+		return nil, errNoRedis
 	}
 	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
 		stop()
-		return nil, fmt.Errorf("--redis: unsupported connection type")
+		return nil, fmt.Errorf("%s: unsupported connection type", cfg.RedisDisplay())
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
@@ -88,6 +90,9 @@ func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, e
 	}
 	return q, nil
 }
+
+// errNoRedis is the error of a command that needs a Redis and was given none.
+var errNoRedis = errors.New("no Redis: pass --redis redis://host:6379/0 (or redis-sentinel://host:26379?master=NAME), or --redis-cluster redis://host:7000?addr=host:7001, or set BULKASSIGN_REDIS or BULKASSIGN_REDIS_CLUSTER")
 
 // startEmbedded starts the queue of a command run without --redis: a
 // private redis-server in a temporary folder when one is installed (asynq

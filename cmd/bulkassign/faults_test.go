@@ -140,8 +140,7 @@ func TestDistributedDelete(t *testing.T) {
 	if err := d.store.AddContacts(t.Context(), "dead-import", []jobs.Contact{{ID: "x1", Ops: []jobs.Op{{MemberID: "m1", Lines: []int{2}}}}}); err != nil {
 		t.Fatal(err)
 	}
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: d.rdb.Options().Addr, DB: d.rdb.Options().DB, Password: d.rdb.Options().Password})
-	defer client.Close()
+	client := asynq.NewClientFromRedisClient(d.rdb) // closed with d.rdb
 	if _, err := (jobs.Tasks{Store: d.store, Client: client, Queue: d.target.ns}).Enqueue(t.Context(), "dead-import", []string{"x1"}); err != nil {
 		t.Fatal(err)
 	}

@@ -79,23 +79,38 @@ func fastFlags() []string {
 // redisTarget is a real Redis and a namespace of its own, as run flags.
 type redisTarget struct {
 	url, ns string
+	// shared is the Redis of url when it is one of redistest's shared
+	// topologies; nil for a single server of the test's own.
+	shared *redistest.Redis
 }
 
 func newRedisTarget(t *testing.T) redisTarget {
 	t.Helper()
-	url := redistest.URL(t)
-	return redisTarget{url: url, ns: redistest.Namespace(t, url)}
+	return newRedisTargetOn(t, redistest.Single)
+}
+
+// newRedisTargetOn is a namespace on the shared Redis of topology tp.
+func newRedisTargetOn(t *testing.T, tp redistest.Topology) redisTarget {
+	t.Helper()
+	r := redistest.Shared(t, tp)
+	return redisTarget{url: r.URL, ns: r.Namespace(t), shared: r}
 }
 
 func (r redisTarget) flags() []string {
-	if r.url == "" {
+	switch {
+	case r.url == "":
 		return nil
+	case r.shared != nil:
+		return append(r.shared.Args(), "--namespace", r.ns)
 	}
 	return []string{"--redis", r.url, "--namespace", r.ns}
 }
 
-func (r redisTarget) client(t *testing.T) *redis.Client {
+func (r redisTarget) client(t *testing.T) redis.UniversalClient {
 	t.Helper()
+	if r.shared != nil {
+		return r.shared.Client(t)
+	}
 	opt, err := redis.ParseURL(r.url)
 	if err != nil {
 		t.Fatal(err)
@@ -113,22 +128,13 @@ func (r redisTarget) keys(t *testing.T) []string {
 	ctx := context.Background()
 	var all []string
 	for _, pattern := range []string{r.ns + "*", "asynq:{" + r.ns + "}*"} {
-		keys, err := scanAll(ctx, c, pattern)
+		keys, err := redistest.Keys(ctx, c, pattern)
 		if err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, keys...)
 	}
 	return all
-}
-
-func scanAll(ctx context.Context, c *redis.Client, pattern string) ([]string, error) {
-	var keys []string
-	it := c.Scan(ctx, 0, pattern, 1000).Iterator()
-	for it.Next(ctx) {
-		keys = append(keys, it.Val())
-	}
-	return keys, it.Err()
 }
 
 // reportDir returns the one batch folder run wrote under out.

@@ -63,9 +63,9 @@ Rules file:
 			case contacts == "-" && rules == "-":
 				return errors.New("plan: --contacts and --rules cannot both be stdin")
 			}
-			local := apply && (cfg.Redis == "" || simulate) // apply in this process
+			local := apply && (!cfg.RedisGiven() || simulate) // apply in this process
 			if apply && local && !simulate && cfg.APIKey == "" {
-				return errors.New("plan --apply: no API key: set BULKASSIGN_API_KEY (or --api-key), give --redis to queue the batch for workers, or try --simulate")
+				return errors.New("plan --apply: no API key: set BULKASSIGN_API_KEY (or --api-key), give --redis (or --redis-cluster) to queue the batch for workers, or try --simulate")
 			}
 			if simulate && !apply {
 				return errors.New("plan: --simulate applies the plan: add --apply")
@@ -126,7 +126,7 @@ Rules file:
 		fs.StringVar(&rules, "rules", "", "territory rules YAML `FILE`: ordered rules (match region/segment -> pool of members with weight and cap), fallback, maxShare")
 		cfg.RegisterInput(fs)
 		fs.StringVar(&out, "out", "", "`FILE` to write the assignment CSV to, - for stdout (default: stdout; with --apply: no file)")
-		fs.BoolVar(&apply, "apply", false, "apply the plan as a batch: with --redis queue it for the workers (the batch id is the last line on stdout); without, import, apply and report in this process like run")
+		fs.BoolVar(&apply, "apply", false, "apply the plan as a batch: with --redis or --redis-cluster queue it for the workers (the batch id is the last line on stdout); without, import, apply and report in this process like run")
 		fs.StringVar(&name, "name", "", "`LABEL` of the batch (default: plan <rules file>)")
 	})
 	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)

@@ -38,7 +38,7 @@ to OUT/<batch id>/. Exit 0 when every row succeeded, 2 when some failed or
 were invalid, 1 on a fatal error (unusable file, refused API key, ...).
 
 FILE may be - for stdin; with --simulate and no FILE, the built-in sample.
-Without --redis the queue is embedded in this process.`,
+Without --redis or --redis-cluster the queue is embedded in this process.`,
 		Example: `  bulkassign run --simulate
   BULKASSIGN_API_KEY=... bulkassign run assignments.csv --rate 20`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -117,7 +117,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 		return err
 	}
 	defer q.close()
-	if cfg.Redis == "" {
+	if !cfg.RedisGiven() {
 		fmt.Fprintf(a.stderr, "queue: embedded, %s (nothing outlives this command; use --redis for a durable queue)\n", q.embedded)
 	}
 

@@ -48,8 +48,8 @@ answer.`,
 			if token == "" {
 				return errors.New("no access token: set --token or BULKASSIGN_SERVER_TOKEN (for example: export BULKASSIGN_SERVER_TOKEN=$(openssl rand -hex 16))")
 			}
-			if cfg.Redis == "" {
-				return errors.New("no Redis: pass --redis redis://host:6379/0 or set BULKASSIGN_REDIS")
+			if !cfg.RedisGiven() {
+				return errNoRedis
 			}
 			if workers < 0 {
 				return fmt.Errorf("--workers %d: want 0 (no in-process worker) or more", workers)

@@ -1,6 +1,7 @@
 // Package redisproc runs a private redis-server process: the queue of
 // `bulkassign run` when no --redis is given and redis-server is installed,
-// and the throwaway servers of the tests.
+// and the throwaway servers of the tests (single servers, the nodes of a
+// Redis Cluster, a Sentinel).
 package redisproc
 
 import (
@@ -30,6 +31,14 @@ type Options struct {
 	// AppendOnly turns on the append-only file with an fsync per write, so
 	// every acknowledged write survives Stop, Kill and Restart.
 	AppendOnly bool
+	// Cluster starts a Redis Cluster node (cluster-enabled, its cluster
+	// bus on a second free port, its node table in the folder); nodes
+	// serve nothing until `redis-cli --cluster create` joins them.
+	Cluster bool
+	// SentinelOf, when set, starts a Sentinel instead of a server: it
+	// watches the master at this host:port, under the name MasterName,
+	// with a quorum of 1.
+	SentinelOf, MasterName string
 }
 
 // Server is a redis-server process of its own, bound to 127.0.0.1 on a
@@ -37,6 +46,8 @@ type Options struct {
 type Server struct {
 	dir  string
 	port int
+	// bus is a cluster node's cluster bus port; 0 for other servers.
+	bus  int
 	opts Options
 
 	mu   sync.Mutex
@@ -59,6 +70,14 @@ func Start(dir string, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("start redis-server: %w", err)
 		}
 		s := &Server{dir: dir, port: port, opts: opts}
+		if opts.Cluster {
+			// The default bus port, port+10000, may be above 65535 or taken.
+			for s.bus == 0 || s.bus == port {
+				if s.bus, err = freePort(); err != nil {
+					return nil, fmt.Errorf("start redis-server: %w", err)
+				}
+			}
+		}
 		if lastErr = s.start(bin); lastErr == nil {
 			return s, nil
 		}
@@ -88,19 +107,9 @@ func (s *Server) logPath() string { return filepath.Join(s.dir, "redis.log") }
 
 // start runs redis-server and waits until it answers PING.
 func (s *Server) start(bin string) error {
-	appendOnly := "no"
-	if s.opts.AppendOnly {
-		appendOnly = "yes"
-	}
-	args := []string{
-		"--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", appendOnly,
-		"--appendfsync", "always",
-		"--dir", s.dir,
-		"--logfile", s.logPath(),
-		"--daemonize", "no",
+	args, err := s.args()
+	if err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = sysProcAttr()
@@ -121,6 +130,50 @@ func (s *Server) start(bin string) error {
 		return fmt.Errorf("start redis-server on port %d: %w%s", s.port, err, s.logTail())
 	}
 	return nil
+}
+
+// args are redis-server's arguments for the server's kind.
+func (s *Server) args() ([]string, error) {
+	common := []string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--dir", s.dir,
+		"--logfile", s.logPath(),
+		"--daemonize", "no",
+	}
+	if s.opts.SentinelOf != "" {
+		// A Sentinel reads its master from a config file it may rewrite.
+		host, port, err := net.SplitHostPort(s.opts.SentinelOf)
+		if err == nil && s.opts.MasterName == "" {
+			err = errors.New("no MasterName")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sentinel of %q: %w", s.opts.SentinelOf, err)
+		}
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		monitor := fmt.Sprintf("sentinel monitor %s %s %s 1\n", s.opts.MasterName, host, port)
+		if err := os.WriteFile(conf, []byte(monitor), 0o600); err != nil {
+			return nil, err
+		}
+		return append([]string{conf, "--sentinel"}, common...), nil
+	}
+	appendOnly := "no"
+	if s.opts.AppendOnly {
+		appendOnly = "yes"
+	}
+	args := append(common,
+		"--save", "",
+		"--appendonly", appendOnly,
+		"--appendfsync", "always",
+	)
+	if s.opts.Cluster {
+		args = append(args,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(s.dir, "nodes.conf"),
+			"--cluster-port", strconv.Itoa(s.bus),
+		)
+	}
+	return args, nil
 }
 
 // waitReady polls addr with PING until it answers +PONG, the process

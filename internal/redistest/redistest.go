@@ -1,5 +1,7 @@
 // Package redistest gives tests a real Redis: a throwaway redis-server
-// started once per test binary, or the Redis named by BULKASSIGN_TEST_REDIS.
+// started once per test binary, or the Redis named by BULKASSIGN_TEST_REDIS;
+// and, for tests that run on every topology, a throwaway Sentinel and a
+// throwaway Redis Cluster (Shared).
 // Tests never use a mock and never write DB 0, so pointing them at an
 // operator's Redis cannot touch production data; each test works inside
 // its own Namespace and deletes it when it ends.
@@ -8,7 +10,7 @@
 //
 //	func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 //
-// so the shared redis-server is stopped when its tests end.
+// so the shared servers are stopped when its tests end.
 package redistest
 
 import (
@@ -19,6 +21,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,16 +58,17 @@ var (
 	envChecked = map[string]error{} // BULKASSIGN_TEST_REDIS value -> result of checkEnvURL
 )
 
-// Main runs the tests of a binary and then stops the redis-server URL
-// started, if any. Call it from TestMain:
+// Main runs the tests of a binary and then stops the servers URL and
+// Shared started, if any. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 //
 // When a test panics or times out, the binary dies without returning here;
-// on Linux the server is then stopped by the kernel (parent-death signal).
+// on Linux the servers are then stopped by the kernel (parent-death signal).
 func Main(m *testing.M) int {
 	mainActive.Store(true)
 	defer stopShared()
+	defer stopTopologies()
 	return m.Run()
 }
 
@@ -177,43 +181,50 @@ func Namespace(t testing.TB, redisURL string) string {
 	if _, err := rand.Read(b); err != nil {
 		t.Fatalf("redistest: namespace: %v", err)
 	}
-	ns := "t" + hex.EncodeToString(b)
 	opt, err := redis.ParseURL(redisURL)
 	if err != nil {
 		t.Fatalf("redistest: namespace: parse %s: %v", redact(redisURL), err)
 	}
+	return namespace(t, func() redis.UniversalClient { return redis.NewClient(opt) })
+}
+
+// namespace makes a namespace whose keys a client from connect deletes
+// when the test ends.
+func namespace(t testing.TB, connect func() redis.UniversalClient) string {
+	t.Helper()
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("redistest: namespace: %v", err)
+	}
+	ns := "t" + hex.EncodeToString(b)
 	t.Cleanup(func() {
-		if err := deleteNamespace(opt, ns); err != nil {
+		c := connect()
+		defer c.Close()
+		if err := deleteNamespace(c, ns); err != nil {
 			t.Errorf("redistest: delete keys of namespace %s: %v", ns, err)
 		}
 	})
 	return ns
 }
 
-func deleteNamespace(opt *redis.Options, ns string) error {
-	c := redis.NewClient(opt)
-	defer c.Close()
+func deleteNamespace(c redis.UniversalClient, ns string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Namespaces all have the same length, so "<ns>*" matches only this
 	// namespace's keys.
 	for _, pattern := range []string{ns + "*", "asynq:{" + ns + "}*"} {
-		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
-		var batch []string
-		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) == 1000 {
-				if err := c.Unlink(ctx, batch...).Err(); err != nil {
-					return err
-				}
-				batch = batch[:0]
-			}
-		}
-		if err := iter.Err(); err != nil {
+		keys, err := Keys(ctx, c, pattern)
+		if err != nil {
 			return err
 		}
-		if len(batch) > 0 {
-			if err := c.Unlink(ctx, batch...).Err(); err != nil {
+		// One key a command: a cluster refuses one UNLINK of keys in
+		// several slots, and its pipeline sends each to its node.
+		for batch := range slices.Chunk(keys, 1000) {
+			pipe := c.Pipeline()
+			for _, k := range batch {
+				pipe.Unlink(ctx, k)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
 				return err
 			}
 		}

@@ -1,8 +1,13 @@
 package redistest_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -117,4 +122,83 @@ func TestStartRestart(t *testing.T) {
 			t.Fatalf("after Restart GET err = %v, want redis.Nil", err)
 		}
 	})
+}
+
+func TestSharedTopologies(t *testing.T) {
+	t.Parallel()
+	for _, tp := range redistest.Topologies() {
+		t.Run(string(tp), func(t *testing.T) {
+			t.Parallel()
+			r := redistest.Shared(t, tp)
+			if again := redistest.Shared(t, tp); again.URL != r.URL {
+				t.Errorf("Shared(%s) = %s, then %s: want one per test binary", tp, r.URL, again.URL)
+			}
+			c := r.Client(t)
+			ctx := t.Context()
+
+			var ns string
+			var keys []string
+			t.Run("inner", func(t *testing.T) {
+				ns = r.Namespace(t)
+				// Keys under 30 hash tags spread over a cluster's slots.
+				for i := range 30 {
+					k := fmt.Sprintf("%s:{%d}:k", ns, i)
+					if err := c.Set(ctx, k, "v", 0).Err(); err != nil {
+						t.Fatalf("SET %s: %v", k, err)
+					}
+					keys = append(keys, k)
+				}
+				got, err := redistest.Keys(ctx, c, ns+"*")
+				if err != nil {
+					t.Fatal(err)
+				}
+				slices.Sort(got)
+				slices.Sort(keys)
+				if !slices.Equal(got, keys) {
+					t.Errorf("Keys = %v, want %v", got, keys)
+				}
+			})
+			if got, err := redistest.Keys(ctx, c, ns+"*"); err != nil || len(got) != 0 {
+				t.Errorf("keys left after cleanup: %v (%v)", got, err)
+			}
+
+			switch tp {
+			case redistest.Cluster:
+				cc, ok := c.(*redis.ClusterClient)
+				if !ok || r.Flag != "--redis-cluster" {
+					t.Fatalf("cluster: client %T, flag %s", c, r.Flag)
+				}
+				opt, err := redis.ParseClusterURL(r.URL)
+				if err != nil || len(opt.Addrs) != 3 {
+					t.Errorf("cluster URL %s: %v, %v; want three nodes", r.URL, opt, err)
+				}
+				var mu sync.Mutex
+				masters := 0
+				if err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+					mu.Lock()
+					defer mu.Unlock()
+					masters++
+					return nil
+				}); err != nil || masters != 3 {
+					t.Errorf("cluster has %d masters (%v), want 3", masters, err)
+				}
+				// Keys of two slots in one command are refused: the
+				// cluster is a real one.
+				if err := c.MSet(ctx, ns+":{a}", 1, ns+":{b}", 1).Err(); err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
+					t.Errorf("MSET across slots: %v, want CROSSSLOT", err)
+				}
+			case redistest.Sentinel:
+				if !strings.HasPrefix(r.URL, "redis-sentinel://") || !strings.Contains(r.URL, "?master=") || r.Flag != "--redis" {
+					t.Errorf("sentinel: %s %s, want --redis redis-sentinel://host:port?master=NAME", r.Flag, r.URL)
+				}
+				if role, err := c.Do(ctx, "ROLE").Slice(); err != nil || len(role) == 0 || role[0] != "master" {
+					t.Errorf("the client through the Sentinel reached %v (%v), want the master", role, err)
+				}
+			case redistest.Single:
+				if r.URL != redistest.URL(t) || r.Flag != "--redis" {
+					t.Errorf("single: %s %s, want --redis %s", r.Flag, r.URL, redistest.URL(t))
+				}
+			}
+		})
+	}
 }
