@@ -799,7 +799,7 @@ func TestDistributedTopologies(t *testing.T) {
 			}
 			rows := 11 + len(more)
 
-			id := d.importFile(t, path)
+			id := d.importFile(t, path, "--id-format", "any")
 			for range 2 {
 				d.startWorker(t, "--concurrency", "4", "--rate", "400", "--retry-base", "10ms", "--retry-max", "50ms")
 			}

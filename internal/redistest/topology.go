@@ -219,12 +219,14 @@ func startSentinel() (r *Redis, stop func(), err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("start Sentinel: %w", err)
 	}
-	opts := &redis.FailoverOptions{MasterName: sentinelMaster, SentinelAddrs: []string{sentinel.Addr()}}
+	// go-redis fills in the options it is given: each client gets its own.
 	return &Redis{
 		Topology: Sentinel,
 		Flag:     "--redis",
 		URL:      "redis-sentinel://" + sentinel.Addr() + "?master=" + sentinelMaster,
-		connect:  func() redis.UniversalClient { return redis.NewFailoverClient(opts) },
+		connect: func() redis.UniversalClient {
+			return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: sentinelMaster, SentinelAddrs: []string{sentinel.Addr()}})
+		},
 	}, stop, nil
 }
 
@@ -284,12 +286,12 @@ func startCluster() (r *Redis, stop func(), err error) {
 			return nil, nil, fmt.Errorf("start Redis Cluster: node %s: %w", addr, err)
 		}
 	}
-	opts := &redis.ClusterOptions{Addrs: addrs}
+	// go-redis fills in the options it is given: each client gets its own.
 	return &Redis{
 		Topology: Cluster,
 		Flag:     "--redis-cluster",
 		URL:      "redis://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2],
-		connect:  func() redis.UniversalClient { return redis.NewClusterClient(opts) },
+		connect:  func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs}) },
 	}, stop, nil
 }
 
