@@ -21,6 +21,7 @@ type model struct {
 	result   map[int]jobs.Result // by line; absent: pending
 	attempts map[int]int         // by an op's first line
 	claim    map[string]*jobs.Execution
+	expired  map[string]bool // the claim of c ran out: its holder died, or was slow
 	parked   map[string]bool
 	dead     map[string]bool
 }
@@ -63,6 +64,9 @@ func (m *model) settleOp(contact string, i int, res jobs.Result, dead bool) {
 		}
 		return
 	}
+	if r, ok := m.result[ops[i].Lines[0]]; ok && r.Status == jobs.StatusSucceeded {
+		return // another execution's call of it went through: nothing is blocked
+	}
 	blocked := jobs.Result{Status: jobs.StatusFailed, Reason: jobs.ReasonBlocked}
 	for k, l := range ops[i].Lines {
 		if !m.final(l) {
@@ -98,7 +102,7 @@ func testLedgerMatchesModel(t *testing.T, b *bundle) {
 		id := fmt.Sprintf("m%d", seed)
 		var rows []jobs.Row
 		m := &model{status: jobs.BatchRunning, plan: map[string][]jobs.Op{}, result: map[int]jobs.Result{},
-			attempts: map[int]int{}, claim: map[string]*jobs.Execution{}, parked: map[string]bool{}, dead: map[string]bool{}}
+			attempts: map[int]int{}, claim: map[string]*jobs.Execution{}, expired: map[string]bool{}, parked: map[string]bool{}, dead: map[string]bool{}}
 		line := 2
 		contacts := []string{"a", "b", "c"}
 		for _, c := range contacts {
@@ -150,6 +154,7 @@ func testLedgerMatchesModel(t *testing.T, b *bundle) {
 				}
 				if got.Verdict == jobs.Run {
 					m.claim[c] = got.Exec
+					delete(m.expired, c)
 					live = append(live, got.Exec)
 				}
 			case k < 60 && len(live) > 0: // an execution settles an op
@@ -228,8 +233,8 @@ func (m *model) begin(c string, maxAttempts int) jobs.Verdict {
 	default:
 		return jobs.Over
 	}
-	x, held := m.claim[c]
-	if held && x != nil {
+	_, held := m.claim[c]
+	if held && !m.expired[c] {
 		return jobs.Busy
 	}
 	first := -1
@@ -241,6 +246,7 @@ func (m *model) begin(c string, maxAttempts int) jobs.Verdict {
 	}
 	if first < 0 {
 		delete(m.claim, c)
+		delete(m.expired, c)
 		return jobs.Over
 	}
 	if held { // claimed by an execution that was lost
@@ -249,6 +255,7 @@ func (m *model) begin(c string, maxAttempts int) jobs.Verdict {
 		if m.attempts[l] >= maxAttempts {
 			m.settleOp(c, first, jobs.Result{Status: jobs.StatusFailed, Reason: "worker_lost"}, true)
 			delete(m.claim, c)
+			delete(m.expired, c)
 			m.complete()
 			return jobs.Settled
 		}
@@ -270,6 +277,7 @@ func (m *model) settle(x *jobs.Execution, i int, res jobs.Result, dead, release 
 	m.settleOp(x.Contact, i, res, dead)
 	if release || res.Status != jobs.StatusSucceeded {
 		delete(m.claim, x.Contact)
+		delete(m.expired, x.Contact)
 	}
 	m.complete()
 	return false
@@ -278,19 +286,22 @@ func (m *model) settle(x *jobs.Execution, i int, res jobs.Result, dead, release 
 func (m *model) release(x *jobs.Execution, op int) {
 	if m.claim[x.Contact] == x {
 		delete(m.claim, x.Contact)
+		delete(m.expired, x.Contact)
 		if op >= 0 {
 			m.attempts[m.plan[x.Contact][op].Lines[0]]++
 		}
 	}
-	if m.status == jobs.BatchPaused {
+	if m.status == jobs.BatchPaused || m.status == jobs.BatchRunning {
 		m.parked[x.Contact] = true
 	}
 }
 
-// lose makes c's holder, if any, one that died.
+// lose lets the claim of c's holder, if any, run out: the holder died, or
+// was too slow to renew it. It still holds c until another execution
+// takes it over.
 func (m *model) lose(c string) {
 	if _, ok := m.claim[c]; ok {
-		m.claim[c] = nil
+		m.expired[c] = true
 	}
 }
 

@@ -111,6 +111,12 @@ local function settle_op(contact, ops, i, res, status, reason, isdead)
     settle_lines(lines, res, status, reason)
   else
     settle_lines({lines[1]}, res, status, reason)
+    if cjson.decode(redis.call('HGET', results, lines[1])).s == 'succeeded' then
+      -- Another execution's call of this op went through: the contact
+      -- goes on.
+      redis.call('HSET', meta, 'activeAt', int(clock()))
+      return
+    end
     local blocked = cjson.encode({s = 'failed', why = 'blocked',
       err = 'not sent: line ' .. lines[1] .. ' of the same contact did not succeed first; ' ..
         'fix that row and feed failed.csv back as it is (it keeps the order)'})
@@ -124,6 +130,18 @@ local function settle_op(contact, ops, i, res, status, reason, isdead)
   end
   redis.call('HSET', meta, 'activeAt', int(clock()))
   touch(results, errs, dead)
+end
+
+-- owner returns the token of the claim on contact, expired or not, or
+-- false. A claim is only ever replaced by a new execution's (Begin takes an
+-- expired one over), so an execution whose token is still there holds the
+-- contact even if its process was slow to renew.
+local function owner(contact)
+  local c = redis.call('HGET', claims, contact)
+  if not c then
+    return false
+  end
+  return string.match(c, '^(.*)|')
 end
 
 -- held returns the token of the live claim on contact, or false; and

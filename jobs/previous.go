@@ -57,7 +57,8 @@ func (s *Store) HasPrevious(ctx context.Context, id, contact string) (bool, erro
 // SavePrevious records the contact's agents before the batch changed them,
 // once: when they are recorded already (a retry, a duplicate delivery, a
 // worker that crashed after the first read) the first record stays, and
-// SavePrevious reports false. Nothing is written for a batch that is gone.
+// SavePrevious reports false. Nothing is written for a batch that is gone:
+// that is ErrNotFound.
 func (s *Store) SavePrevious(ctx context.Context, id, contact string, agents []string) (bool, error) {
 	if agents == nil {
 		agents = []string{} // "had none" is a record too
@@ -69,6 +70,9 @@ func (s *Store) SavePrevious(ctx context.Context, id, contact string, agents []s
 	n, err := savePreviousScript.Run(ctx, s.rdb, s.keys(id), contact, b).Int()
 	if err != nil {
 		return false, fmt.Errorf("batch %s: record previous agents of %s: %w", id, contact, err)
+	}
+	if n == -1 {
+		return false, fmt.Errorf("batch %s: %w", id, ErrNotFound)
 	}
 	return n == 1, nil
 }

@@ -19,7 +19,7 @@ if not entry then
   return -1
 end
 local ops = parse_ops(entry)
-local mine = held(contact, clock()) == token
+local mine = owner(contact) == token
 if not mine then
   if status == 'succeeded' then
     for _, l in ipairs(ops[i].lines) do

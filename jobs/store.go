@@ -561,13 +561,22 @@ func (s *Store) Get(ctx context.Context, id string) (Batch, error) {
 	return b, nil
 }
 
+// indexGrace is how old an index entry without a record must be before
+// IDs drops it: Create writes the entry just before the record.
+const indexGrace = time.Minute
+
 // IDs lists batch ids, newest first, and drops from the index the batches
 // whose record expired.
 func (s *Store) IDs(ctx context.Context) ([]string, error) {
-	ids, err := s.rdb.ZRevRange(ctx, s.batchesKey(), 0, -1).Result()
+	zs, err := s.rdb.ZRevRangeWithScores(ctx, s.batchesKey(), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list batches: %w", err)
 	}
+	ids := make([]string, len(zs))
+	for i, z := range zs {
+		ids[i], _ = z.Member.(string)
+	}
+	old := float64(s.now().Add(-indexGrace).UnixMilli())
 	pipe := s.rdb.Pipeline()
 	exists := make([]*redis.IntCmd, len(ids))
 	for i, id := range ids {
@@ -579,11 +588,12 @@ func (s *Store) IDs(ctx context.Context) ([]string, error) {
 	var gone []any
 	live := ids[:0]
 	for i, id := range ids {
-		if exists[i].Val() == 0 {
+		switch {
+		case exists[i].Val() == 1:
+			live = append(live, id)
+		case zs[i].Score < old:
 			gone = append(gone, id)
-			continue
 		}
-		live = append(live, id)
 	}
 	if len(gone) > 0 {
 		if err := s.rdb.ZRem(ctx, s.batchesKey(), gone...).Err(); err != nil {

@@ -830,16 +830,24 @@ func testFinishedBatchExpires(t *testing.T, b *bundle) {
 func TestIndexDropsExpiredBatches(t *testing.T) { onTopologies(t, testIndexDropsExpiredBatches) }
 
 func testIndexDropsExpiredBatches(t *testing.T, b *bundle) {
-	b.started(t, "b1", validRows(1))
+	// b1 was created two minutes ago and has expired since; b2 is live;
+	// b3 is being created right now: its index entry comes just before
+	// its record, and must not be dropped in between.
+	earlier := *b
+	earlier.store = jobs.NewStore(b.rdb, jobs.StoreOptions{Namespace: b.ns, Now: func() time.Time { return b.now.Add(-2 * time.Minute) }})
+	earlier.started(t, "b1", validRows(1))
 	b.started(t, "b2", validRows(1))
 	if err := b.rdb.Del(b.ctx, b.ns+":batch:{b1}").Err(); err != nil { // as its expiry does
+		t.Fatal(err)
+	}
+	if err := b.rdb.ZAdd(b.ctx, b.ns+":batches", redis.Z{Score: float64(b.now.UnixMilli()), Member: "b3"}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if ids, err := b.store.IDs(b.ctx); err != nil || !slices.Equal(ids, []string{"b2"}) {
 		t.Fatalf("IDs = %v, %v", ids, err)
 	}
-	if n := b.rdb.ZCard(b.ctx, b.ns+":batches").Val(); n != 1 {
-		t.Errorf("index holds %d batches, want 1", n)
+	if got := b.rdb.ZRange(b.ctx, b.ns+":batches", 0, -1).Val(); !slices.Equal(got, []string{"b2", "b3"}) {
+		t.Errorf("index holds %v, want [b2 b3]: b1 dropped, b3 kept while it is created", got)
 	}
 }
 
@@ -896,4 +904,45 @@ func TestOpsRoundTrip(t *testing.T) {
 			t.Errorf("DecodeOps(%q): want an error", bad)
 		}
 	}
+}
+
+// TestSlowHolderKeepsItsClaim: an execution whose claim ran out because
+// its process was slow to renew it, with no other execution taking over,
+// still holds the contact: its results count.
+func TestSlowHolderKeepsItsClaim(t *testing.T) {
+	onTopologies(t, func(t *testing.T, b *bundle) {
+		b.store = jobs.NewStore(b.rdb, jobs.StoreOptions{Namespace: b.ns, ClaimTTL: 100 * time.Millisecond})
+		b.started(t, "b", []jobs.Row{{Line: 2, ContactID: "c1", MemberID: "m1"}, {Line: 3, ContactID: "c1", MemberID: "m2"}})
+		x := b.begin(t, "b", "c1")
+		time.Sleep(150 * time.Millisecond)
+		fail := jobs.Result{Status: jobs.StatusFailed, HTTPStatus: 404, Attempts: 1, Reason: "http_404"}
+		r, err := b.store.Settle(b.ctx, x, 0, fail, false, false, jobs.Stats{Calls: 1})
+		if err != nil || r.Stale || !r.Completed {
+			t.Fatalf("Settle after the claim ran out = %+v, %v; want it kept, the batch complete", r, err)
+		}
+		if es := b.entries(t, "b"); es[0].Result.Reason != "http_404" || es[1].Result.Reason != jobs.ReasonBlocked {
+			t.Errorf("ledger = %+v", es)
+		}
+	})
+}
+
+// TestResumeWhileParking: a batch paused and resumed while an execution
+// was in a call runs again before the execution ends; the resume found
+// nothing parked, so the execution parks its contact for the sweep.
+func TestResumeWhileParking(t *testing.T) {
+	onTopologies(t, func(t *testing.T, b *bundle) {
+		b.started(t, "b", []jobs.Row{{Line: 2, ContactID: "c1", MemberID: "m1"}, {Line: 3, ContactID: "c1", MemberID: "m2"}})
+		x := b.begin(t, "b", "c1")
+		for _, st := range []string{jobs.BatchPaused, jobs.BatchRunning} {
+			if _, err := b.store.SetStatus(b.ctx, "b", st, "", ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st, _, err := b.store.Release(b.ctx, x, -1, true, jobs.Stats{}); err != nil || st != jobs.BatchRunning {
+			t.Fatalf("Release = %q, %v", st, err)
+		}
+		if sw, err := b.store.Sweep(b.ctx, "b", 60_000); err != nil || sw.Parked != 1 {
+			t.Errorf("Sweep = %+v, %v; want the contact parked for it", sw, err)
+		}
+	})
 }

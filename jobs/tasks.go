@@ -92,13 +92,13 @@ func (t Tasks) Unpark(ctx context.Context, id string) error {
 		if err != nil {
 			// Which of cs were queued is unknown: park them all again; a
 			// second task of a contact finds its rows settled.
-			return errors.Join(err, t.Store.Unpark(ctx, id, cs))
+			return errors.Join(err, t.Store.Unpark(context.WithoutCancel(ctx), id, cs))
 		}
 		var again []string
 		for _, c := range exists {
 			info, err := t.Inspector.GetTaskInfo(t.queue(), TaskID(id, c))
 			if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-				return errors.Join(err, t.Store.Unpark(ctx, id, exists))
+				return errors.Join(err, t.Store.Unpark(context.WithoutCancel(ctx), id, exists))
 			}
 			if err != nil || info.State == asynq.TaskStateActive {
 				again = append(again, c)
@@ -189,19 +189,24 @@ func (t Tasks) Retry(ctx context.Context, id string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The archived copy, if asynq still has it, holds the task id. One
+	// that cannot go (still running: it is about to be archived) leaves the
+	// contact to the sweep, which gives a stranded task a twin.
+	var errs []error
 	for _, c := range reopened {
-		// The archived copy, if asynq still has it, holds the task id.
 		err := t.Inspector.DeleteTask(t.queue(), TaskID(id, c))
 		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
-			return n, fmt.Errorf("drop archived task of contact %s: %w", c, err)
+			if info, ierr := t.Inspector.GetTaskInfo(t.queue(), TaskID(id, c)); ierr != nil || info.State != asynq.TaskStateActive {
+				errs = append(errs, fmt.Errorf("drop archived task of contact %s: %w", c, err))
+			}
 		}
 	}
 	// A crash from here on leaves pending rows without a task: the
 	// workers' sweep queues them.
-	if _, err := t.Enqueue(ctx, id, reopened); err != nil {
-		return n, err
+	if _, err := t.Enqueue(context.WithoutCancel(ctx), id, reopened); err != nil {
+		errs = append(errs, err)
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 // Delete removes a batch in any state: its tasks first (a task running

@@ -9,7 +9,7 @@ end
 local now = clock()
 for i = 2, #ARGV, 2 do
   local tok, contact = ARGV[i], ARGV[i + 1]
-  if held(contact, now) == tok then
+  if owner(contact) == tok then
     redis.call('HSET', claims, contact, tok .. '|' .. int(now + tonumber(ARGV[1])))
   end
 end

@@ -515,7 +515,11 @@ func (e *execution) previous(ctx context.Context) (stop bool, err error) {
 	case err != nil:
 		return true, err
 	case out.Kind == OK:
-		if _, err := e.h.store.SavePrevious(context.WithoutCancel(ctx), e.x.Batch, e.x.Contact, agents); err != nil {
+		_, err := e.h.store.SavePrevious(context.WithoutCancel(ctx), e.x.Batch, e.x.Contact, agents)
+		switch {
+		case errors.Is(err, jobs.ErrNotFound):
+			return true, errEnded // deleted meanwhile: no call more
+		case err != nil:
 			return true, e.release(-1, false, err)
 		}
 		e.h.after("previous")
