@@ -432,20 +432,29 @@ func cell(s string) string {
 	}, s)
 }
 
+// onBatch is the RunE of a command that acts on the one batch its ID
+// argument names: it opens the queue, reads the batch and runs act. cfg is
+// read when the command runs, after its flags are parsed.
+func (a *app) onBatch(cfg *config.Config, act func(context.Context, *queue, jobs.Batch) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		q, b, err := a.openBatch(cmd.Context(), *cfg, args)
+		if err != nil {
+			return err
+		}
+		defer q.close()
+		return act(cmd.Context(), q, b)
+	}
+}
+
 // controlCommand is pause, resume or cancel.
 func (a *app) controlCommand(name, help, status string) *cobra.Command {
 	cfg := config.Default()
 	cmd := &cobra.Command{
 		Use:   name + " ID",
 		Short: help,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			q, b, err := a.openBatch(ctx, cfg, args)
-			if err != nil {
-				return err
-			}
-			defer q.close()
+		RunE: a.onBatch(&cfg, func(ctx context.Context, q *queue, b jobs.Batch) error {
 			id := b.ID
+			var err error
 			switch status {
 			case jobs.BatchRunning:
 				_, err = q.tasks().Resume(ctx, id)
@@ -462,7 +471,7 @@ func (a *app) controlCommand(name, help, status string) *cobra.Command {
 				fmt.Fprintf(a.stdout, "rows not yet sent will not be; `bulkassign report %s` lists them as not processed\n", id)
 			}
 			return nil
-		},
+		}),
 	}
 	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
 	return cmd
@@ -477,13 +486,7 @@ func (a *app) deleteCommand() *cobra.Command {
 record, rows and results. A task running at that moment ends without
 another call. Nothing of the batch can be reported afterwards: write its
 report first (bulkassign report ID) if you want to keep it.`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			q, b, err := a.openBatch(ctx, cfg, args)
-			if err != nil {
-				return err
-			}
-			defer q.close()
+		RunE: a.onBatch(&cfg, func(ctx context.Context, q *queue, b jobs.Batch) error {
 			n, err := q.tasks().Delete(ctx, b.ID)
 			if err != nil {
 				return fmt.Errorf("delete batch %s: %w (run the command again to finish)", b.ID, err)
@@ -491,7 +494,7 @@ report first (bulkassign report ID) if you want to keep it.`,
 			fmt.Fprintf(a.stdout, "batch %s deleted: it was %s with %d of %d rows done; %d queued tasks removed\n",
 				b.ID, b.Status, b.Done(), b.Rows, n)
 			return nil
-		},
+		}),
 	}
 	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
 	return cmd
@@ -512,18 +515,7 @@ back with them), or exports them as a CSV that can be imported again.`,
 	// works as well as `dlq list ID --redis URL`.
 	flagGroup(cmd.PersistentFlags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
 	sub := func(name, short string, exec func(context.Context, *queue, jobs.Batch) error) *cobra.Command {
-		return &cobra.Command{
-			Use:   name + " ID",
-			Short: short,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				q, b, err := a.openBatch(cmd.Context(), cfg, args)
-				if err != nil {
-					return err
-				}
-				defer q.close()
-				return exec(cmd.Context(), q, b)
-			},
-		}
+		return &cobra.Command{Use: name + " ID", Short: short, RunE: a.onBatch(&cfg, exec)}
 	}
 	var out *outputFlags
 	list := sub("list", "list the rows that ran out of attempts", func(ctx context.Context, q *queue, b jobs.Batch) error {
