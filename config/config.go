@@ -46,12 +46,14 @@ type Config struct {
 	Embedded     string
 	Namespace    string
 	Retention    time.Duration
-	Rate         float64
-	Burst        int
-	Concurrency  int
-	MaxAttempts  int
-	RetryBase    time.Duration
-	RetryMax     time.Duration
+	// ChunkRows is how many calls one task of a batch queued here carries.
+	ChunkRows   int
+	Rate        float64
+	Burst       int
+	Concurrency int
+	MaxAttempts int
+	RetryBase   time.Duration
+	RetryMax    time.Duration
 	// Stall is how long a running batch may go without progress, with no
 	// row held by any worker, before the workers look for its lost tasks.
 	Stall time.Duration
@@ -74,6 +76,7 @@ func Default() Config {
 		Embedded:       "auto",
 		Namespace:      "bulkassign",
 		Retention:      7 * 24 * time.Hour,
+		ChunkRows:      jobs.DefaultChunkRows,
 		Concurrency:    16,
 		MaxAttempts:    5,
 		RetryBase:      time.Second,
@@ -137,6 +140,7 @@ func (c *Config) RegisterRedis(fs *pflag.FlagSet, embedded bool) {
 	}
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "key `PREFIX` in Redis, and the asynq queue's name")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long a finished batch stays in Redis (0 or less: forever)")
+	fs.IntVar(&c.ChunkRows, "chunk-rows", c.ChunkRows, "calls one task carries at most, for batches this command queues (a contact's rows always travel together)")
 }
 
 // RegisterWorker adds the flags of processes that make calls to fs.
@@ -224,6 +228,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
 		errs = append(errs, fmt.Errorf("--retry-base %s and --retry-max %s: want 0 < base <= max", c.RetryBase, c.RetryMax))
+	}
+	if c.ChunkRows < 1 || c.ChunkRows > 10000 {
+		errs = append(errs, fmt.Errorf("--chunk-rows %d: want 1 to 10000", c.ChunkRows))
 	}
 	if c.Stall <= 0 {
 		errs = append(errs, fmt.Errorf("--stall %s must be positive", c.Stall))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options describes one import.
@@ -72,6 +73,9 @@ type Importer struct {
 	store  *jobs.Store
 	client *asynq.Client
 	queue  string
+	// ChunkRows is how many calls one task carries at most; default
+	// jobs.DefaultChunkRows.
+	ChunkRows int
 }
 
 // New returns an Importer writing batches to store and tasks to queue
@@ -87,7 +91,7 @@ func New(store *jobs.Store, client *asynq.Client, queue string) *Importer {
 const chunk = 2000
 
 // Import reads the whole file and, only if all of it is usable, stores the
-// batch and queues one task per contact. On a file-level problem it
+// batch and queues its contacts, in chunks of many to a task. On a file-level problem it
 // returns a *FileError and leaves nothing behind: no batch, no task, no
 // call. The import holds a lease on its batch until every task is queued:
 // if the process dies before, the batch is abandoned (while reading) or
@@ -173,8 +177,11 @@ func (im *Importer) commit(ctx context.Context, plan *Plan, batch string, extras
 			return false, err
 		}
 	}
+	tasks := jobs.Tasks{Store: im.store, Client: im.client, Queue: im.queue, ChunkRows: im.ChunkRows}
 	page := make([]jobs.Contact, 0, chunk)
+	chunks := tasks.Chunker()
 	for c := range plan.All() {
+		c.Chunk = chunks.Add(len(c.Ops))
 		page = append(page, c)
 		if len(page) == chunk {
 			if err := im.store.AddContacts(ctx, batch, page); err != nil {
@@ -189,18 +196,24 @@ func (im *Importer) commit(ctx context.Context, plan *Plan, batch string, extras
 	if err := im.store.Start(ctx, batch, plan.Rows, plan.Contacts(), extras); err != nil {
 		return false, err
 	}
-	tasks := jobs.Tasks{Store: im.store, Client: im.client, Queue: im.queue}
-	ids := make([]string, 0, chunk)
+	// The chunks again, in the same order, each queued as it is complete.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	var ids []string
+	n := 0
+	chunks = tasks.Chunker()
 	for c := range plan.All() {
-		ids = append(ids, c.ID)
-		if len(ids) == chunk {
-			if _, err := tasks.Enqueue(ctx, batch, ids); err != nil {
-				return true, err
-			}
-			ids = ids[:0]
+		if k := chunks.Add(len(c.Ops)); k != n {
+			queue, cs := n, ids
+			g.Go(func() error { return tasks.EnqueueChunk(gctx, batch, queue, cs) })
+			n, ids = k, nil
 		}
+		ids = append(ids, c.ID)
 	}
-	if _, err := tasks.Enqueue(ctx, batch, ids); err != nil {
+	if len(ids) > 0 {
+		g.Go(func() error { return tasks.EnqueueChunk(gctx, batch, n, ids) })
+	}
+	if err := g.Wait(); err != nil {
 		return true, err
 	}
 	return true, im.store.EndLease(ctx, batch)

@@ -5,6 +5,7 @@ package jobs
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/hibiken/asynq"
 )
@@ -86,13 +87,20 @@ type Op struct {
 	Lines    []int  `json:"l"`
 }
 
-// AssignPayload is the payload of a TypeAssign task: it names a contact
-// of a batch; the contact's calls are in the batch's plan, so nothing of
-// the file is stored twice.
+// AssignPayload is the payload of a TypeAssign task: it names the
+// contacts of a batch it applies, one (a contact retried on its own) or a
+// chunk of them; their calls are in the batch's plan, so nothing of the
+// file is stored twice.
 type AssignPayload struct {
-	Batch   string `json:"b"`
-	Contact string `json:"c"`
+	Batch string `json:"b"`
+	// Contact is set for the task of one contact.
+	Contact string `json:"c,omitempty"`
+	// Contacts is set for a chunk.
+	Contacts []string `json:"cs,omitempty"`
 }
+
+// Chunk reports whether the payload is a chunk of contacts.
+func (p AssignPayload) Chunk() bool { return p.Contact == "" }
 
 // TaskRetries is asynq's retry budget of a task. The worker counts each
 // row's attempts in the ledger and dead-letters a row itself when it has
@@ -101,21 +109,36 @@ type AssignPayload struct {
 // (paused batch, 429).
 const TaskRetries = 1_000_000
 
-// NewAssignTask builds the task for one contact. Its task id is derived
-// from the batch and contact so that enqueueing the same plan twice is a
-// no-op. opts come after the defaults (queue Queue, TaskRetries) and
+// NewAssignTask builds the task of one contact. Its task id is derived
+// from the batch and contact, so that a contact has at most one task of
+// its own. opts come after the defaults (queue Queue, TaskRetries) and
 // override them.
 func NewAssignTask(p AssignPayload, opts ...asynq.Option) (*asynq.Task, error) {
+	opts = append([]asynq.Option{asynq.TaskID(TaskID(p.Batch, p.Contact))}, opts...)
+	return newTask(AssignPayload{Batch: p.Batch, Contact: p.Contact}, opts)
+}
+
+// NewChunkTask builds the task of a chunk of contacts with the given task
+// id.
+func NewChunkTask(batch string, contacts []string, id string, opts ...asynq.Option) (*asynq.Task, error) {
+	return newTask(AssignPayload{Batch: batch, Contacts: contacts}, append([]asynq.Option{asynq.TaskID(id)}, opts...))
+}
+
+func newTask(p AssignPayload, opts []asynq.Option) (*asynq.Task, error) {
 	b, err := json.Marshal(p)
 	if err != nil {
-		return nil, fmt.Errorf("encode payload for contact %s: %w", p.Contact, err)
+		return nil, fmt.Errorf("encode payload of batch %s: %w", p.Batch, err)
 	}
-	opts = append([]asynq.Option{asynq.Queue(Queue), asynq.MaxRetry(TaskRetries), asynq.TaskID(TaskID(p.Batch, p.Contact))}, opts...)
+	opts = append([]asynq.Option{asynq.Queue(Queue), asynq.MaxRetry(TaskRetries)}, opts...)
 	return asynq.NewTask(TypeAssign, b, opts...), nil
 }
 
-// TaskID is the asynq task id of a contact's task within a batch.
+// TaskID is the asynq task id of a contact's own task within a batch.
 func TaskID(batch, contact string) string { return batch + ":" + contact }
+
+// ChunkTaskID is the asynq task id of chunk n of a batch as its import
+// queued it. Contact ids never hold ':', so it never equals a TaskID.
+func ChunkTaskID(batch string, n int) string { return batch + ":chunk:" + strconv.Itoa(n) }
 
 // ParseAssignPayload decodes a TypeAssign payload.
 func ParseAssignPayload(b []byte) (AssignPayload, error) {

@@ -96,10 +96,11 @@ func (s *Store) Begin(ctx context.Context, batch, contact string, maxAttempts in
 	case "settled":
 		return Begun{Verdict: Settled, Completed: v[1] == "1"}, nil
 	}
-	ops, err := DecodeOps(v[1])
+	c, err := decodeEntry(contact, v[1])
 	if err != nil {
-		return Begun{}, fmt.Errorf("batch %s contact %s: %w", batch, contact, err)
+		return Begun{}, fmt.Errorf("batch %s: %w", batch, err)
 	}
+	ops := c.Ops
 	x := &Execution{Batch: batch, Contact: contact, Token: token, Ops: ops, RecordPrevious: v[4] == "1"}
 	x.Epoch, _ = strconv.ParseInt(v[5], 10, 64)
 	for d := range strings.SplitSeq(v[2], ",") {
@@ -264,11 +265,11 @@ func (s *Store) contacts(ctx context.Context, id string, ids []string) ([]Contac
 		if !ok {
 			continue
 		}
-		ops, err := DecodeOps(str)
+		c, err := decodeEntry(ids[i], str)
 		if err != nil {
-			return nil, fmt.Errorf("batch %s contact %s: %w", id, ids[i], err)
+			return nil, fmt.Errorf("batch %s: %w", id, err)
 		}
-		out = append(out, Contact{ID: ids[i], Ops: ops})
+		out = append(out, c)
 	}
 	return out, nil
 }
@@ -287,12 +288,12 @@ func (s *Store) Contacts(ctx context.Context, id string, pending bool) iter.Seq2
 			}
 			page := make([]Contact, 0, len(kv)/2)
 			for i := 0; i+1 < len(kv); i += 2 {
-				ops, err := DecodeOps(kv[i+1])
+				c, err := decodeEntry(kv[i], kv[i+1])
 				if err != nil {
-					yield(nil, fmt.Errorf("batch %s contact %s: %w", id, kv[i], err))
+					yield(nil, fmt.Errorf("batch %s: %w", id, err))
 					return
 				}
-				page = append(page, Contact{ID: kv[i], Ops: ops})
+				page = append(page, c)
 			}
 			if pending {
 				if page, err = s.pending(ctx, id, page); err != nil {

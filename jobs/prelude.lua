@@ -73,9 +73,10 @@ local function add_stats(calls, retries, limited)
   end
 end
 
--- parse_ops reads a contact's plan entry ("member:0|1:line,line;..."),
--- as EncodeOps writes it.
+-- parse_ops reads a contact's plan entry ("chunk/member:0|1:line,line;..."),
+-- as AddContacts writes it.
 local function parse_ops(s)
+  s = string.match(s, '^%d+/(.*)$')
   local ops = {}
   for op in string.gmatch(s, '[^;]+') do
     local m, r, ls = string.match(op, '^([^:]*):([01]):(.*)$')

@@ -289,15 +289,17 @@ func (s *Store) AddRows(ctx context.Context, id string, rows []Row) error {
 // of its contact did not succeed.
 const ReasonBlocked = "blocked"
 
-// Contact is one contact of a batch: its calls in file order.
+// Contact is one contact of a batch: its calls in file order, and the
+// chunk of the batch its import queued it in.
 type Contact struct {
-	ID  string
-	Ops []Op
+	ID    string
+	Ops   []Op
+	Chunk int
 }
 
 // AddContacts stores the plan of a batch being imported: every contact
-// with calls to make. Tasks name a contact; the worker reads its calls
-// from here, and so can whoever queues it again (resume, dlq retry, lost
+// with calls to make. Tasks name contacts; the worker reads their calls
+// from here, and so can whoever queues them again (resume, dlq retry, lost
 // tasks).
 func (s *Store) AddContacts(ctx context.Context, id string, cs []Contact) error {
 	if len(cs) == 0 {
@@ -305,12 +307,26 @@ func (s *Store) AddContacts(ctx context.Context, id string, cs []Contact) error 
 	}
 	fields := make([]any, 0, 2*len(cs))
 	for _, c := range cs {
-		fields = append(fields, c.ID, EncodeOps(c.Ops))
+		fields = append(fields, c.ID, strconv.Itoa(c.Chunk)+"/"+EncodeOps(c.Ops))
 	}
 	if err := s.rdb.HSet(ctx, s.planKey(id), fields...).Err(); err != nil {
 		return fmt.Errorf("store the plan of batch %s: %w", id, err)
 	}
 	return nil
+}
+
+// decodeEntry reads a contact's plan entry: "chunk/ops".
+func decodeEntry(id, s string) (Contact, error) {
+	n, ops, ok := strings.Cut(s, "/")
+	chunk, err := strconv.Atoi(n)
+	if !ok || err != nil {
+		return Contact{}, fmt.Errorf("contact %s: plan entry %q: want chunk/ops", id, s)
+	}
+	c := Contact{ID: id, Chunk: chunk}
+	if c.Ops, err = DecodeOps(ops); err != nil {
+		return Contact{}, fmt.Errorf("contact %s: %w", id, err)
+	}
+	return c, nil
 }
 
 // EncodeOps writes a contact's ops as the plan keeps them:

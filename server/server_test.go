@@ -90,7 +90,8 @@ func setup(t *testing.T, so setupOptions) *bundle {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := worker.NewHandler(store, c, worker.NewLocalLimiter(0, 0), worker.HandlerOptions{Logger: log, Observe: b.metrics.Observe, Settled: b.metrics.Settled, PausedRetry: 100 * time.Millisecond})
+		tasks := jobs.Tasks{Store: store, Client: client, Inspector: insp, Queue: ns}
+		h := worker.NewHandler(store, c, worker.NewLocalLimiter(0, 0), worker.HandlerOptions{Logger: log, Observe: b.metrics.Observe, Settled: b.metrics.Settled, PausedRetry: 100 * time.Millisecond, Tasks: &tasks})
 		srv, mux := worker.NewServer(opt, h, worker.ServerOptions{Queue: ns, Concurrency: 4, RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log})
 		if err := srv.Start(mux); err != nil {
 			t.Fatal(err)

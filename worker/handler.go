@@ -20,6 +20,9 @@ import (
 type DeferError struct {
 	RetryIn time.Duration
 	Why     string
+	// batch: the whole batch waits (it is importing), not only the
+	// contact.
+	batch bool
 }
 
 func (e *DeferError) Error() string { return fmt.Sprintf("deferred %s: %s", e.RetryIn, e.Why) }
@@ -104,6 +107,16 @@ type HandlerOptions struct {
 	// Observe, if set, is told the outcome and duration of every API call
 	// (for metrics).
 	Observe func(out Outcome, took time.Duration)
+	// Concurrency caps the contacts applied at once in this process, over
+	// all its tasks (one chunk runs many); default 16.
+	Concurrency int
+	// Tasks queues a contact of a chunk on its own (its retry, or a
+	// contact another execution holds) and archives a chunk's dead
+	// letters; chunks cannot run without it.
+	Tasks *jobs.Tasks
+	// RetryBase and RetryMax bound the backoff of a contact of a chunk
+	// retried on its own, as the server's do for tasks; defaults 1s, 1m.
+	RetryBase, RetryMax time.Duration
 	// Settled, if set, is told the final result of every row this
 	// process's calls decided, once the ledger kept it (for metrics); dead
 	// means the row ran out of attempts.
@@ -117,6 +130,8 @@ type Handler struct {
 	limiter Limiter
 	opts    HandlerOptions
 	watch   *watcher
+	// slots holds a token per contact being applied in this process.
+	slots chan struct{}
 	// refusedIn holds, by batch, the epoch in which the CRM refused the
 	// key: the batch was paused for it, and only a later start or resume
 	// of a batch tries the key again.
@@ -142,8 +157,17 @@ func NewHandler(store *jobs.Store, client *Client, limiter Limiter, opts Handler
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 16
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = time.Second
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = time.Minute
+	}
 	return &Handler{store: store, client: client, limiter: limiter, opts: opts, after: func(string) {},
-		watch: newWatcher(store, opts.WatchEvery, opts.Logger)}
+		watch: newWatcher(store, opts.WatchEvery, opts.Logger), slots: make(chan struct{}, opts.Concurrency)}
 }
 
 const (
@@ -158,19 +182,52 @@ const (
 	busyRetry = 5 * time.Second
 )
 
-// ProcessTask applies one contact's rows in file order, skipping rows that
-// already have a result (a retry or a duplicate delivery).
-func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
+// ProcessTask applies the rows of the task's contacts, each contact's in
+// file order, skipping rows that already have a result (a retry or a
+// duplicate delivery).
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	p, err := jobs.ParseAssignPayload(t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
+	if p.Chunk() {
+		return h.processChunk(ctx, p.Batch, p.Contacts)
+	}
+	select {
+	case h.slots <- struct{}{}:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	defer func() { <-h.slots }()
+	err = h.processContact(ctx, p.Batch, p.Contact)
+	switch {
+	case errors.Is(err, errGone):
+		h.opts.Logger.Warn("dropping task of a batch that no longer exists", slog.String("batch", p.Batch), slog.String("contact", p.Contact))
+		return nil
+	case errors.Is(err, errNotRunning):
+		return nil
+	}
+	return err
+}
+
+var (
+	// errGone: the contact's batch no longer exists.
+	errGone = errors.New("the batch no longer exists")
+	// errNotRunning: the contact's batch is not running: paused (the
+	// contact is parked), finished or cancelled.
+	errNotRunning = errors.New("the batch is not running")
+)
+
+// processContact applies one contact's rows. Besides the errors a task
+// returns to asynq, it returns errGone or errNotRunning when the batch is
+// gone or does not run.
+func (h *Handler) processContact(ctx context.Context, batch, contact string) (err error) {
 	var e *execution
 	defer func() {
-		if err == nil {
+		if err == nil || errors.Is(err, errGone) || errors.Is(err, errNotRunning) {
 			return
 		}
-		h.awaitRedis(ctx, p.Batch)
+		h.awaitRedis(ctx, batch)
 		if e != nil && !e.ended {
 			// The last write failed (Redis restarting?): now that Redis
 			// answers, give the contact up, so that the task's next run
@@ -178,26 +235,30 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 			_ = e.release(-1, false, nil)
 		}
 	}()
-	log := h.opts.Logger.With(slog.String("batch", p.Batch), slog.String("contact", p.Contact))
-	b, err := h.store.Begin(ctx, p.Batch, p.Contact, h.opts.MaxAttempts)
+	log := h.opts.Logger.With(slog.String("batch", batch), slog.String("contact", contact))
+	b, err := h.store.Begin(ctx, batch, contact, h.opts.MaxAttempts)
 	if err != nil {
 		return err
 	}
 	h.after("begin")
 	switch b.Verdict {
 	case jobs.Gone:
-		log.Warn("dropping task of a batch that no longer exists")
+		return errGone
+	case jobs.Over:
+		if jobs.Finished(b.Status) {
+			return errNotRunning
+		}
 		return nil
-	case jobs.Over, jobs.Parked:
-		return nil
+	case jobs.Parked:
+		return errNotRunning
 	case jobs.Hold:
-		return &DeferError{RetryIn: h.opts.PausedRetry, Why: "batch is " + b.Status}
+		return &DeferError{RetryIn: h.opts.PausedRetry, Why: "batch is " + b.Status, batch: true}
 	case jobs.Busy:
 		return &DeferError{RetryIn: busyRetry, Why: "another worker is applying this contact"}
 	case jobs.Settled:
 		log.Warn("row dead-lettered: the worker making its call stopped each time", slog.Int("attempts", h.opts.MaxAttempts))
-		h.completed(b.Completed, p.Batch)
-		return fmt.Errorf("contact %s dead-lettered: its worker died in the middle of every attempt: %w", p.Contact, asynq.SkipRetry)
+		h.completed(b.Completed, batch)
+		return fmt.Errorf("contact %s dead-lettered: its worker died in the middle of every attempt: %w", contact, asynq.SkipRetry)
 	}
 	x := b.Exec
 	if h.client.refusedNow() {
@@ -211,7 +272,133 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
 	if err := e.run(ctx); !errors.Is(err, errEnded) {
 		return err
 	}
+	return errNotRunning
+}
+
+// processChunk applies the contacts of a chunk, as many at once as the
+// process has call slots free. A contact that is not done when its
+// execution ends gets a task of its own: a transient failure is retried
+// there, with backoff, and so is a contact another execution holds; a
+// dead letter goes to asynq's archive as one. The chunk itself ends once
+// its contacts are settled or handed over; it is retried as a whole only
+// when the ledger could not be written or the process is shutting down
+// (its settled contacts are skipped then). When the batch stops running,
+// the contacts not started yet are parked with the others (paused) or
+// dropped (cancelled, gone).
+func (h *Handler) processChunk(ctx context.Context, batch string, contacts []string) error {
+	if h.opts.Tasks == nil {
+		return fmt.Errorf("chunk of batch %s: this worker cannot queue contacts on their own (no Tasks): %w", batch, asynq.SkipRetry)
+	}
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+		// failed is an error that retries the chunk; halt, why no more
+		// contacts start.
+		failed, halt error
+	)
+	next := 0
+	for ; next < len(contacts); next++ {
+		acquired := false
+		select {
+		case h.slots <- struct{}{}:
+			acquired = true
+		case <-ctx.Done():
+		}
+		mu.Lock()
+		if failed == nil && halt == nil && ctx.Err() != nil {
+			failed = context.Cause(ctx)
+		}
+		stop := failed != nil || halt != nil
+		mu.Unlock()
+		if stop {
+			if acquired {
+				<-h.slots
+			}
+			break
+		}
+		c := contacts[next]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := h.guarded(ctx, batch, c)
+			<-h.slots
+			err = h.handOff(ctx, batch, c, err)
+			mu.Lock()
+			defer mu.Unlock()
+			var de *DeferError
+			switch {
+			case err == nil:
+			case errors.Is(err, errGone), errors.Is(err, errNotRunning), errors.As(err, &de):
+				if halt == nil {
+					halt = err
+				}
+			case failed == nil:
+				failed = err
+			}
+		}()
+	}
+	wg.Wait()
+	var de *DeferError
+	switch {
+	case errors.Is(halt, errGone):
+		h.opts.Logger.Warn("dropping task of a batch that no longer exists", slog.String("batch", batch), slog.Int("contacts", len(contacts)))
+		return nil
+	case errors.As(halt, &de):
+		return halt // the batch is importing: all its contacts wait
+	case failed != nil:
+		return failed
+	case errors.Is(halt, errNotRunning) && next < len(contacts):
+		return h.parkRest(ctx, batch, contacts[next:])
+	}
 	return nil
+}
+
+// guarded runs one contact of a chunk; a panic in it ends the chunk as a
+// crash would, with the contact's claim left to expire.
+func (h *Handler) guarded(ctx context.Context, batch, contact string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic applying contact %s: %v", contact, r)
+		}
+	}()
+	return h.processContact(ctx, batch, contact)
+}
+
+// handOff gives a contact of a chunk whose execution ended unfinished a
+// task of its own, and returns what is left of err for the chunk: nil once
+// the contact is handed over.
+func (h *Handler) handOff(ctx context.Context, batch, contact string, err error) error {
+	var (
+		de *DeferError
+		te *TransientError
+	)
+	ctx = context.WithoutCancel(ctx) // a shutdown must not lose the contact
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &de) && !de.batch:
+		return h.opts.Tasks.Later(ctx, batch, contact, de.RetryIn)
+	case errors.As(err, &te):
+		return h.opts.Tasks.Later(ctx, batch, contact, RetryDelay(h.opts.RetryBase, h.opts.RetryMax)(te.Attempt-1, err, nil))
+	case errors.Is(err, asynq.SkipRetry):
+		return h.opts.Tasks.Bury(ctx, batch, contact)
+	}
+	return err
+}
+
+// parkRest parks the contacts of a chunk that never started because their
+// batch stopped running: a paused batch queues them again on resume.
+func (h *Handler) parkRest(ctx context.Context, batch string, rest []string) error {
+	status, _, err := h.store.Status(ctx, batch)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case status != jobs.BatchPaused:
+		return nil // cancelled or done: nothing more is sent
+	}
+	return h.store.Unpark(ctx, batch, rest)
 }
 
 // redisWait bounds how long a failed task waits for Redis to answer again,

@@ -53,6 +53,7 @@ type envOptions struct {
 	claimTTL    time.Duration // default the store's
 	retryAfter  time.Duration // MaxRetryAfter; default the handler's
 	crm         http.Handler  // in front of the simulator, if set
+	concurrency int           // contacts applied at once; default the handler's
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -103,6 +104,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 		PausedRetry:   o.pausedRetry,
 		MaxRetryAfter: o.retryAfter,
 		WatchEvery:    50 * time.Millisecond,
+		Concurrency:   o.concurrency,
+		Tasks:         &e.tasks,
+		RetryBase:     10 * time.Millisecond,
+		RetryMax:      50 * time.Millisecond,
 		Logger:        slog.New(slog.DiscardHandler),
 	})
 	return e

@@ -126,7 +126,9 @@ func (q *queue) tasks() jobs.Tasks {
 }
 
 func (q *queue) importer(cfg config.Config) *importer.Importer {
-	return importer.New(q.store, q.client, cfg.Namespace)
+	im := importer.New(q.store, q.client, cfg.Namespace)
+	im.ChunkRows = cfg.ChunkRows
+	return im
 }
 
 // workerProc is an asynq server that applies rows, the API client it
@@ -171,9 +173,14 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 	var limiter worker.Limiter = worker.NewSharedLimiter(q.rdb, worker.SharedLimiterOptions{
 		Namespace: cfg.Namespace, APIURL: cfg.APIURL, APIKey: cfg.APIKey, Rate: cfg.Rate, Burst: cfg.Burst, Logger: log,
 	})
+	tasks := q.tasks()
 	hopts := worker.HandlerOptions{
 		MaxAttempts:   cfg.MaxAttempts,
 		MaxRetryAfter: cfg.MaxRetryAfter,
+		Concurrency:   cfg.Concurrency,
+		Tasks:         &tasks,
+		RetryBase:     cfg.RetryBase,
+		RetryMax:      cfg.RetryMax,
 		Logger:        log,
 	}
 	if m != nil {
@@ -195,7 +202,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 	if m != nil {
 		mux.Use(m.InFlight)
 	}
-	sweeper := worker.NewSweeper(q.rdb, cfg.Namespace, q.tasks(), worker.SweeperOptions{
+	sweeper := worker.NewSweeper(q.rdb, cfg.Namespace, tasks, worker.SweeperOptions{
 		Stall:  cfg.Stall,
 		Logger: log,
 	})

@@ -114,8 +114,8 @@ func TestDistributedLostTasksAreQueuedAgain(t *testing.T) {
 	rows := oneEach("lost", 200)
 	id := d.importRows(t, "lost.csv", rows)
 	n, err := d.insp.DeleteAllPendingTasks(d.target.ns)
-	if err != nil || n != len(rows) {
-		t.Fatalf("deleted %d pending tasks (%v), want %d", n, err, len(rows))
+	if err != nil || n != 1 {
+		t.Fatalf("deleted %d pending tasks (%v), want 1 (a chunk of %d rows)", n, err, len(rows))
 	}
 	d.startWorker(t, "--retry-base", "10ms", "--retry-max", "50ms", "--stall", "1s")
 	r, dir := d.reportWait(t, id)
@@ -141,7 +141,7 @@ func TestDistributedDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := asynq.NewClientFromRedisClient(d.rdb) // closed with d.rdb
-	if _, err := (jobs.Tasks{Store: d.store, Client: client, Queue: d.target.ns}).Enqueue(t.Context(), "dead-import", []string{"x1"}); err != nil {
+	if err := (jobs.Tasks{Store: d.store, Client: client, Queue: d.target.ns}).EnqueueChunk(t.Context(), "dead-import", 0, []string{"x1"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{gone, "dead-import"} {
@@ -154,8 +154,8 @@ func TestDistributedDelete(t *testing.T) {
 		t.Errorf("keys after delete: %v", keys)
 	}
 	qi, err := d.insp.GetQueueInfo(d.target.ns)
-	if err != nil || qi.Pending != 5 {
-		t.Errorf("queue after delete: %+v (%v), want the 5 tasks of the kept batch", qi, err)
+	if err != nil || qi.Pending != 1 {
+		t.Errorf("queue after delete: %+v (%v), want the one task (a chunk of 5 contacts) of the kept batch", qi, err)
 	}
 	if r := d.cli(t, "batches"); !strings.Contains(r.stdout, kept) || strings.Contains(r.stdout, gone) || strings.Contains(r.stdout, "dead-import") {
 		t.Errorf("batches after delete:\n%s", r.stdout)
