@@ -78,7 +78,8 @@ func TestVerify(t *testing.T) {
 	control(t, d.api, http.MethodDelete, c(4), m(4), "") // contains [m4 m5] loses m4: missing
 	control(t, d.api, http.MethodPut, c(5), "", "[]")    // exact [m6] loses everything
 	control(t, d.api, http.MethodPost, c(7), m(9), "")   // contains [m4 m5] gets m9: still contains them
-	want := map[string][4]string{                        // expected, actual, missing, unexpected
+	// expected, actual, missing, unexpected
+	want := map[string][4]string{
 		c(3): {m(2) + ";" + m(3), m(2) + ";" + m(3) + ";" + m(9), "", m(9)},
 		c(4): {m(4) + ";" + m(5), m(5), m(4), ""},
 		c(5): {m(6), "", m(6), ""},
