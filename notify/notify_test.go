@@ -19,11 +19,11 @@ func TestSign(t *testing.T) {
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
 		"https://hooks.slack.com/services/T0/B0/XXXX": "https://hooks.slack.com/…",
-		"https://user:pw@example.com:8443/x?token=1":   "https://example.com:8443/…",
-		"http://example.com":                           "http://example.com",
-		"http://example.com/":                          "http://example.com",
-		"http://example.com/?a=b":                      "http://example.com/…",
-		"not a url":                                    "(a URL)",
+		"https://user:pw@example.com:8443/x?token=1":  "https://example.com:8443/…",
+		"http://example.com":                          "http://example.com",
+		"http://example.com/":                         "http://example.com",
+		"http://example.com/?a=b":                     "http://example.com/…",
+		"not a url":                                   "(a URL)",
 	} {
 		if got := notify.Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
