@@ -31,7 +31,7 @@ func (a *app) verifyCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "verify ID|FILE",
-		Short: "read contacts back from the CRM and compare them with a batch or file; exit 0 no drift, 2 drift, 1 fatal",
+		Short: "read contacts back from the CRM and compare them with a batch or file (drift.csv)",
 		Long: `Reads each contact's agents back from the CRM (GET .../contact/{id}/info,
 with the same key probe, shared --rate and --concurrency as the calls) and
 compares them with the end state:
