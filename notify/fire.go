@@ -132,6 +132,17 @@ func (n *Notifier) Fire(ctx context.Context, id string) (ev Event, ok bool, err 
 	return ev, true, nil
 }
 
+// Ended is Fire for a hook where a process sees a batch end (the write
+// that completed it, the move that paused or cancelled it): it fires
+// within 10 s, logging a failure, which Run makes up for.
+func (n *Notifier) Ended(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := n.Fire(ctx, id); err != nil && !errors.Is(err, jobs.ErrNotFound) {
+		n.opts.Logger.Warn("notify: fire", slog.String("batch", id), slog.Any("error", err))
+	}
+}
+
 // Run fires, every Options.Every until ctx ends, the ends of batches with
 // a target that nobody fired: the process that saw the end died first,
 // or is not one that fires. Every worker runs it; the task ids keep the

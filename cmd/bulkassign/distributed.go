@@ -85,7 +85,7 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 			}
 			printImport(a.stderr, sum)
 			if notifies {
-				attachNotify(ctx, a.stderr, q.notifier(cfg, nil), sum.BatchID, target)
+				attachNotify(ctx, a.stderr, q.notifier(cfg, a.warnLogger()), sum.BatchID, target)
 			}
 			fmt.Fprintln(a.stdout, sum.BatchID)
 			return nil
@@ -477,6 +477,7 @@ func (a *app) controlCommand(name, help, status string) *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "batch %s %s\n", id, status)
 			if status == jobs.BatchCancelled {
+				q.notifier(cfg, a.warnLogger()).Ended(id)
 				fmt.Fprintf(a.stdout, "rows not yet sent will not be; `bulkassign report %s` lists them as not processed\n", id)
 			}
 			return nil

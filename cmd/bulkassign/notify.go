@@ -55,6 +55,12 @@ func (q *queue) notifier(cfg config.Config, log *slog.Logger) *notify.Notifier {
 	return notify.New(q.store, q.client, notify.Options{Queue: cfg.Namespace, Retention: cfg.Retention, Logger: log})
 }
 
+// warnLogger logs warnings and errors on stderr, for the commands that
+// have no --log-level.
+func (a *app) warnLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 // attachNotify gives a batch just imported its --notify target, and says
 // so on w. A batch already running is not stopped for a failure: it is
 // reported, and the batch's end is then not announced.

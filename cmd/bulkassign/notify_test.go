@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -168,7 +169,7 @@ func TestNotifyRun(t *testing.T) {
 	// the mark of the first Fire had been lost, queues nothing new.
 	store := jobs.NewStore(rdb, jobs.StoreOptions{Namespace: target.ns})
 	client := asynq.NewClientFromRedisClient(rdb)
-	n := notify.New(store, client, notify.Options{Queue: target.ns})
+	n := notify.New(store, client, notify.Options{Queue: target.ns, Logger: slog.New(slog.DiscardHandler)})
 	ctx := context.Background()
 	for i := range 2 {
 		if i == 1 {
@@ -187,31 +188,47 @@ func TestNotifyRun(t *testing.T) {
 	}
 }
 
-// TestNotifyCancelledByWorkers: a batch imported with --notify and
-// cancelled before any worker ran: nobody fired its end, so the workers
-// find it; two of them deliver it once, after the receiver's refusal,
-// with the counts of its report.
+// TestNotifyCancelledByWorkers: two batches imported with --notify and
+// cancelled before any worker ran: one by `cancel`, which queues its
+// notice at once, one behind the CLI's back (as if the process that
+// cancelled it had died before it could), whose end the workers find.
+// Two workers deliver each once, after the receiver's refusal, with the
+// counts of its report.
 func TestNotifyCancelledByWorkers(t *testing.T) {
 	const secret = "notify-secret-cancel"
 	t.Setenv(notify.SecretEnv, secret)
-	rcv := newReceiver(t, 1)
 	d := newDist(t, simulator.Options{})
-	id := d.importFile(t, writeAssignments(t, d.dir, "a.csv", oneEach("n", 30)), "--id-format", "any", "--notify", rcv.url+"/hook")
-	if r := d.cli(t, "cancel", id); r.code != exitOK {
-		t.Fatalf("cancel: exit %d: %s", r.code, r.errText())
+	byCLI, byNobody := newReceiver(t, 1), newReceiver(t, 1)
+	idCLI := d.importFile(t, writeAssignments(t, d.dir, "a.csv", oneEach("a", 30)), "--id-format", "any", "--notify", byCLI.url+"/hook")
+	idNobody := d.importFile(t, writeAssignments(t, d.dir, "b.csv", oneEach("b", 20)), "--id-format", "any", "--notify", byNobody.url+"/hook")
+	if r := d.cli(t, "cancel", idCLI); r.code != exitOK || r.stderr != "" {
+		t.Fatalf("cancel: exit %d: %s\n%s", r.code, r.errText(), r.stderr)
+	}
+	queued, err := d.insp.ListPendingTasks(d.target.ns, asynq.PageSize(1000))
+	if err != nil || !slices.ContainsFunc(queued, func(ti *asynq.TaskInfo) bool {
+		return ti.Type == notify.TypeNotify && strings.Contains(ti.ID, idCLI+":"+notify.EventCancelled)
+	}) {
+		t.Errorf("after `cancel`, no notice of %s is queued (%v)", idCLI, err)
+	}
+	if _, err := d.store.SetStatus(context.Background(), idNobody, jobs.BatchCancelled, "", ""); err != nil {
+		t.Fatal(err)
 	}
 	flags := []string{"--retry-base", "10ms", "--retry-max", "50ms"}
 	stop1, stop2 := d.startWorker(t, flags...), d.startWorker(t, flags...)
-	waitUntil(t, time.Minute, "the cancelled batch's notice is delivered", func() bool { return len(rcv.accepted()) > 0 })
+	waitUntil(t, time.Minute, "both notices are delivered", func() bool {
+		return len(byCLI.accepted()) > 0 && len(byNobody.accepted()) > 0
+	})
 	logs := stop1() + stop2()
-	got := checkNotices(t, rcv, 1, secret, notify.EventCancelled)
-	r := d.cli(t, "report", "--out", d.dir, id)
-	if r.code == exitFatal {
-		t.Fatalf("report: %s", r.errText())
-	}
-	sameCounts(t, got, readSummary(t, report.Dir(d.dir, id)))
-	if got.Errors[report.NotProcessed] != 30 {
-		t.Errorf("notice errors %v: want 30 rows not processed", got.Errors)
+	for id, rcv := range map[string]*receiver{idCLI: byCLI, idNobody: byNobody} {
+		got := checkNotices(t, rcv, 1, secret, notify.EventCancelled)
+		if r := d.cli(t, "report", "--out", d.dir, id); r.code == exitFatal {
+			t.Fatalf("report: %s", r.errText())
+		}
+		want := readSummary(t, report.Dir(d.dir, id))
+		sameCounts(t, got, want)
+		if got.Errors[report.NotProcessed] != want.Rows {
+			t.Errorf("notice errors %v: want all %d rows not processed", got.Errors, want.Rows)
+		}
 	}
 	if strings.Contains(logs, "/hook") {
 		t.Errorf("a worker logged the notify URL's path:\n%s", logs)
