@@ -231,6 +231,7 @@ func New(opts Options) *Simulator {
 	mux.HandleFunc(infoPattern, methodNotAllowed(s, "GET, HEAD"))
 	mux.HandleFunc("GET "+membersPath, s.handleMembers)
 	mux.HandleFunc(membersPath, methodNotAllowed(s, "GET, HEAD"))
+	s.registerContactControls(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		s.fail(w, http.StatusNotFound, "no such endpoint")
 	})

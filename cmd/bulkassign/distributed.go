@@ -32,6 +32,7 @@ func (a *app) importCommand() *cobra.Command {
 		format, name           string
 		dryRun, recordPrevious bool
 		members                *memberFlags
+		notice                 *notifyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "import FILE",
@@ -60,6 +61,10 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 			if err != nil {
 				return err
 			}
+			target, notifies, err := notice.target()
+			if err != nil {
+				return err
+			}
 			if dryRun {
 				sum, err := importer.New(nil, nil, "").Import(ctx, in, opts)
 				if err != nil {
@@ -79,6 +84,9 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 				return err
 			}
 			printImport(a.stderr, sum)
+			if notifies {
+				attachNotify(ctx, a.stderr, q.notifier(cfg, a.warnLogger()), sum.BatchID, target)
+			}
 			fmt.Fprintln(a.stdout, sum.BatchID)
 			return nil
 		},
@@ -90,6 +98,7 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 		fs.BoolVar(&dryRun, "dry-run", false, "validate and print what would be queued, queue nothing")
 		members = registerMemberFlags(fs)
 		fs.BoolVar(&recordPrevious, "record-previous", false, recordPreviousHelp)
+		notice = registerNotifyFlags(fs)
 	})
 	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
 	// The team member list, for member emails and --preflight.
@@ -468,6 +477,7 @@ func (a *app) controlCommand(name, help, status string) *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "batch %s %s\n", id, status)
 			if status == jobs.BatchCancelled {
+				q.notifier(cfg, a.warnLogger()).Ended(id)
 				fmt.Fprintf(a.stdout, "rows not yet sent will not be; `bulkassign report %s` lists them as not processed\n", id)
 			}
 			return nil

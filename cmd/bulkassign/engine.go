@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/bulkassign/bulkassign/internal/redisproc"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/metrics"
+	"github.com/bulkassign/bulkassign/notify"
 	"github.com/bulkassign/bulkassign/schedule"
 	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
@@ -138,8 +140,10 @@ type workerProc struct {
 	mux     *asynq.ServeMux
 	client  *worker.Client
 	sweeper *worker.Sweeper
-	cancel  context.CancelFunc
-	swept   chan struct{}
+	// notifier fires the notices of ends nobody fired.
+	notifier *notify.Notifier
+	cancel   context.CancelFunc
+	swept    sync.WaitGroup
 }
 
 // start starts the asynq server and the sweeper.
@@ -148,18 +152,15 @@ func (w *workerProc) start(ctx context.Context) error {
 		return fmt.Errorf("start workers: %w", err)
 	}
 	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	w.swept = make(chan struct{})
-	go func() {
-		defer close(w.swept)
-		w.sweeper.Run(ctx)
-	}()
+	w.swept.Go(func() { w.sweeper.Run(ctx) })
+	w.swept.Go(func() { w.notifier.Run(ctx) })
 	return nil
 }
 
-// stop stops the sweeper and drains the asynq server.
+// stop stops the sweeper and the notifier and drains the asynq server.
 func (w *workerProc) stop() {
 	w.cancel()
-	<-w.swept
+	w.swept.Wait()
 	w.srv.Shutdown()
 }
 
@@ -199,6 +200,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 	// Scheduled plans run on the workers too; their handler is wired here
 	// because it needs the importer, which the worker package may not import.
 	mux.Handle(jobs.TypePlan, schedule.NewRunner(q.rdb, q.store, q.importer(cfg), schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log}))
+	mux.Handle(notify.TypeNotify, newNotifySender(q, log))
 	if m != nil {
 		mux.Use(m.InFlight)
 	}
@@ -206,7 +208,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 		Stall:  cfg.Stall,
 		Logger: log,
 	})
-	return &workerProc{srv: srv, mux: mux, client: client, sweeper: sweeper}, nil
+	return &workerProc{srv: srv, mux: mux, client: client, sweeper: sweeper, notifier: q.notifier(cfg, log)}, nil
 }
 
 // retention maps --retention to the store's option, where 0 means the

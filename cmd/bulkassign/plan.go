@@ -118,7 +118,7 @@ Rules file:
 				return err
 			}
 			open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil }
-			return a.run(ctx, cfg, open, opts, string(importer.FormatCSV), progress)
+			return a.run(ctx, cfg, open, opts, runOptions{format: string(importer.FormatCSV), every: progress})
 		},
 	}
 	flagGroup(cmd.Flags(), "Plan", func(fs *pflag.FlagSet) {

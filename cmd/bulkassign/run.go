@@ -14,6 +14,7 @@ import (
 	"github.com/bulkassign/bulkassign/examples"
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/notify"
 	"github.com/bulkassign/bulkassign/report"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -28,6 +29,8 @@ func (a *app) runCommand() *cobra.Command {
 		progress       time.Duration
 		members        *memberFlags
 		sim            *simFlags
+		notice         *notifyFlags
+		noticeWait     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -72,7 +75,16 @@ Without --redis or --redis-cluster the queue is embedded in this process.`,
 			if err != nil {
 				return err
 			}
-			return a.run(ctx, cfg, open, opts, format, progress)
+			ro := runOptions{format: format, every: progress, noticeWait: noticeWait}
+			if ro.notice, ro.notify, err = notice.target(); err != nil {
+				return err
+			}
+			if ro.notify {
+				if err := requireSecret(ro.notice); err != nil {
+					return err
+				}
+			}
+			return a.run(ctx, cfg, open, opts, ro)
 		},
 	}
 	flagGroup(cmd.Flags(), groupInput, func(fs *pflag.FlagSet) {
@@ -88,6 +100,8 @@ Without --redis or --redis-cluster the queue is embedded in this process.`,
 	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) {
 		cfg.RegisterOutput(fs)
 		registerProgressFlag(fs, &progress)
+		notice = registerNotifyFlags(fs)
+		registerNotifyWait(fs, &noticeWait)
 	})
 	flagGroup(cmd.Flags(), groupSimulator, func(fs *pflag.FlagSet) {
 		fs.BoolVar(&simulate, "simulate", false, "start the built-in CRM simulator in-process and send the calls to it (no CRM, key or Redis needed)")
@@ -96,14 +110,25 @@ Without --redis or --redis-cluster the queue is embedded in this process.`,
 	return cmd
 }
 
+// runOptions are run's settings besides the import's.
+type runOptions struct {
+	format string
+	every  time.Duration
+	// notice is --notify's target, when notify is set; noticeWait how
+	// long run waits for its delivery.
+	notice     notify.Target
+	notify     bool
+	noticeWait time.Duration
+}
+
 // run imports, applies and reports one file in this process; open gives
 // the input.
-func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCloser, error), opts importer.Options, format string, every time.Duration) error {
+func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCloser, error), opts importer.Options, ro runOptions) error {
 	log, err := newLogger(a.stderr, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
-	if opts.Format, err = importer.ParseFormat(format); err != nil {
+	if opts.Format, err = importer.ParseFormat(ro.format); err != nil {
 		return err
 	}
 	in, err := open()
@@ -136,7 +161,13 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 		return err
 	}
 	printImport(a.stderr, sum)
-	b, werr := watch(ctx, q.store, sum.BatchID, a.stderr, every)
+	if ro.notify {
+		attachNotify(ctx, a.stderr, w.notifier, sum.BatchID, ro.notice)
+	}
+	b, werr := watch(ctx, q.store, sum.BatchID, a.stderr, ro.every)
+	if ro.notify && werr == nil {
+		a.awaitNotice(ctx, q, w.notifier, b.ID, ro.noticeWait)
+	}
 	w.stop()
 	return a.finish(q, cfg, b, werr, printSummary)
 }
