@@ -117,6 +117,10 @@ type HandlerOptions struct {
 	// RetryBase and RetryMax bound the backoff of a contact of a chunk
 	// retried on its own, as the server's do for tasks; defaults 1s, 1m.
 	RetryBase, RetryMax time.Duration
+	// Ended, if set, is told when this process saw a batch end: its last
+	// row settled here, or the CRM refused the key and the batch paused
+	// (for notices).
+	Ended func(batch string)
 	// Settled, if set, is told the final result of every row this
 	// process's calls decided, once the ledger kept it (for metrics); dead
 	// means the row ran out of attempts.
@@ -434,6 +438,13 @@ func (h *Handler) awaitRedis(ctx context.Context, batch string) {
 func (h *Handler) completed(completed bool, batch string) {
 	if completed {
 		h.opts.Logger.Info("batch complete", slog.String("batch", batch))
+		h.ended(batch)
+	}
+}
+
+func (h *Handler) ended(batch string) {
+	if h.opts.Ended != nil {
+		h.opts.Ended(batch)
 	}
 }
 
@@ -670,6 +681,7 @@ func (e *execution) unauthorized(ctx context.Context, out Outcome) error {
 	}
 	if changed {
 		e.log.Error("batch paused: API key refused", slog.Int("http_status", out.HTTPStatus))
+		e.h.ended(e.x.Batch)
 	}
 	return e.release(-1, true, nil)
 }

@@ -175,6 +175,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 		Namespace: cfg.Namespace, APIURL: cfg.APIURL, APIKey: cfg.APIKey, Rate: cfg.Rate, Burst: cfg.Burst, Logger: log,
 	})
 	tasks := q.tasks()
+	notifier := q.notifier(cfg, log)
 	hopts := worker.HandlerOptions{
 		MaxAttempts:   cfg.MaxAttempts,
 		MaxRetryAfter: cfg.MaxRetryAfter,
@@ -182,6 +183,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 		Tasks:         &tasks,
 		RetryBase:     cfg.RetryBase,
 		RetryMax:      cfg.RetryMax,
+		Ended:         notifier.Ended,
 		Logger:        log,
 	}
 	if m != nil {
@@ -208,7 +210,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 		Stall:  cfg.Stall,
 		Logger: log,
 	})
-	return &workerProc{srv: srv, mux: mux, client: client, sweeper: sweeper, notifier: q.notifier(cfg, log)}, nil
+	return &workerProc{srv: srv, mux: mux, client: client, sweeper: sweeper, notifier: notifier}, nil
 }
 
 // retention maps --retention to the store's option, where 0 means the
