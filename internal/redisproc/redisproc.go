@@ -26,6 +26,12 @@ const startTimeout = 10 * time.Second
 // ErrNotInstalled means redis-server is not on PATH.
 var ErrNotInstalled = errors.New("redis-server is not on PATH")
 
+// Installed reports whether redis-server is on PATH.
+func Installed() bool {
+	_, err := exec.LookPath("redis-server")
+	return err == nil
+}
+
 // Options configures a Server started by Start. The zero value is a server
 // without persistence.
 type Options struct {
