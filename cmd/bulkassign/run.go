@@ -231,10 +231,15 @@ func (a *app) runWith(ctx context.Context, cfg config.Config, open func() (io.Re
 	}
 	b, werr := watch(ctx, q.store, id, a.stderr, every)
 	w.stop()
-	if werr != nil && !errors.Is(werr, errBatchLost) && (q.durable || cfg.RedisGiven()) {
+	resumable := q.durable || cfg.RedisGiven()
+	if werr != nil && !errors.Is(werr, errBatchLost) && resumable {
 		werr = fmt.Errorf("%w; the same command resumes it", werr)
 	}
-	return a.finish(q, cfg, b, werr, a.reported(q, state, fp, b))
+	err = a.finish(q, cfg, b, werr, a.reported(q, state, fp, b))
+	if werr == nil && resumable && b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized {
+		err = fmt.Errorf("%w; once the key is right, the same command resumes it", err)
+	}
+	return err
 }
 
 // earlier looks for the file's last batch. It returns the batch to
