@@ -52,12 +52,28 @@ type runState struct {
 // ended more than retention ago (0 or less keeps them).
 func openState(root, fp string, retention time.Duration) (*runState, error) {
 	dir := filepath.Join(root, fp[:32])
-	if err := os.MkdirAll(filepath.Join(dir, stateQueue), 0o700); err != nil {
-		return nil, fmt.Errorf("run's state: %w (pass --state DIR for another folder)", err)
+	var (
+		f    *os.File
+		busy bool
+	)
+	// A run pruning the folder (it ended long ago) may remove it between
+	// our making it and locking it: then make it again.
+	for range 3 {
+		if err := os.MkdirAll(filepath.Join(dir, stateQueue), 0o700); err != nil {
+			return nil, fmt.Errorf("run's state: %w (pass --state DIR for another folder)", err)
+		}
+		var err error
+		if f, busy, err = lockState(dir); err != nil {
+			return nil, err
+		}
+		if busy || stillThere(f) {
+			break
+		}
+		f.Close()
+		f = nil
 	}
-	f, busy, err := lockState(dir)
-	if err != nil {
-		return nil, err
+	if f == nil && !busy {
+		return nil, fmt.Errorf("run's state: %s keeps disappearing: is another program removing it?", dir)
 	}
 	if busy {
 		pid := "another process"
@@ -89,6 +105,17 @@ func lockState(dir string) (f *os.File, busy bool, err error) {
 		return nil, true, nil
 	}
 	return f, false, nil
+}
+
+// stillThere reports whether the lock file f is still the one at its
+// path, in a folder that was not removed.
+func stillThere(f *os.File) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(f.Name())
+	return err == nil && os.SameFile(a, b)
 }
 
 // queueDir is redis-server's folder.
