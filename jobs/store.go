@@ -86,6 +86,9 @@ type Batch struct {
 	StartedAt      time.Time
 	FinishedAt     time.Time
 	Errors         map[string]int64
+
+	// Origin says who started the batch and how.
+	Origin Origin
 }
 
 // Done is the number of rows with a final status.
@@ -556,7 +559,7 @@ func (s *Store) Get(ctx context.Context, id string) (Batch, error) {
 		ID: id, Name: m["name"], Source: m["source"], Status: m["status"], PauseCode: m["pauseCode"], PauseReason: m["pauseReason"],
 		Rows: atoi(m["rows"]), Succeeded: atoi(m["succeeded"]), Failed: atoi(m["failed"]), Invalid: atoi(m["invalid"]),
 		APICalls: atoi(m["apiCalls"]), Retries: atoi(m["retries"]), RateLimited: atoi(m["rateLimited"]),
-		Contacts: atoi(m["contacts"]), RecordPrevious: m[recordPreviousField] == "1",
+		Contacts: atoi(m["contacts"]), RecordPrevious: m[recordPreviousField] == "1", Origin: originOf(m),
 		CreatedAt: millis(m["createdAt"]), StartedAt: millis(m["startedAt"]), FinishedAt: millis(m["finishedAt"]),
 		Errors: map[string]int64{},
 	}

@@ -28,6 +28,9 @@ func WriteBatch(ctx context.Context, store *jobs.Store, id, dir string) (Summary
 		APICalls: b.APICalls, Retries: b.Retries, RateLimited: b.RateLimited,
 		StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, Errors: b.Errors,
 	}
+	if !b.Origin.IsZero() {
+		s.Origin = &b.Origin
+	}
 	if !s.FinishedAt.IsZero() {
 		s.DurationSeconds = s.FinishedAt.Sub(s.StartedAt).Seconds()
 	}

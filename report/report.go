@@ -56,6 +56,9 @@ type Summary struct {
 	FinishedAt      time.Time        `json:"finishedAt"`
 	DurationSeconds float64          `json:"durationSeconds"`
 	Errors          map[string]int64 `json:"errors"` // reason code -> rows
+	// Origin says who started the batch and how, and its settings; absent
+	// for a batch that did not record it.
+	Origin *jobs.Origin `json:"origin,omitempty"`
 	// RollbackUnrestorable, only for a batch that recorded previous agents,
 	// counts the contacts in rollback-unrestorable.csv.
 	RollbackUnrestorable *int64 `json:"rollbackUnrestorable,omitempty"`

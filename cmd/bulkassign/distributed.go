@@ -29,17 +29,19 @@ import (
 func (a *app) importCommand() *cobra.Command {
 	cfg := config.Default()
 	var (
-		format, name           string
-		dryRun, recordPrevious bool
-		members                *memberFlags
-		notice                 *notifyFlags
+		format, name                  string
+		dryRun, recordPrevious, again bool
+		members                       *memberFlags
+		notice                        *notifyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "import FILE",
 		Short: "validate a file and queue it as a batch; the batch id is the last line on stdout",
 		Long: `Validates the whole file and queues it as a batch in Redis for the workers
 (bulkassign worker); the batch id is the last line on stdout. FILE may be -
-for stdin. --dry-run validates only and prints what would be queued.`,
+for stdin. --dry-run validates only and prints what would be queued. A file
+queued already (the same content, for the same --api-url) within --retention
+is refused, naming its batch, unless --again.`,
 		Example: `  id=$(bulkassign import --redis redis://localhost:6379/0 assignments.csv)
   bulkassign report "$id" --wait --redis redis://localhost:6379/0`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,11 +54,6 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 			if err != nil {
 				return err
 			}
-			in, err := a.open(args[0])
-			if err != nil {
-				return err
-			}
-			defer in.Close()
 			opts, err := members.options(importer.Options{File: args[0], Format: f, IDFormat: cfg.IDFormat, Name: name, DryRun: dryRun, RecordPrevious: recordPrevious}, cfg, false)
 			if err != nil {
 				return err
@@ -65,7 +62,13 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 			if err != nil {
 				return err
 			}
+			open := func() (io.ReadCloser, error) { return a.open(args[0]) }
 			if dryRun {
+				in, err := open()
+				if err != nil {
+					return err
+				}
+				defer in.Close()
 				sum, err := importer.New(nil, nil, "").Import(ctx, in, opts)
 				if err != nil {
 					return err
@@ -74,15 +77,31 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(sum)
 			}
+			fp, open, cleanup, err := fingerprinted(args[0], open, cfg.APIURL)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
 			q, err := openQueue(ctx, cfg, false)
 			if err != nil {
 				return err
 			}
 			defer q.close()
+			if !again {
+				if err := q.store.CheckFile(ctx, fp); err != nil {
+					return duplicate(err)
+				}
+			}
+			in, err := open()
+			if err != nil {
+				return err
+			}
+			defer in.Close()
 			sum, err := q.importer(cfg).Import(ctx, in, opts)
 			if err != nil {
 				return err
 			}
+			a.remember(ctx, q, fp, sum.BatchID, cliOrigin("import", nil))
 			printImport(a.stderr, sum)
 			if notifies {
 				attachNotify(ctx, a.stderr, q.notifier(cfg, a.warnLogger()), sum.BatchID, target)
@@ -99,6 +118,7 @@ for stdin. --dry-run validates only and prints what would be queued.`,
 		members = registerMemberFlags(fs)
 		fs.BoolVar(&recordPrevious, "record-previous", false, recordPreviousHelp)
 		notice = registerNotifyFlags(fs)
+		fs.BoolVar(&again, "again", false, "queue the file even if the same file (same content, same --api-url) was queued within --retention")
 	})
 	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
 	// The team member list, for member emails and --preflight.
@@ -357,15 +377,15 @@ func (a *app) batchesCommand() *cobra.Command {
 // writeBatchesTable writes batches as an aligned table.
 func writeBatchesTable(w io.Writer, batches []jobs.Batch, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tDONE\tSUCCEEDED\tFAILED\tINVALID\tROWS/S\tAGE")
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tDONE\tSUCCEEDED\tFAILED\tINVALID\tROWS/S\tAGE\tSTARTED BY")
 	for _, b := range batches {
 		status := b.Status
 		if b.PauseReason != "" && b.Status == jobs.BatchPaused {
 			status += " (" + b.PauseCode + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d (%.0f%%)\t%d\t%d\t%d\t%.1f\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d (%.0f%%)\t%d\t%d\t%d\t%.1f\t%s\t%s\n",
 			b.ID, cell(b.Name), status, b.Done(), b.Rows, b.Percent(),
-			b.Succeeded, b.Failed, b.Invalid, b.RowsPerSecond(now), now.Sub(b.CreatedAt).Round(time.Second))
+			b.Succeeded, b.Failed, b.Invalid, b.RowsPerSecond(now), now.Sub(b.CreatedAt).Round(time.Second), cell(b.Origin.String()))
 	}
 	return tw.Flush()
 }
@@ -394,6 +414,9 @@ type batchJSON struct {
 	StartedAt   *time.Time       `json:"startedAt"`
 	FinishedAt  *time.Time       `json:"finishedAt"`
 	Errors      map[string]int64 `json:"errors"`
+
+	// Origin says who started the batch and how; absent when unknown.
+	Origin *jobs.Origin `json:"origin,omitempty"`
 }
 
 // writeBatchesJSON writes batches as one JSON array.
@@ -410,6 +433,9 @@ func writeBatchesJSON(w io.Writer, batches []jobs.Batch, now time.Time) error {
 		}
 		if v.Errors == nil {
 			v.Errors = map[string]int64{}
+		}
+		if !b.Origin.IsZero() {
+			v.Origin = &b.Origin
 		}
 		out = append(out, v)
 	}

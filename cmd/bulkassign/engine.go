@@ -37,6 +37,8 @@ type queue struct {
 	// embedded says what the embedded queue is; "" for --redis and
 	// --redis-cluster.
 	embedded string
+	// durable: the embedded queue keeps its data after the command.
+	durable bool
 }
 
 // openQueue checks the settings and connects to the Redis of --redis or
@@ -44,6 +46,12 @@ type queue struct {
 // share the connection's kind), or, without either, when embedded is allowed, starts an embedded queue that lives as long
 // as the command (see startEmbedded).
 func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, error) {
+	return openQueueIn(ctx, cfg, embedded, "")
+}
+
+// openQueueIn is openQueue whose embedded redis-server, if it starts one,
+// keeps its data in dir when dir is not "".
+func openQueueIn(ctx context.Context, cfg config.Config, embedded bool, dir string) (*queue, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -60,12 +68,12 @@ func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, e
 		}
 		opt = o
 	case embedded:
-		addr, what, close, err := startEmbedded(cfg.Embedded)
+		addr, what, durable, close, err := startEmbedded(cfg.Embedded, dir)
 		if err != nil {
 			return nil, err
 		}
 		opt, stop = asynq.RedisClientOpt{Addr: addr}, close
-		q.embedded = what
+		q.embedded, q.durable = what, durable
 	default:
 		return nil, errNoRedis
 	}
@@ -97,29 +105,34 @@ func openQueue(ctx context.Context, cfg config.Config, embedded bool) (*queue, e
 var errNoRedis = errors.New("no Redis: pass --redis redis://host:6379/0 (or redis-sentinel://host:26379?master=NAME), or --redis-cluster redis://host:7000?addr=host:7001, or set BULKASSIGN_REDIS or BULKASSIGN_REDIS_CLUSTER")
 
 // startEmbedded starts the queue of a command run without --redis: a
-// private redis-server in a temporary folder when one is installed (asynq
-// on miniredis spends its time interpreting Lua: about half the pace), else
-// miniredis in this process. kind is auto, redis-server or memory.
-func startEmbedded(kind string) (addr, what string, stop func(), err error) {
+// private redis-server when one is installed (asynq on miniredis spends
+// its time interpreting Lua: about half the pace), else miniredis in this
+// process. kind is auto, redis-server or memory. The redis-server keeps
+// its data in dir, in an append-only file that outlives it, or, when dir
+// is "", in a temporary folder removed when it stops; durable says which.
+func startEmbedded(kind, dir string) (addr, what string, durable bool, stop func(), err error) {
 	if kind == "auto" || kind == "redis-server" {
-		dir, err := os.MkdirTemp("", "bulkassign-queue-")
-		if err != nil {
-			return "", "", nil, fmt.Errorf("start the embedded queue: %w", err)
+		opts, remove := redisproc.Options{AppendOnly: true, FsyncEverySec: true}, func() {}
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "bulkassign-queue-"); err != nil {
+				return "", "", false, nil, fmt.Errorf("start the embedded queue: %w", err)
+			}
+			opts, remove = redisproc.Options{}, func() { _ = os.RemoveAll(dir) }
 		}
-		p, err := redisproc.Start(dir, redisproc.Options{})
+		p, err := redisproc.Start(dir, opts)
 		if err == nil {
-			return p.Addr(), "a private redis-server", func() { p.Stop(); _ = os.RemoveAll(dir) }, nil
+			return p.Addr(), "a private redis-server", opts.AppendOnly, func() { p.Stop(); remove() }, nil
 		}
-		_ = os.RemoveAll(dir)
+		remove()
 		if kind == "redis-server" || !errors.Is(err, redisproc.ErrNotInstalled) {
-			return "", "", nil, fmt.Errorf("start the embedded queue: %w", err)
+			return "", "", false, nil, fmt.Errorf("start the embedded queue: %w", err)
 		}
 	}
 	m := miniredis.NewMiniRedis()
 	if err := m.Start(); err != nil {
-		return "", "", nil, fmt.Errorf("start the embedded queue: %w", err)
+		return "", "", false, nil, fmt.Errorf("start the embedded queue: %w", err)
 	}
-	return m.Addr(), "an in-process miniredis", m.Close, nil
+	return m.Addr(), "an in-process miniredis", false, m.Close, nil
 }
 
 // tasks queues and removes the tasks of the queue's batches.

@@ -15,7 +15,7 @@ import (
 // the older ids, from the command line or BULKASSIGN_ID_FORMAT, and any
 // other value is refused. Not parallel: it sets the environment.
 func TestIDFormatFlag(t *testing.T) {
-	readers := []string{"bulkassign run", "bulkassign import", "bulkassign plan", "bulkassign schedule", "bulkassign serve"}
+	readers := []string{"bulkassign run", "bulkassign import", "bulkassign plan", "bulkassign schedule", "bulkassign serve", "bulkassign verify"}
 	walk((&app{}).rootCommand(), func(c *cobra.Command) {
 		f := c.Flags().Lookup("id-format")
 		switch want := slices.Contains(readers, c.CommandPath()); {

@@ -19,7 +19,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+func TestMain(m *testing.M) {
+	// run keeps its embedded queue's state under XDG_STATE_HOME: the
+	// tests' goes to a folder of their own, not the developer's.
+	state, err := os.MkdirTemp("", "bulkassign-test-state-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_STATE_HOME", state)
+	code := redistest.Main(m)
+	os.RemoveAll(state)
+	os.Exit(code)
+}
 
 // cliResult is what one call of run produced.
 type cliResult struct {

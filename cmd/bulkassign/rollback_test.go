@@ -125,8 +125,9 @@ func TestDistributedRollback(t *testing.T) {
 	delete(after, rbFresh)
 	checkState(t, after, before)
 
-	// A batch imported without the flag has no rollback file.
-	dir = waitReport(d.importFile(t, first))
+	// A batch imported without the flag has no rollback file. The same
+	// file again is refused unless --again says it is meant.
+	dir = waitReport(d.importFile(t, first, "--again"))
 	if _, err := os.Stat(filepath.Join(dir, report.RollbackFile)); !os.IsNotExist(err) {
 		t.Errorf("rollback file of a batch without --record-previous: %v", err)
 	}

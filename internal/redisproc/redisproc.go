@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,12 +26,24 @@ const startTimeout = 10 * time.Second
 // ErrNotInstalled means redis-server is not on PATH.
 var ErrNotInstalled = errors.New("redis-server is not on PATH")
 
+// Installed reports whether redis-server is on PATH.
+func Installed() bool {
+	_, err := exec.LookPath("redis-server")
+	return err == nil
+}
+
 // Options configures a Server started by Start. The zero value is a server
 // without persistence.
 type Options struct {
 	// AppendOnly turns on the append-only file with an fsync per write, so
 	// every acknowledged write survives Stop, Kill and Restart.
 	AppendOnly bool
+	// FsyncEverySec, with AppendOnly, fsyncs the append-only file once a
+	// second instead of at every write: far faster, and every
+	// acknowledged write still survives the death of redis-server or of
+	// this process (the kernel has it); only a crash of the machine itself
+	// can lose the last second.
+	FsyncEverySec bool
 	// Cluster starts a Redis Cluster node (cluster-enabled, its cluster
 	// bus on a second free port, its node table in the folder); nodes
 	// serve nothing until `redis-cli --cluster create` joins them.
@@ -103,9 +116,24 @@ func (s *Server) URL(db int) string {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
+// PID is the process id of the server's redis-server, 0 before it started.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 func (s *Server) logPath() string { return filepath.Join(s.dir, "redis.log") }
 
 // start runs redis-server and waits until it answers PING.
+//
+// On Linux the kernel sends the parent-death signal when the thread that
+// started the child ends, not the process, so the child is started from a
+// goroutine locked to its thread that stays there until the child exits:
+// the thread then lives exactly as long as this process needs it.
 func (s *Server) start(bin string) error {
 	args, err := s.args()
 	if err != nil {
@@ -113,14 +141,23 @@ func (s *Server) start(bin string) error {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
+	started := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
+		// Never unlocked: the thread ends with this goroutine, once
+		// redis-server has exited.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		_ = cmd.Wait()
 		close(done)
 	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
 	s.mu.Lock()
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
@@ -157,14 +194,17 @@ func (s *Server) args() ([]string, error) {
 		}
 		return append([]string{conf, "--sentinel"}, common...), nil
 	}
-	appendOnly := "no"
+	appendOnly, fsync := "no", "always"
 	if s.opts.AppendOnly {
 		appendOnly = "yes"
+	}
+	if s.opts.FsyncEverySec {
+		fsync = "everysec"
 	}
 	args := append(common,
 		"--save", "",
 		"--appendonly", appendOnly,
-		"--appendfsync", "always",
+		"--appendfsync", fsync,
 	)
 	if s.opts.Cluster {
 		args = append(args,
