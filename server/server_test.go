@@ -99,7 +99,7 @@ func setup(t *testing.T, so setupOptions) *bundle {
 	}
 
 	h, err := server.New(server.Deps{
-		Store: store, Importer: importer.New(store, client, ns), Client: client, Inspector: insp,
+		Store: store, Redis: rdb, Importer: importer.New(store, client, ns), Client: client, Inspector: insp,
 		RedisOpt: opt, Queue: ns, Metrics: b.metrics, Logger: log,
 	}, server.Options{Token: token, MaxUpload: so.maxUpload, IDFormat: so.idFormat, TempDir: t.TempDir()})
 	if err != nil {
@@ -217,7 +217,7 @@ func TestTokenRequired(t *testing.T) {
 	// A browser goes to the login form, which sets a session cookie.
 	res, body = b.do(t, "GET", "/", "", nil, http.Header{"Accept": {"text/html"}})
 	wantStatus(t, res, body, http.StatusSeeOther)
-	if loc := res.Header.Get("Location"); loc != "/login?next=/" {
+	if loc := res.Header.Get("Location"); loc != "/login?next=%2F" {
 		t.Errorf("redirect to %q", loc)
 	}
 	form := func(tok string) io.Reader {
