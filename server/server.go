@@ -109,6 +109,9 @@ type Options struct {
 	// Redis (who uploaded it, its progress) expires some time after it;
 	// default jobs.DefaultRetention, negative keeps it forever.
 	Retention time.Duration
+	// SampleEvery is how often the progress of running batches is
+	// sampled for the rows-per-second chart; default DefaultSampleEvery.
+	SampleEvery time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -134,15 +137,18 @@ var assets embed.FS
 
 // Server is the http.Handler of `bulkassign serve`.
 type Server struct {
-	deps    Deps
-	opts    Options
-	mux     *http.ServeMux
-	handler http.Handler
-	monitor *asynqmon.HTTPHandler
-	pages   *template.Template
-	creds   []Credential
-	throt   *throttle
-	reports *reportCache
+	deps     Deps
+	opts     Options
+	mux      *http.ServeMux
+	handler  http.Handler
+	monitor  *asynqmon.HTTPHandler
+	pages    *template.Template
+	creds    []Credential
+	throt    *throttle
+	reports  *reportCache
+	failures failureCache
+	stop     context.CancelFunc
+	sampled  chan struct{}
 }
 
 // New returns the server. It fails without a token.
@@ -190,6 +196,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 	if opts.Retention == 0 {
 		opts.Retention = jobs.DefaultRetention
 	}
+	opts.SampleEvery = cmp.Or(opts.SampleEvery, DefaultSampleEvery)
 	if opts.SessionTTL <= 0 {
 		opts.SessionTTL = DefaultSessionTTL
 	}
@@ -237,6 +244,12 @@ func New(deps Deps, opts Options) (*Server, error) {
 		}
 	}
 	s.handler = cop.Handler(s.mux)
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop, s.sampled = stop, make(chan struct{})
+	go func() {
+		defer close(s.sampled)
+		s.sampleLoop(ctx)
+	}()
 	return s, nil
 }
 
@@ -252,8 +265,13 @@ func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
 	}
 }
 
-// Close releases the monitor's Redis connections.
-func (s *Server) Close() error { return s.monitor.Close() }
+// Close stops the progress sampler and releases the monitor's Redis
+// connections.
+func (s *Server) Close() error {
+	s.stop()
+	<-s.sampled
+	return s.monitor.Close()
+}
 
 // ServeHTTP answers one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -278,6 +296,8 @@ func (s *Server) routes() {
 	auth("POST /api/v1/batches", s.upload)
 	auth("GET /api/v1/batches", s.list)
 	auth("GET /api/v1/batches/{id}", s.get)
+	auth("GET /api/v1/batches/{id}/failures", s.listFailures)
+	auth("GET /api/v1/batches/{id}/progress", s.progress)
 	auth("POST /api/v1/preview", s.preview)
 	auth("GET /api/v1/mappings", s.listMappings)
 	auth("PUT /api/v1/mappings/{name}", s.putMapping)

@@ -55,6 +55,7 @@ type bundle struct {
 	log     *slog.Logger
 	dir     func(context.Context) ([]importer.Member, error)
 	rdb     redis.UniversalClient
+	sim     *simulator.Simulator
 	store   *jobs.Store
 	insp    *asynq.Inspector
 	ns      string
@@ -106,7 +107,8 @@ func setup(t *testing.T, so setupOptions) *bundle {
 		if simOpts.Members == nil {
 			simOpts.Members = simulator.GenerateMembers(5)
 		}
-		sim := httptest.NewServer(simulator.New(simOpts))
+		b.sim = simulator.New(simOpts)
+		sim := httptest.NewServer(b.sim)
 		t.Cleanup(sim.Close)
 		c, err := worker.NewClient(worker.ClientOptions{BaseURL: sim.URL, APIKey: apiKey, Timeout: 5 * time.Second})
 		if err != nil {
