@@ -122,6 +122,11 @@ func (s *Server) sampleOnce(ctx context.Context) error {
 			if !b.FinishedAt.IsZero() {
 				x.Time = b.FinishedAt
 			}
+			if had && !x.Time.After(prev.Time) {
+				// A sample of the last moments before the end was taken
+				// after the end: the end comes just after it.
+				x.Time = prev.Time.Add(time.Millisecond)
+			}
 		}
 		if had && !x.Time.After(prev.Time) {
 			continue

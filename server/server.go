@@ -293,6 +293,8 @@ func (s *Server) routes() {
 
 	auth := func(pattern string, h http.HandlerFunc) { s.mux.Handle(pattern, s.authorize(h)) }
 	auth("GET /{$}", s.index)
+	auth("GET /schedules", s.schedulesPage)
+	auth("GET /api/v1/schedules", s.listSchedules)
 	auth("POST /api/v1/batches", s.upload)
 	auth("GET /api/v1/batches", s.list)
 	auth("GET /api/v1/batches/{id}", s.get)
@@ -475,5 +477,6 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the batch list could not be read from Redis: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	s.render(w, http.StatusOK, "index.html", map[string]any{"Recent": recent, "MaxUpload": bytesText(s.opts.MaxUpload)})
+	s.render(w, http.StatusOK, "index.html", map[string]any{"Recent": recent, "MaxUpload": bytesText(s.opts.MaxUpload),
+		"Who": principal(r.Context()), "Statuses": statuses, "Members": s.deps.Directory != nil})
 }
