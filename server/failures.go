@@ -13,14 +13,16 @@ import (
 
 // FailedRow is a failed or invalid row as the batch page lists it.
 type FailedRow struct {
-	Line       int    `json:"line"`
-	ContactID  string `json:"aiContactId"`
-	MemberID   string `json:"teamMemberId"`
-	Status     string `json:"status"` // failed or invalid
-	Reason     string `json:"reason"`
-	HTTPStatus int    `json:"httpStatus,omitempty"`
-	Attempts   int    `json:"attempts,omitempty"`
-	Error      string `json:"error"`
+	Line      int    `json:"line"`
+	ContactID string `json:"aiContactId"`
+	MemberID  string `json:"teamMemberId"`
+	// MemberEmail is the member's email when the row named it so.
+	MemberEmail string `json:"teamMemberEmail,omitempty"`
+	Status      string `json:"status"` // failed or invalid
+	Reason      string `json:"reason"`
+	HTTPStatus  int    `json:"httpStatus,omitempty"`
+	Attempts    int    `json:"attempts,omitempty"`
+	Error       string `json:"error"`
 }
 
 // Failures is the answer to GET /api/v1/batches/{id}/failures.
@@ -132,7 +134,7 @@ func (s *Server) failureScan(ctx context.Context, b jobs.Batch) (*failureSnap, e
 			if status != jobs.StatusFailed && status != jobs.StatusInvalid {
 				continue
 			}
-			r := FailedRow{Line: e.Row.Line, ContactID: e.Row.ContactID, MemberID: e.Row.MemberID, Status: string(status),
+			r := FailedRow{Line: e.Row.Line, ContactID: e.Row.ContactID, MemberID: e.Row.MemberID, MemberEmail: e.Row.MemberEmail, Status: string(status),
 				Reason: e.Result.Reason, HTTPStatus: e.Result.HTTPStatus, Attempts: e.Result.Attempts, Error: e.Result.Error}
 			if r.Reason == "" {
 				r.Reason = e.Row.Reason

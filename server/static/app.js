@@ -344,7 +344,7 @@
       chart.append(svg("polyline", { class: "line", points: pts }));
       chart.append(svg("text", { x: 2, y: T + 8 }, top.toFixed(top < 10 ? 1 : 0)), svg("text", { x: 2, y: H - B }, "0"));
       chart.append(svg("text", { x: L, y: H - 4 }, new Date(t0).toLocaleTimeString()),
-        svg("text", { x: W - 60, y: H - 4 }, new Date(t1).toLocaleTimeString()));
+        svg("text", { x: W - 2, y: H - 4, "text-anchor": "end" }, new Date(t1).toLocaleTimeString()));
     }
     $("pace").textContent = p.etaSeconds != null
       ? "— now " + p.rowsPerSecond.toFixed(1) + " rows/s, about " + duration(p.etaSeconds) + " left"
@@ -391,7 +391,7 @@
     body.replaceChildren();
     for (const r of f.rows) {
       const tr = document.createElement("tr");
-      cells(tr, [r.line, r.aiContactId, r.teamMemberId, r.reason, r.httpStatus || "", r.attempts || "", r.error]);
+      cells(tr, [r.line, r.aiContactId, r.teamMemberId || r.teamMemberEmail || "", r.reason, r.httpStatus || "", r.attempts || "", r.error]);
       body.append(tr);
     }
     if (f.rows.length === 0) {
