@@ -31,7 +31,8 @@ func (a *app) serveCommand() *cobra.Command {
 		Use:   "serve",
 		Short: "HTTP API and web page: upload, follow and download batches; queue monitor, metrics",
 		Long: `Serves, behind access tokens (--token, and/or one per person with --tokens FILE):
-  /                 the web page: upload, map columns, check, queue, follow a batch, its failed rows and charts, download its reports
+  /                 the web page: upload, map columns, check, queue, follow a
+                    batch (failed rows, charts), download its reports
   /schedules        the schedule entries: cron, next run, last batch
   /api/v1/batches   the JSON API (Authorization: Bearer TOKEN)
   /monitor/         asynq's monitor
@@ -50,8 +51,12 @@ used by --workers and, when set, to fetch the team member list that
 resolves member emails of uploads; it never reaches a browser or an API
 answer.`,
 		Example: `  BULKASSIGN_SERVER_TOKEN=$(openssl rand -hex 16) bulkassign serve --redis redis://localhost:6379/0
-  T=$(openssl rand -hex 16); echo "alice: sha256:$(printf %s "$T" | sha256sum | cut -d' ' -f1)" >> tokens.yaml
-  bulkassign serve --redis redis://localhost:6379/0 --tokens tokens.yaml --public-url https://bulkassign.example.com`,
+
+  # one token a person; the file keeps only their SHA-256
+  T=$(openssl rand -hex 16); H=$(printf %s "$T" | sha256sum | cut -d' ' -f1)
+  echo "alice: sha256:$H" >> tokens.yaml
+  bulkassign serve --redis redis://localhost:6379/0 --tokens tokens.yaml \
+    --public-url https://bulkassign.example.com`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if len(args) != 0 {
