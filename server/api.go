@@ -103,9 +103,9 @@ var uploadFields = map[string]int64{
 // readUpload reads an upload's settings and returns the file as a stream:
 // the raw body, or the multipart field "file" (fields before it are
 // settings). It answers the request itself when it returns false.
-func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, limit int64) (uploadParams, string, io.Reader, bool) {
+func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, limit int64, overLimit string) (uploadParams, string, io.Reader, bool) {
 	if r.ContentLength > limit {
-		s.tooLarge(w, limit)
+		tooLarge(w, overLimit)
 		return nil, "", nil, false
 	}
 	body := &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, limit)}
@@ -130,7 +130,7 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, limit int64)
 			part, err := mr.NextPart()
 			if err != nil {
 				if body.hit {
-					s.tooLarge(w, limit)
+					tooLarge(w, overLimit)
 					return nil, "", nil, false
 				}
 				writeError(w, http.StatusBadRequest, `no file in the form: send the file in a field named "file"`)
@@ -148,7 +148,7 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, limit int64)
 				b, err := io.ReadAll(io.LimitReader(part, max))
 				if err != nil {
 					if body.hit {
-						s.tooLarge(w, limit)
+						tooLarge(w, overLimit)
 						return nil, "", nil, false
 					}
 					writeError(w, http.StatusBadRequest, "read form field "+field+": "+err.Error())
@@ -202,7 +202,7 @@ func boolParam(p uploadParams, k string) (bool, error) {
 }
 
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
-	params, file, in, ok := s.readUpload(w, r, s.opts.MaxUpload)
+	params, file, in, ok := s.readUpload(w, r, s.opts.MaxUpload, s.uploadTooLarge())
 	if !ok {
 		return
 	}
@@ -250,7 +250,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	var fe *importer.FileError
 	switch {
 	case body.hit:
-		s.tooLarge(w, s.opts.MaxUpload)
+		tooLarge(w, s.uploadTooLarge())
 		return
 	case errors.As(err, &fe):
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": fe.Error(), "line": fe.Line, "file": fe.File})
@@ -293,10 +293,15 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *Server) tooLarge(w http.ResponseWriter, limit int64) {
+// tooLarge answers a body over its limit with msg.
+func tooLarge(w http.ResponseWriter, msg string) {
 	w.Header().Set("Connection", "close")
-	writeError(w, http.StatusRequestEntityTooLarge,
-		fmt.Sprintf("upload too large: the limit is %s (serve --max-upload); nothing was queued — split the file", bytesText(limit)))
+	writeError(w, http.StatusRequestEntityTooLarge, msg)
+}
+
+// uploadTooLarge is the message of an upload over --max-upload.
+func (s *Server) uploadTooLarge() string {
+	return fmt.Sprintf("upload too large: the limit is %s (serve --max-upload); nothing was queued — split the file", bytesText(s.opts.MaxUpload))
 }
 
 // sampleInvalid returns a reader that reads r and, on the side, decodes the

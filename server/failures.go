@@ -104,7 +104,7 @@ func (snap *failureSnap) fresh(b jobs.Batch, now time.Time) bool {
 		return false
 	}
 	if jobs.Finished(b.Status) {
-		return snap.status == b.Status && snap.finishedAt.Equal(b.FinishedAt) && !snap.finishedAt.IsZero()
+		return snap.status == b.Status && snap.finishedAt.Equal(b.FinishedAt)
 	}
 	return now.Sub(snap.takenAt) < max(minRescan, 10*snap.took)
 }

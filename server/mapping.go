@@ -227,7 +227,7 @@ const (
 // mappingName), with row errors. Nothing is stored, no member is looked
 // up: the check of the whole file (dryRun=true) does that.
 func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
-	params, file, in, ok := s.readUpload(w, r, maxPreviewBytes)
+	params, file, in, ok := s.readUpload(w, r, maxPreviewBytes, "a preview reads the start of a file: send its first 1 MiB at most")
 	if !ok {
 		return
 	}
