@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,11 @@ type Batch struct {
 	FinishedAt  *time.Time        `json:"finishedAt"`
 	Errors      map[string]int64  `json:"errors"`
 	Links       map[string]string `json:"links"`
+	// UploadedBy is the name of the token that uploaded the batch through
+	// serve; "" for a batch queued otherwise (import, schedule, plan).
+	UploadedBy string `json:"uploadedBy,omitempty"`
+	// Mapping is the saved column mapping the upload used, if any.
+	Mapping string `json:"mapping,omitempty"`
 }
 
 // UploadResult is the answer to POST /api/v1/batches.
@@ -81,17 +87,34 @@ var reportFiles = map[string]string{
 	report.RollbackUnrestorableFile: "text/csv; charset=utf-8",
 }
 
-func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > s.opts.MaxUpload {
-		s.tooLarge(w)
-		return
+// uploadParams are an upload's settings: from the query, or from form
+// fields sent before the file (the query wins).
+type uploadParams map[string]string
+
+func (p uploadParams) get(k string) string { return p[k] }
+
+// uploadFields are the settings an upload may carry, with their size
+// limits.
+var uploadFields = map[string]int64{
+	"name": 1024, "format": 1024, "dryRun": 1024, "recordPrevious": 1024, "filename": 1024,
+	"preflight": 1024, "mappingName": 1024, "mapping": 64 << 10,
+}
+
+// readUpload reads an upload's settings and returns the file as a stream:
+// the raw body, or the multipart field "file" (fields before it are
+// settings). It answers the request itself when it returns false.
+func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, limit int64, overLimit string) (uploadParams, string, io.Reader, bool) {
+	if r.ContentLength > limit {
+		tooLarge(w, overLimit)
+		return nil, "", nil, false
 	}
-	body := &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, s.opts.MaxUpload)}
+	body := &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, limit)}
 	r.Body = body
 	q := r.URL.Query()
-	params := map[string]string{"name": q.Get("name"), "format": q.Get("format"), "dryRun": q.Get("dryRun"),
-		"recordPrevious": q.Get("recordPrevious"), "filename": q.Get("filename")}
-
+	params := uploadParams{}
+	for k := range uploadFields {
+		params[k] = q.Get(k)
+	}
 	var in io.Reader
 	file := "upload"
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -99,7 +122,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		mr, err := r.MultipartReader()
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "read the multipart form: "+err.Error())
-			return
+			return nil, "", nil, false
 		}
 		// Small fields may come before the file; the file is read as a
 		// stream straight into the importer, never held in memory.
@@ -107,11 +130,11 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 			part, err := mr.NextPart()
 			if err != nil {
 				if body.hit {
-					s.tooLarge(w)
-					return
+					tooLarge(w, overLimit)
+					return nil, "", nil, false
 				}
 				writeError(w, http.StatusBadRequest, `no file in the form: send the file in a field named "file"`)
-				return
+				return nil, "", nil, false
 			}
 			field := part.FormName()
 			if field == "file" {
@@ -121,15 +144,15 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 				}
 				break
 			}
-			if _, ok := params[field]; ok {
-				b, err := io.ReadAll(io.LimitReader(part, 1024))
+			if max, ok := uploadFields[field]; ok {
+				b, err := io.ReadAll(io.LimitReader(part, max))
 				if err != nil {
 					if body.hit {
-						s.tooLarge(w)
-						return
+						tooLarge(w, overLimit)
+						return nil, "", nil, false
 					}
 					writeError(w, http.StatusBadRequest, "read form field "+field+": "+err.Error())
-					return
+					return nil, "", nil, false
 				}
 				if params[field] == "" {
 					params[field] = string(b)
@@ -145,46 +168,95 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	if params["filename"] != "" && file == "upload" {
 		file = params["filename"]
 	}
-	file = cleanName(file)
+	return params, cleanName(file), in, true
+}
 
-	format, err := importer.ParseFormat(params["format"])
+// uploadMapping is the column mapping of an upload: given inline (mapping:
+// a --map file's YAML, or JSON) or by the name it was saved under
+// (mappingName). It returns no mapping when neither is given.
+func (s *Server) uploadMapping(ctx context.Context, p uploadParams) (map[string]string, string, error) {
+	text, name := strings.TrimSpace(p.get("mapping")), strings.TrimSpace(p.get("mappingName"))
+	switch {
+	case text != "" && name != "":
+		return nil, "", &userError{status: http.StatusBadRequest, msg: "give mapping or mappingName, not both"}
+	case text != "":
+		m, err := parseMapping(text, "the upload's mapping")
+		return m, "the upload's mapping", err
+	case name != "":
+		m, err := s.savedMapping(ctx, name)
+		return m, "saved mapping " + name, err
+	}
+	return nil, "", nil
+}
+
+func boolParam(p uploadParams, k string) (bool, error) {
+	v := p.get(k)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, &userError{status: http.StatusBadRequest, msg: fmt.Sprintf("%s=%q: want true or false", k, v)}
+	}
+	return b, nil
+}
+
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
+	params, file, in, ok := s.readUpload(w, r, s.opts.MaxUpload, s.uploadTooLarge())
+	if !ok {
+		return
+	}
+	body := r.Body.(*limitedBody)
+	ctx := r.Context()
+	format, err := importer.ParseFormat(params.get("format"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	dryRun := false
-	if v := params["dryRun"]; v != "" {
-		if dryRun, err = strconv.ParseBool(v); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("dryRun=%q: want true or false", v))
-			return
-		}
+	dryRun, err := boolParam(params, "dryRun")
+	if err != nil {
+		s.answerError(w, "upload", err)
+		return
 	}
-	recordPrevious := false
-	if v := params["recordPrevious"]; v != "" {
-		if recordPrevious, err = strconv.ParseBool(v); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("recordPrevious=%q: want true or false", v))
-			return
-		}
+	recordPrevious, err := boolParam(params, "recordPrevious")
+	if err != nil {
+		s.answerError(w, "upload", err)
+		return
 	}
-	name := strings.TrimSpace(params["name"])
+	preflight, err := boolParam(params, "preflight")
+	if err != nil {
+		s.answerError(w, "upload", err)
+		return
+	}
+	if preflight && s.deps.Directory == nil {
+		writeError(w, http.StatusBadRequest, "preflight needs the member list, and this server has no CRM API key: start serve with BULKASSIGN_API_KEY, or upload without preflight")
+		return
+	}
+	mapping, mappingName, err := s.uploadMapping(ctx, params)
+	if err != nil {
+		s.answerError(w, "upload", err)
+		return
+	}
+	name := strings.TrimSpace(params.get("name"))
 	if len(name) > 200 {
 		name = name[:200]
 	}
 
-	in, invalid := sampleInvalid(in, file, format, s.opts.IDFormat, maxInvalidShown)
-	sum, err := s.deps.Importer.Import(r.Context(), in, importer.Options{File: file, Format: format, IDFormat: s.opts.IDFormat,
-		Name: name, DryRun: dryRun, RecordPrevious: recordPrevious, Directory: s.deps.Directory})
+	in, invalid := sampleInvalid(in, file, format, s.opts.IDFormat, mapping, mappingName, maxInvalidShown)
+	sum, err := s.deps.Importer.Import(ctx, in, importer.Options{File: file, Format: format, IDFormat: s.opts.IDFormat,
+		Name: name, DryRun: dryRun, RecordPrevious: recordPrevious, Directory: s.deps.Directory,
+		Mapping: mapping, MappingName: mappingName, Preflight: preflight})
 	rows := invalid()
 	var fe *importer.FileError
 	switch {
 	case body.hit:
-		s.tooLarge(w)
+		tooLarge(w, s.uploadTooLarge())
 		return
 	case errors.As(err, &fe):
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": fe.Error(), "line": fe.Line, "file": fe.File})
 		return
 	case err != nil:
-		s.deps.Logger.Error("upload failed", slog.String("file", file), slog.Any("error", err))
+		s.deps.Logger.Error("upload failed", slog.String("file", file), slogBy(ctx), slog.Any("error", err))
 		writeError(w, http.StatusInternalServerError, "the upload could not be queued: "+err.Error())
 		return
 	}
@@ -195,7 +267,10 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	if dryRun {
 		status = http.StatusOK
 	} else {
-		s.deps.Logger.Info("batch queued", slog.String("batch", sum.BatchID), slog.String("file", file),
+		if err := s.recordUpload(ctx, sum.BatchID, uploadInfo{By: principal(ctx), Mapping: params.get("mappingName"), Preflight: preflight}); err != nil {
+			s.deps.Logger.Warn("who uploaded the batch could not be recorded", slog.String("batch", sum.BatchID), slog.Any("error", err))
+		}
+		s.deps.Logger.Info("batch queued", slog.String("batch", sum.BatchID), slog.String("file", file), slogBy(ctx),
 			slog.Int("rows", sum.Rows), slog.Int("invalid", sum.Invalid))
 		w.Header().Set("Location", "/api/v1/batches/"+sum.BatchID)
 	}
@@ -218,21 +293,26 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *Server) tooLarge(w http.ResponseWriter) {
+// tooLarge answers a body over its limit with msg.
+func tooLarge(w http.ResponseWriter, msg string) {
 	w.Header().Set("Connection", "close")
-	writeError(w, http.StatusRequestEntityTooLarge,
-		fmt.Sprintf("upload too large: the limit is %s (serve --max-upload); nothing was queued — split the file", bytesText(s.opts.MaxUpload)))
+	writeError(w, http.StatusRequestEntityTooLarge, msg)
+}
+
+// uploadTooLarge is the message of an upload over --max-upload.
+func (s *Server) uploadTooLarge() string {
+	return fmt.Sprintf("upload too large: the limit is %s (serve --max-upload); nothing was queued — split the file", bytesText(s.opts.MaxUpload))
 }
 
 // sampleInvalid returns a reader that reads r and, on the side, decodes the
 // same bytes (its ids by the rule ids) to keep the first n invalid rows;
 // call the returned function once the reader is no longer read.
-func sampleInvalid(r io.Reader, file string, format importer.Format, ids jobs.IDFormat, n int) (io.Reader, func() []InvalidRow) {
+func sampleInvalid(r io.Reader, file string, format importer.Format, ids jobs.IDFormat, mapping map[string]string, mappingName string, n int) (io.Reader, func() []InvalidRow) {
 	pr, pw := io.Pipe()
 	done := make(chan []InvalidRow, 1)
 	go func() {
 		var out []InvalidRow
-		if dec, err := importer.NewDecoder(pr, file, format, ids); err == nil {
+		if dec, err := importer.NewMappedDecoder(pr, file, format, ids, mapping, mappingName); err == nil {
 			for len(out) < n {
 				row, err := dec.Next()
 				if err != nil {
@@ -283,9 +363,31 @@ func cleanName(n string) string {
 	return n
 }
 
+// listFilter picks batches for the list: by status, and by a piece of
+// the name or id (case ignored).
+type listFilter struct {
+	status string
+	name   string
+}
+
+func (f listFilter) match(b jobs.Batch) bool {
+	if f.status != "" && b.Status != f.status {
+		return false
+	}
+	if f.name == "" {
+		return true
+	}
+	n := strings.ToLower(f.name)
+	return strings.Contains(strings.ToLower(b.Name), n) || strings.Contains(strings.ToLower(b.ID), n)
+}
+
+// statuses are the batch statuses a list may be filtered by.
+var statuses = []string{jobs.BatchImporting, jobs.BatchRunning, jobs.BatchPaused, jobs.BatchDone, jobs.BatchCancelled, jobs.BatchAbandoned}
+
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
 	limit := s.opts.Recent
-	if v := r.URL.Query().Get("limit"); v != "" {
+	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
 			writeError(w, http.StatusBadRequest, "limit: want 1 to 1000")
@@ -293,7 +395,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	out, err := s.recent(r.Context(), limit)
+	f := listFilter{status: q.Get("status"), name: strings.TrimSpace(q.Get("name"))}
+	if f.status != "" && !slices.Contains(statuses, f.status) {
+		writeError(w, http.StatusBadRequest, "status: want one of "+strings.Join(statuses, ", "))
+		return
+	}
+	out, err := s.recent(r.Context(), limit, f)
 	if err != nil {
 		s.internal(w, "list batches", err)
 		return
@@ -301,16 +408,15 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"batches": out})
 }
 
-// recent reads the newest batches.
-func (s *Server) recent(ctx context.Context, limit int) ([]Batch, error) {
+// recent reads the newest batches that pass the filter.
+func (s *Server) recent(ctx context.Context, limit int, f listFilter) ([]Batch, error) {
 	ids, err := s.deps.Store.IDs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := []Batch{}
-	now := s.opts.Now()
+	var bs []jobs.Batch
 	for _, id := range ids {
-		if len(out) == limit {
+		if len(bs) == limit {
 			break
 		}
 		b, err := s.deps.Store.Get(ctx, id)
@@ -320,9 +426,11 @@ func (s *Server) recent(ctx context.Context, limit int) ([]Batch, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, view(b, now))
+		if f.match(b) {
+			bs = append(bs, b)
+		}
 	}
-	return out, nil
+	return s.withUploads(ctx, bs)
 }
 
 // batch reads the batch named in the path, or answers 400 or 404.
@@ -345,9 +453,16 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) (jobs.Batch, bool
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request) {
-	if b, ok := s.batch(w, r); ok {
-		writeJSON(w, http.StatusOK, view(b, s.opts.Now()))
+	b, ok := s.batch(w, r)
+	if !ok {
+		return
 	}
+	out, err := s.withUploads(r.Context(), []jobs.Batch{b})
+	if err != nil {
+		s.internal(w, "read batch", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out[0])
 }
 
 func (s *Server) download(w http.ResponseWriter, r *http.Request) {
@@ -361,17 +476,13 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	dir, err := os.MkdirTemp(s.opts.TempDir, "bulkassign-report-")
+	dir, done, err := s.reportFolder(r.Context(), b)
 	if err != nil {
 		s.internal(w, "write report", err)
 		return
 	}
-	defer os.RemoveAll(dir)
-	if _, err := report.WriteBatch(r.Context(), s.deps.Store, b.ID, filepath.Join(dir, "r")); err != nil {
-		s.internal(w, "write report", err)
-		return
-	}
-	f, err := os.Open(filepath.Join(dir, "r", file))
+	defer done()
+	f, err := os.Open(filepath.Join(dir, file))
 	if errors.Is(err, fs.ErrNotExist) {
 		writeError(w, http.StatusNotFound, file+": this batch did not record previous agents (upload with recordPrevious=true)")
 		return

@@ -50,10 +50,21 @@ c0000000-0000-8000-8000-000000000006,a0000000-0000-8000-8000-000000000003,maybe,
 
 type bundle struct {
 	url     string
+	opt     asynq.RedisConnOpt
+	client  *asynq.Client
+	log     *slog.Logger
+	dir     func(context.Context) ([]importer.Member, error)
+	rdb     redis.UniversalClient
+	sim     *simulator.Simulator
 	store   *jobs.Store
 	insp    *asynq.Inspector
 	ns      string
 	metrics *metrics.Metrics
+
+	// uploadAs is the bearer token of upload (default token), or "" with
+	// uploadHeader set (a session cookie).
+	uploadAs     string
+	uploadHeader http.Header
 
 	mu     sync.Mutex
 	bodies [][]byte // every response body, checked for the API key
@@ -63,6 +74,12 @@ type setupOptions struct {
 	maxUpload int64
 	worker    bool
 	idFormat  jobs.IDFormat
+	// opts, if set, are the server's options (Token defaults to token).
+	opts server.Options
+	// sim are the simulator's options when worker is set.
+	sim simulator.Options
+	// directory gives the server the simulator's member list.
+	directory bool
 }
 
 func setup(t *testing.T, so setupOptions) *bundle {
@@ -81,35 +98,48 @@ func setup(t *testing.T, so setupOptions) *bundle {
 	insp := asynq.NewInspector(opt)
 	t.Cleanup(func() { insp.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b := &bundle{store: store, insp: insp, ns: ns, metrics: metrics.New()}
+	b := &bundle{rdb: rdb, store: store, insp: insp, ns: ns, metrics: metrics.New()}
 
-	if so.worker {
-		sim := httptest.NewServer(simulator.New(simulator.Options{APIKey: apiKey, Members: simulator.GenerateMembers(5)}))
+	var directory func(context.Context) ([]importer.Member, error)
+	if so.worker || so.directory {
+		simOpts := so.sim
+		simOpts.APIKey = apiKey
+		if simOpts.Members == nil {
+			simOpts.Members = simulator.GenerateMembers(5)
+		}
+		b.sim = simulator.New(simOpts)
+		sim := httptest.NewServer(b.sim)
 		t.Cleanup(sim.Close)
 		c, err := worker.NewClient(worker.ClientOptions{BaseURL: sim.URL, APIKey: apiKey, Timeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		tasks := jobs.Tasks{Store: store, Client: client, Inspector: insp, Queue: ns}
-		h := worker.NewHandler(store, c, worker.NewLocalLimiter(0, 0), worker.HandlerOptions{Logger: log, Observe: b.metrics.Observe, Settled: b.metrics.Settled, PausedRetry: 100 * time.Millisecond, Tasks: &tasks})
-		srv, mux := worker.NewServer(opt, h, worker.ServerOptions{Queue: ns, Concurrency: 4, RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log})
-		if err := srv.Start(mux); err != nil {
-			t.Fatal(err)
+		if so.directory {
+			directory = func(ctx context.Context) ([]importer.Member, error) {
+				ms, err := c.TeamMembers(ctx)
+				out := make([]importer.Member, len(ms))
+				for i, m := range ms {
+					out[i] = importer.Member{ID: m.ID, Email: m.Email, Name: m.Name, Active: m.Active}
+				}
+				return out, err
+			}
 		}
-		t.Cleanup(srv.Shutdown)
+		if so.worker {
+			tasks := jobs.Tasks{Store: store, Client: client, Inspector: insp, Queue: ns}
+			h := worker.NewHandler(store, c, worker.NewLocalLimiter(0, 0), worker.HandlerOptions{Logger: log, Observe: b.metrics.Observe, Settled: b.metrics.Settled, PausedRetry: 100 * time.Millisecond, Tasks: &tasks})
+			srv, mux := worker.NewServer(opt, h, worker.ServerOptions{Queue: ns, Concurrency: 4, RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log})
+			if err := srv.Start(mux); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(srv.Shutdown)
+		}
 	}
 
-	h, err := server.New(server.Deps{
-		Store: store, Importer: importer.New(store, client, ns), Client: client, Inspector: insp,
-		RedisOpt: opt, Queue: ns, Metrics: b.metrics, Logger: log,
-	}, server.Options{Token: token, MaxUpload: so.maxUpload, IDFormat: so.idFormat, TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-	b.url = ts.URL
+	b.opt, b.client, b.log, b.dir = opt, client, log, directory
+	opts := so.opts
+	opts.MaxUpload, opts.IDFormat = so.maxUpload, so.idFormat
+	b.url = serve(t, b, opts)
+	b.uploadAs = token
 	t.Cleanup(func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -120,6 +150,37 @@ func setup(t *testing.T, so setupOptions) *bundle {
 		}
 	})
 	return b
+}
+
+// serve starts a server on b's Redis and namespace and returns its URL.
+// Without a token in opts it uses token.
+func serve(t *testing.T, b *bundle, opts server.Options) string {
+	t.Helper()
+	if opts.Token == "" && len(opts.Tokens) == 0 {
+		opts.Token = token
+	}
+	opts.TempDir = t.TempDir()
+	h, err := server.New(server.Deps{
+		Store: b.store, Redis: b.rdb, Importer: importer.New(b.store, b.client, b.ns), Client: b.client, Inspector: b.insp,
+		RedisOpt: b.opt, Queue: b.ns, Metrics: b.metrics, Logger: b.log, Directory: b.dir,
+	}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config = h.HTTPServer(nil)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+// setupOn returns a bundle for a second server on b's Redis.
+func setupOn(t *testing.T, b *bundle, opts server.Options) *bundle {
+	t.Helper()
+	c := &bundle{opt: b.opt, client: b.client, log: b.log, dir: b.dir, rdb: b.rdb, store: b.store, insp: b.insp, ns: b.ns, metrics: metrics.New()}
+	c.url = serve(t, c, opts)
+	return c
 }
 
 // do sends a request with the token (unless auth is empty) and returns the
@@ -164,7 +225,11 @@ func (b *bundle) upload(t *testing.T, query, filename, content string) (*http.Re
 	}
 	io.WriteString(fw, content)
 	mw.Close()
-	return b.do(t, "POST", "/api/v1/batches"+query, token, &buf, http.Header{"Content-Type": {mw.FormDataContentType()}})
+	h := http.Header{"Content-Type": {mw.FormDataContentType()}}
+	for k, v := range b.uploadHeader {
+		h[k] = v
+	}
+	return b.do(t, "POST", "/api/v1/batches"+query, b.uploadAs, &buf, h)
 }
 
 func decode[T any](t *testing.T, data []byte) T {
@@ -218,7 +283,7 @@ func TestTokenRequired(t *testing.T) {
 	// A browser goes to the login form, which sets a session cookie.
 	res, body = b.do(t, "GET", "/", "", nil, http.Header{"Accept": {"text/html"}})
 	wantStatus(t, res, body, http.StatusSeeOther)
-	if loc := res.Header.Get("Location"); loc != "/login?next=/" {
+	if loc := res.Header.Get("Location"); loc != "/login?next=%2F" {
 		t.Errorf("redirect to %q", loc)
 	}
 	form := func(tok string) io.Reader {

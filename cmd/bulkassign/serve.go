@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
+	"os"
 	"time"
 
 	"github.com/bulkassign/bulkassign/config"
@@ -21,32 +21,64 @@ func (a *app) serveCommand() *cobra.Command {
 	cfg := config.Default()
 	cfg.LogLevel = "info"
 	var (
-		addr, token string
-		maxUpload   int64
-		workers     int
+		addr, token, tokensFile, publicURL string
+		trustProxy                         bool
+		readTimeout                        time.Duration
+		maxUpload                          int64
+		workers                            int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "HTTP API and web page: upload, follow and download batches; queue monitor, metrics",
-		Long: `Serves, behind one access token:
-  /                 the web page: upload, check, queue, follow a batch, download its reports
+		Long: `Serves, behind access tokens (--token, and/or one per person with --tokens FILE):
+  /                 the web page: upload, map columns, check, queue, follow a
+                    batch (failed rows, charts), download its reports
+  /schedules        the schedule entries: cron, next run, last batch
   /api/v1/batches   the JSON API (Authorization: Bearer TOKEN)
   /monitor/         asynq's monitor
   /metrics          Prometheus metrics
+
+A tokens file has one line a person, the SHA-256 of their token (never
+the token): alice: "sha256:<hex>"; batches record who uploaded them.
+Behind a TLS proxy give --public-url https://... (or --trust-proxy when
+the proxy sets X-Forwarded-Proto and X-Forwarded-For) so that the session
+cookie is Secure. Reports of finished batches are written once to
+--out/<batch id>/ and served from there.
 
 With --workers N the server also applies batches itself; otherwise run
 ` + "`bulkassign worker`" + ` processes against the same Redis. The CRM API key is
 used by --workers and, when set, to fetch the team member list that
 resolves member emails of uploads; it never reaches a browser or an API
 answer.`,
-		Example: `  BULKASSIGN_SERVER_TOKEN=$(openssl rand -hex 16) bulkassign serve --redis redis://localhost:6379/0`,
+		Example: `  BULKASSIGN_SERVER_TOKEN=$(openssl rand -hex 16) bulkassign serve --redis redis://localhost:6379/0
+
+  # one token a person; the file keeps only their SHA-256
+  T=$(openssl rand -hex 16); H=$(printf %s "$T" | sha256sum | cut -d' ' -f1)
+  echo "alice: sha256:$H" >> tokens.yaml
+  bulkassign serve --redis redis://localhost:6379/0 --tokens tokens.yaml \
+    --public-url https://bulkassign.example.com`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if len(args) != 0 {
 				return fmt.Errorf("serve: takes no arguments, got %q", args)
 			}
-			if token == "" {
-				return errors.New("no access token: set --token or BULKASSIGN_SERVER_TOKEN (for example: export BULKASSIGN_SERVER_TOKEN=$(openssl rand -hex 16))")
+			if token == "" && tokensFile == "" {
+				return errors.New("no access token: set --token or BULKASSIGN_SERVER_TOKEN (for example: export BULKASSIGN_SERVER_TOKEN=$(openssl rand -hex 16)), or give --tokens FILE")
+			}
+			var creds []server.Credential
+			if tokensFile != "" {
+				f, err := os.Open(tokensFile)
+				if err != nil {
+					return fmt.Errorf("--tokens: %w", err)
+				}
+				creds, err = server.LoadTokens(f, tokensFile)
+				f.Close()
+				if err != nil {
+					return err
+				}
+			}
+			if readTimeout <= 0 {
+				return fmt.Errorf("--read-timeout %s: want a positive duration, e.g. 5m", readTimeout)
 			}
 			if !cfg.RedisGiven() {
 				return errNoRedis
@@ -70,7 +102,7 @@ answer.`,
 			if err != nil {
 				return err
 			}
-			if len(token) < 16 {
+			if token != "" && len(token) < 16 {
 				log.Warn("the access token is short: use at least 16 random characters (openssl rand -hex 16)")
 			}
 			q, err := openQueue(ctx, cfg, false)
@@ -93,13 +125,15 @@ answer.`,
 			inspector := asynq.NewInspector(q.opt)
 			defer inspector.Close()
 			deps := server.Deps{
-				Store: q.store, Importer: q.importer(cfg), Client: q.client, Inspector: inspector,
+				Store: q.store, Redis: q.rdb, Importer: q.importer(cfg), Client: q.client, Inspector: inspector,
 				RedisOpt: q.opt, Queue: cfg.Namespace, Metrics: m, Logger: log,
 			}
 			if cfg.APIKey != "" {
 				deps.Directory = memberDirectory(cfg, false)
 			}
-			h, err := server.New(deps, server.Options{Token: token, MaxUpload: maxUpload, IDFormat: cfg.IDFormat})
+			h, err := server.New(deps, server.Options{Token: token, Tokens: creds, PublicURL: publicURL, TrustProxy: trustProxy,
+				MaxUpload: maxUpload, IDFormat: cfg.IDFormat, ReportDir: cfg.Out, Retention: retention(cfg.Retention),
+				ReadTimeout: readTimeout})
 			if err != nil {
 				return err
 			}
@@ -112,12 +146,7 @@ answer.`,
 			if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
 				log.Warn("listening beyond this machine over plain HTTP: the token travels in clear unless a TLS proxy is in front", slog.String("addr", ln.Addr().String()))
 			}
-			hs := &http.Server{
-				Handler:           h,
-				ReadHeaderTimeout: 10 * time.Second,
-				IdleTimeout:       2 * time.Minute,
-				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-			}
+			hs := h.HTTPServer(slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 			served := make(chan error, 1)
 			go func() { served <- hs.Serve(ln) }()
 			fmt.Fprintf(a.stderr, "bulkassign serve: listening on http://%s (workers: %d, redis: %s, queue: %s)\n",
@@ -140,6 +169,10 @@ answer.`,
 	flagGroup(cmd.Flags(), "Server", func(fs *pflag.FlagSet) {
 		fs.StringVar(&addr, "addr", "127.0.0.1:8081", "`ADDRESS` to listen on (loopback by default; put a TLS proxy in front before exposing it)")
 		fs.StringVar(&token, "server-token", "", "access `TOKEN` for the page, the API, /monitor and /metrics (BULKASSIGN_SERVER_TOKEN); --token for short")
+		fs.StringVar(&tokensFile, "tokens", "", "`FILE` of named tokens, one line a person: name: \"sha256:<hex of the token's SHA-256>\"; batches record who uploaded them")
+		fs.StringVar(&publicURL, "public-url", "", "`URL` browsers use, e.g. https://bulkassign.example.com behind a TLS proxy: the session cookie is then Secure")
+		fs.BoolVar(&trustProxy, "trust-proxy", false, "trust the proxy in front: X-Forwarded-Proto (Secure cookie) and the last X-Forwarded-For address (login throttling); only when every request comes through it")
+		fs.DurationVar(&readTimeout, "read-timeout", server.DefaultReadTimeout, "longest time to read a whole request, upload included: a slower upload is cut off and its batch removed")
 		fs.Int64Var(&maxUpload, "max-upload", server.DefaultMaxUpload, "largest upload accepted, in bytes")
 		cfg.RegisterInput(fs)
 		fs.IntVar(&workers, "workers", 0, "run an in-process worker with this many calls in flight (needs BULKASSIGN_API_KEY); 0 leaves the work to separate bulkassign worker processes")
@@ -147,7 +180,7 @@ answer.`,
 	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)
 	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
 	flagGroup(cmd.Flags(), groupWorker, cfg.RegisterWorker)
-	flagGroup(cmd.Flags(), groupOutput, registerLogLevel(&cfg))
+	flagGroup(cmd.Flags(), groupOutput, cfg.RegisterOutput)
 	// --token is --server-token: one flag, so the command line always wins
 	// over BULKASSIGN_SERVER_TOKEN.
 	cmd.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {

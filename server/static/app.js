@@ -1,11 +1,15 @@
 // bulkassign serve: the page's behaviour. Plain JavaScript, no build step,
-// no third-party code: upload → check → queue → follow the batch.
+// no third-party code: upload → (map columns) → check → queue → follow the
+// batch, its failed rows and its charts.
 "use strict";
 
 (function () {
   const $ = (id) => document.getElementById(id);
   const api = "/api/v1/batches";
   let pending = null; // the checked file, waiting for "Queue it"
+  let mapping = null; // {field: header} for a file with foreign headers
+  let mappingName = ""; // the saved mapping in use, if unchanged
+  let preview = null; // the last preview of the file's start
   let current = null; // id of the batch on screen
   let timer = null;
   let lastAnnounced = "";
@@ -26,22 +30,31 @@
     return data;
   }
 
+  function addMapping(fd) {
+    if (mappingName) fd.append("mappingName", mappingName);
+    else if (mapping) fd.append("mapping", JSON.stringify(mapping));
+  }
+
   function form(dryRun) {
     const fd = new FormData();
     fd.append("name", $("name").value);
     fd.append("dryRun", dryRun ? "true" : "false");
     fd.append("recordPrevious", $("record-previous").checked ? "true" : "false");
+    if ($("preflight")) fd.append("preflight", $("preflight").checked ? "true" : "false");
+    addMapping(fd);
     fd.append("file", pending); // last: the server streams it
     return fd;
   }
 
-  $("upload-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    fail($("upload-error"), "");
-    show($("validation"), false);
-    const f = $("file").files[0];
-    if (!f) { fail($("upload-error"), "Choose a file first."); return; }
-    pending = f;
+  // The page sends only the file's first 256 KiB for a preview.
+  async function previewFile() {
+    const fd = new FormData();
+    addMapping(fd);
+    fd.append("file", pending.slice(0, 256 * 1024), pending.name);
+    return call("POST", "/api/v1/preview", fd);
+  }
+
+  async function check() {
     $("check").disabled = true;
     $("check").textContent = "Checking…";
     try {
@@ -53,6 +66,151 @@
       $("check").disabled = false;
       $("check").textContent = "Check file";
     }
+  }
+
+  $("upload-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    fail($("upload-error"), "");
+    show($("validation"), false);
+    const f = $("file").files[0];
+    if (!f) { fail($("upload-error"), "Choose a file first."); return; }
+    if (f !== pending) { mapping = null; mappingName = ""; show($("mapping"), false); }
+    pending = f;
+    if (!mapping && !mappingName) {
+      try {
+        preview = await previewFile();
+      } catch (e) {
+        fail($("upload-error"), "The file cannot be read: " + e.message);
+        return;
+      }
+      if (!preview.recognised) { showMapping(preview); return; }
+    }
+    check();
+  });
+
+  // --- column mapping ---------------------------------------------------
+  const fieldSelects = { aiContactId: "map-contact", teamMemberId: "map-member", teamMemberEmail: "map-email", removeExistingAgents: "map-replace" };
+
+  function cells(tr, values, tag) {
+    for (const v of values) {
+      const c = document.createElement(tag || "td");
+      if (tag === "th") c.scope = "col";
+      c.textContent = v == null ? "" : String(v);
+      tr.append(c);
+    }
+  }
+
+  function showMapping(p) {
+    $("mapping-why").textContent = p.error
+      ? "This file's headers are not the usual ones (" + p.error + "). Say which column holds what."
+      : "Say which column holds what.";
+    const head = $("raw-head");
+    head.replaceChildren();
+    cells(head, p.headers, "th");
+    const body = $("raw-rows");
+    body.replaceChildren();
+    for (const row of p.sample) { const tr = document.createElement("tr"); cells(tr, row); body.append(tr); }
+    for (const [field, id] of Object.entries(fieldSelects)) {
+      const sel = $(id);
+      const keep = sel.value;
+      sel.replaceChildren(new Option("(none)", ""));
+      p.headers.forEach((h, i) => {
+        const o = new Option(h, h);
+        // A header the importer knows already is chosen for its field.
+        if (!keep && p.known[i] === field) o.selected = true;
+        sel.append(o);
+      });
+      if (keep && p.headers.includes(keep)) sel.value = keep;
+    }
+    show($("mapped"), false);
+    show($("mapping"), true);
+    loadSaved();
+    $("map-contact").focus();
+  }
+
+  function chosenMapping() {
+    const m = {};
+    for (const [field, id] of Object.entries(fieldSelects)) if ($(id).value) m[field] = $(id).value;
+    return m;
+  }
+
+  function mappingProblem(m) {
+    if (!m.aiContactId) return "Choose the contact id column.";
+    if (!m.teamMemberId && !m.teamMemberEmail) return "Choose the member id or the member email column.";
+    return "";
+  }
+
+  for (const id of Object.values(fieldSelects)) {
+    $(id).addEventListener("change", () => { mappingName = ""; $("saved").value = ""; });
+  }
+
+  async function loadSaved() {
+    try {
+      const r = await call("GET", "/api/v1/mappings");
+      const sel = $("saved");
+      const keep = sel.value;
+      sel.replaceChildren(new Option("(none)", ""));
+      for (const m of r.mappings) {
+        const o = new Option(m.name, m.name);
+        o.dataset.mapping = JSON.stringify(m.mapping);
+        sel.append(o);
+      }
+      sel.value = keep;
+    } catch (e) { fail($("mapping-error"), e.message); }
+  }
+
+  $("saved").addEventListener("change", () => {
+    const o = $("saved").selectedOptions[0];
+    if (!o || !o.value) { mappingName = ""; return; }
+    const m = JSON.parse(o.dataset.mapping);
+    for (const [field, id] of Object.entries(fieldSelects)) $(id).value = m[field] || "";
+    mappingName = o.value;
+    $("mapping-note").textContent = "Using the saved mapping " + o.value + ".";
+  });
+
+  async function previewMapped() {
+    fail($("mapping-error"), "");
+    const m = chosenMapping();
+    const problem = mappingProblem(m);
+    if (problem) { fail($("mapping-error"), problem); return false; }
+    mapping = m;
+    try {
+      const p = await previewFile();
+      if (p.error) { fail($("mapping-error"), p.error); return false; }
+      const body = $("mapped-rows");
+      body.replaceChildren();
+      for (const r of p.rows) {
+        const tr = document.createElement("tr");
+        if (!r.valid) tr.className = "bad";
+        cells(tr, [r.line, r.aiContactId, r.teamMemberId, r.teamMemberEmail, r.removeExistingAgents, r.valid ? "" : r.error || r.reason]);
+        body.append(tr);
+      }
+      show($("mapped"), true);
+      const bad = p.rows.filter((r) => !r.valid).length;
+      $("mapping-note").textContent = p.rows.length + " rows read, " + bad + " with a problem (members named by email are looked up when you check the file).";
+      return true;
+    } catch (e) { fail($("mapping-error"), e.message); return false; }
+  }
+
+  $("map-preview").addEventListener("click", previewMapped);
+  $("map-save").addEventListener("click", async () => {
+    fail($("mapping-error"), "");
+    const name = $("save-name").value.trim();
+    if (!name) { fail($("mapping-error"), "Give the mapping a name to save it under."); $("save-name").focus(); return; }
+    const m = chosenMapping();
+    const problem = mappingProblem(m);
+    if (problem) { fail($("mapping-error"), problem); return; }
+    try {
+      const r = await call("PUT", "/api/v1/mappings/" + encodeURIComponent(name), JSON.stringify(m));
+      mapping = r.mapping;
+      await loadSaved();
+      $("saved").value = r.name;
+      mappingName = r.name;
+      $("mapping-note").textContent = "Saved as " + r.name + ". It is a --map file too:\n" + r.yaml;
+    } catch (e) { fail($("mapping-error"), e.message); }
+  });
+  $("map-check").addEventListener("click", async () => {
+    if (await previewMapped()) { show($("mapping"), false); check(); }
   });
 
   function showValidation(s, rows) {
@@ -96,7 +254,7 @@
       const r = await call("POST", api, form(false));
       show($("validation"), false);
       $("upload-form").reset();
-      pending = null;
+      pending = null; mapping = null; mappingName = "";
       location.hash = "batch=" + r.batchId;
     } catch (e) {
       fail($("upload-error"), "Not queued: " + e.message);
@@ -108,7 +266,8 @@
 
   $("again").addEventListener("click", () => {
     show($("validation"), false);
-    pending = null;
+    show($("mapping"), false);
+    pending = null; mapping = null; mappingName = "";
     $("upload-form").reset();
     $("file").focus();
   });
@@ -157,6 +316,116 @@
     return finished;
   }
 
+  // --- errors at a glance ------------------------------------------------
+  const svgNS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    const el = document.createElementNS(svgNS, tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    if (text != null) el.textContent = text;
+    return el;
+  }
+
+  function drawRate(p) {
+    const chart = $("rate-chart");
+    chart.replaceChildren();
+    const W = 400, H = 140, L = 36, B = 18, T = 8;
+    chart.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W, y2: H - B }), svg("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
+    const rates = p.rates || [];
+    if (rates.length === 0) {
+      chart.append(svg("text", { x: L + 8, y: H / 2 }, "No rows sent yet."));
+    } else {
+      const t0 = new Date(p.samples[0].t).getTime();
+      const t1 = new Date(rates[rates.length - 1].t).getTime();
+      const top = Math.max(1, ...rates.map((r) => r.rowsPerSecond));
+      const x = (t) => L + (W - L - 4) * (t1 > t0 ? (t - t0) / (t1 - t0) : 1);
+      const y = (v) => H - B - (H - B - T) * (v / top);
+      let pts = x(t0) + "," + y(0);
+      for (const r of rates) pts += " " + x(new Date(r.t).getTime()) + "," + y(r.rowsPerSecond);
+      chart.append(svg("polyline", { class: "line", points: pts }));
+      chart.append(svg("text", { x: 2, y: T + 8 }, top.toFixed(top < 10 ? 1 : 0)), svg("text", { x: 2, y: H - B }, "0"));
+      chart.append(svg("text", { x: L, y: H - 4 }, new Date(t0).toLocaleTimeString()),
+        svg("text", { x: W - 2, y: H - 4, "text-anchor": "end" }, new Date(t1).toLocaleTimeString()));
+    }
+    $("pace").textContent = p.etaSeconds != null
+      ? "— now " + p.rowsPerSecond.toFixed(1) + " rows/s, about " + duration(p.etaSeconds) + " left"
+      : "";
+  }
+
+  let reasonFilter = "";
+  function drawReasons(f) {
+    const box = $("reason-chart");
+    box.replaceChildren();
+    const entries = Object.entries(f.reasons).sort((a, b) => b[1] - a[1]);
+    if (entries.length === 0) { box.textContent = "No failed or invalid row."; }
+    const top = Math.max(1, ...entries.map((e) => e[1]));
+    for (const [reason, n] of entries) {
+      const row = document.createElement("div");
+      row.className = "reason";
+      row.setAttribute("role", "listitem");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = reason;
+      b.title = "Show the " + reason + " rows";
+      b.addEventListener("click", () => { $("reason-filter").value = reason; reasonFilter = reason; refreshInsight(); });
+      const track = document.createElement("div");
+      track.className = "track";
+      const fill = document.createElement("div");
+      fill.className = "fill";
+      fill.style.width = (100 * n / top) + "%";
+      track.append(fill);
+      const count = document.createElement("span");
+      count.textContent = n;
+      row.append(b, track, count);
+      box.append(row);
+    }
+    const sel = $("reason-filter");
+    const keep = reasonFilter;
+    sel.replaceChildren(new Option("All reasons", ""));
+    for (const [reason, n] of entries) sel.append(new Option(reason + " (" + n + ")", reason));
+    if (keep && !f.reasons[keep]) sel.append(new Option(keep + " (0)", keep));
+    sel.value = keep;
+  }
+
+  function drawFailures(f) {
+    const body = $("failure-rows");
+    body.replaceChildren();
+    for (const r of f.rows) {
+      const tr = document.createElement("tr");
+      cells(tr, [r.line, r.aiContactId, r.teamMemberId || r.teamMemberEmail || "", r.reason, r.httpStatus || "", r.attempts || "", r.error]);
+      body.append(tr);
+    }
+    if (f.rows.length === 0) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 7;
+      td.textContent = f.reason ? "No " + f.reason + " row." : "No failed or invalid row.";
+      tr.append(td);
+      body.append(tr);
+    }
+    $("failures-note").textContent = (f.matching > f.rows.length ? "The first " + f.rows.length + " of " + f.matching + " rows; failed.csv has them all. " : "") +
+      "Read at " + new Date(f.asOf).toLocaleTimeString() + ".";
+  }
+
+  $("reason-filter").addEventListener("change", () => { reasonFilter = $("reason-filter").value; refreshInsight(); });
+
+  let insightAt = 0;
+  async function refreshInsight() {
+    if (!current) return;
+    const id = current;
+    insightAt = Date.now();
+    try {
+      const base = api + "/" + encodeURIComponent(id);
+      const [f, p] = await Promise.all([
+        call("GET", base + "/failures" + (reasonFilter ? "?reason=" + encodeURIComponent(reasonFilter) : "")),
+        call("GET", base + "/progress"),
+      ]);
+      if (id !== current) return;
+      drawReasons(f);
+      drawFailures(f);
+      drawRate(p);
+    } catch (e) { fail($("batch-error"), e.message); }
+  }
+
   async function poll() {
     clearTimeout(timer);
     if (!current) return;
@@ -165,7 +434,9 @@
       const b = await call("GET", api + "/" + encodeURIComponent(id));
       if (id !== current) return;
       fail($("batch-error"), "");
-      if (showBatch(b)) { refreshRecent(); return; }
+      const finished = showBatch(b);
+      if (finished || Date.now() - insightAt > 3000) await refreshInsight();
+      if (finished) { refreshRecent(); return; }
     } catch (e) {
       fail($("batch-error"), e.message);
       if (e.status === 404 || e.status === 400) return;
@@ -197,7 +468,10 @@
 
   async function refreshRecent() {
     try {
-      const r = await call("GET", api + "?limit=20");
+      const q = new URLSearchParams({ limit: "20" });
+      if ($("filter-status").value) q.set("status", $("filter-status").value);
+      if ($("filter-name").value.trim()) q.set("name", $("filter-name").value.trim());
+      const r = await call("GET", api + "?" + q);
       const body = $("recent");
       body.replaceChildren();
       for (const b of r.batches) {
@@ -205,22 +479,36 @@
         const a = document.createElement("a");
         a.href = "#batch=" + b.batchId;
         a.textContent = b.batchId;
-        const cells = [a, b.name, b.status, b.done + "/" + b.rows, b.succeeded, b.failed, b.invalid,
+        const row = [a, b.name, b.status, b.done + "/" + b.rows, b.succeeded, b.failed, b.invalid, b.uploadedBy || "",
           new Date(b.createdAt).toLocaleString()];
-        for (const c of cells) {
+        for (const c of row) {
           const td = document.createElement("td");
           if (c instanceof Node) td.append(c); else td.textContent = c;
           tr.append(td);
         }
         body.append(tr);
       }
+      if (r.batches.length === 0) {
+        const tr = document.createElement("tr");
+        const td = document.createElement("td");
+        td.colSpan = 9;
+        td.textContent = "No batch matches.";
+        tr.append(td);
+        body.append(tr);
+      }
     } catch (e) { /* the list is a convenience; the batch view shows errors */ }
   }
+  $("filter").addEventListener("submit", (ev) => { ev.preventDefault(); refreshRecent(); });
+  $("filter-status").addEventListener("change", refreshRecent);
+  let typing = null;
+  $("filter-name").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(refreshRecent, 300); });
 
   function route() {
     const m = /^#batch=([A-Za-z0-9_-]{1,128})$/.exec(location.hash);
     current = m ? m[1] : null;
     lastAnnounced = "";
+    reasonFilter = "";
+    insightAt = 0;
     if (current) { poll(); refreshRecent(); $("batch").scrollIntoView(); } else { show($("batch"), false); }
   }
   window.addEventListener("hashchange", route);

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/hibiken/asynq"
+)
+
+// ScheduleEntry is a schedule as the schedules page shows it: what a
+// running `bulkassign schedule` registered, with the newest batch one of
+// its ticks queued.
+type ScheduleEntry struct {
+	Name     string `json:"name"`
+	Cron     string `json:"cron"`
+	Contacts string `json:"contacts"`
+	Rules    string `json:"rules"`
+	Timezone string `json:"timezone,omitempty"`
+	// Next is the next tick; Prev the last one the scheduler queued (null
+	// if none yet).
+	Next *time.Time `json:"next"`
+	Prev *time.Time `json:"prev"`
+	// LastBatch is the newest batch of the schedule among the recent
+	// batches, null if none.
+	LastBatch *Batch `json:"lastBatch"`
+}
+
+// schedules lists the schedule entries of the queue's namespace that
+// running schedulers registered (asynq's scheduler heartbeats them to
+// Redis; a scheduler stopped for long is not listed).
+func (s *Server) schedules(ctx context.Context) ([]ScheduleEntry, error) {
+	entries, err := s.deps.Inspector.SchedulerEntries()
+	if err != nil {
+		return nil, err
+	}
+	out := []ScheduleEntry{}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if e.Task == nil || e.Task.Type() != jobs.TypePlan || queueOf(e.Opts) != s.deps.Queue {
+			continue
+		}
+		p, err := jobs.ParsePlanPayload(e.Task.Payload())
+		if err != nil || seen[p.Name] { // two schedulers of one file list it twice
+			continue
+		}
+		seen[p.Name] = true
+		cron := e.Spec
+		if p.Timezone != "" {
+			cron = strings.TrimPrefix(cron, "CRON_TZ="+p.Timezone+" ")
+		}
+		out = append(out, ScheduleEntry{Name: p.Name, Cron: cron, Contacts: p.Contacts, Rules: p.Rules, Timezone: p.Timezone,
+			Next: timePtr(e.Next), Prev: timePtr(e.Prev)})
+	}
+	slices.SortFunc(out, func(a, b ScheduleEntry) int { return strings.Compare(a.Name, b.Name) })
+	if len(out) == 0 {
+		return out, nil
+	}
+	// A tick's batch is named "<schedule> <tick>".
+	recent, err := s.recent(ctx, 1000, listFilter{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		for j := range recent {
+			if strings.HasPrefix(recent[j].Name, out[i].Name+" ") {
+				out[i].LastBatch = &recent[j]
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// queueOf is the queue a task's options put it on.
+func queueOf(opts []asynq.Option) string {
+	q := jobs.Queue
+	for _, o := range opts {
+		if o.Type() == asynq.QueueOpt {
+			if v, ok := o.Value().(string); ok {
+				q = v
+			}
+		}
+	}
+	return q
+}
+
+func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) {
+	out, err := s.schedules(r.Context())
+	if err != nil {
+		s.internal(w, "list schedules", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"schedules": out})
+}
+
+func (s *Server) schedulesPage(w http.ResponseWriter, r *http.Request) {
+	out, err := s.schedules(r.Context())
+	if err != nil {
+		s.deps.Logger.Error("list schedules", slogBy(r.Context()), slog.Any("error", err))
+		http.Error(w, "the schedules could not be read from Redis: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.render(w, http.StatusOK, "schedules.html", map[string]any{"Schedules": out, "Who": principal(r.Context())})
+}
