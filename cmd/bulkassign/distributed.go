@@ -185,7 +185,7 @@ private):
 			if metricsAddr != "" {
 				m = metrics.New()
 			}
-			w, err := newWorker(q, cfg, log, m)
+			w, err := newWorker(q, cfg, log, m, 0)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -178,8 +179,10 @@ func (w *workerProc) stop() {
 }
 
 // newWorker builds the asynq server that applies rows, with its API client
-// and rate limiter; m, if not nil, records its calls, rows and tasks.
-func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics) (*workerProc, error) {
+// and rate limiter; m, if not nil, records its calls, rows and tasks. poll
+// is how often an idle server looks for tasks (0: every second or
+// --retry-base, whichever is shorter).
+func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics, poll time.Duration) (*workerProc, error) {
 	client, err := worker.NewClient(cfg.ClientOptions())
 	if err != nil {
 		return nil, err
@@ -209,7 +212,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 		Concurrency:  cfg.Concurrency,
 		RetryBase:    cfg.RetryBase,
 		RetryMax:     cfg.RetryMax,
-		PollInterval: min(cfg.RetryBase, time.Second),
+		PollInterval: cmp.Or(poll, min(cfg.RetryBase, time.Second)),
 		Logger:       log,
 	})
 	// Scheduled plans run on the workers too; their handler is wired here

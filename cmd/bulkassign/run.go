@@ -121,6 +121,9 @@ and refuses a file already applied within --retention unless --again.`,
 	return cmd
 }
 
+// runPoll is how often run's idle workers look for tasks.
+const runPoll = 50 * time.Millisecond
+
 // runOptions are run's settings besides the import's.
 type runOptions struct {
 	format string
@@ -229,7 +232,9 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 
 	// The workers start first: a batch runs as soon as the file is read
 	// whole, while its tasks are still being queued.
-	w, err := newWorker(q, cfg, log, nil)
+	// Its server looks for tasks often: the batch is the only work it
+	// waits for, from the moment the file is read.
+	w, err := newWorker(q, cfg, log, nil, runPoll)
 	if err != nil {
 		return err
 	}

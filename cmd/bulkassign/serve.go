@@ -113,7 +113,7 @@ answer.`,
 
 			m := metrics.New()
 			if workers > 0 {
-				w, err := newWorker(q, cfg, log, m)
+				w, err := newWorker(q, cfg, log, m, 0)
 				if err != nil {
 					return err
 				}
