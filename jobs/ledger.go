@@ -77,18 +77,63 @@ type Begun struct {
 // that die in the middle of a call (found by their expired claim) before
 // the row is dead-lettered.
 func (s *Store) Begin(ctx context.Context, batch, contact string, maxAttempts int) (Begun, error) {
-	token := newToken()
-	v, err := strings_(beginScript.Run(ctx, s.rdb, s.keys(batch), contact, token, s.claimTTL.Milliseconds(), maxAttempts, s.now().UnixMilli()).Slice())
+	bs, err := s.BeginMany(ctx, batch, []string{contact}, maxAttempts)
 	if err != nil {
-		return Begun{}, fmt.Errorf("begin contact %s of batch %s: %w", contact, batch, err)
+		return Begun{}, err
+	}
+	return bs[0], nil
+}
+
+// BeginMany is Begin for many contacts of a batch at once, in one call:
+// it returns their Begun in the same order.
+func (s *Store) BeginMany(ctx context.Context, batch string, contacts []string, maxAttempts int) ([]Begun, error) {
+	args := make([]any, 0, 3+2*len(contacts))
+	args = append(args, s.claimTTL.Milliseconds(), maxAttempts, s.now().UnixMilli())
+	tokens := make([]string, len(contacts))
+	for i, c := range contacts {
+		tokens[i] = newToken()
+		args = append(args, c, tokens[i])
+	}
+	v, err := beginScript.Run(ctx, s.rdb, s.keys(batch), args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("begin %d contacts of batch %s: %w", len(contacts), batch, err)
+	}
+	out := make([]Begun, len(contacts))
+	head, _ := strings_(v[:min(len(v), 2)], nil)
+	if head[0] != "each" {
+		b := Begun{Verdict: Gone}
+		switch head[0] {
+		case "finished":
+			b = Begun{Verdict: Over, Status: head[1]}
+		case "hold":
+			b = Begun{Verdict: Hold, Status: head[1]}
+		}
+		for i := range out {
+			out[i] = b
+		}
+		return out, nil
+	}
+	if len(v) != 1+len(contacts) {
+		return nil, fmt.Errorf("begin contacts of batch %s: %d answers for %d contacts", batch, len(v)-1, len(contacts))
+	}
+	for i, c := range contacts {
+		each, _ := v[1+i].([]any)
+		if out[i], err = begun(batch, c, tokens[i], each); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// begun reads Begin's verdict on one contact.
+func begun(batch, contact, token string, each []any) (Begun, error) {
+	v, _ := strings_(each, nil)
+	if len(v) == 0 {
+		return Begun{}, fmt.Errorf("begin contact %s of batch %s: empty answer", contact, batch)
 	}
 	switch v[0] {
-	case "gone":
-		return Begun{Verdict: Gone}, nil
 	case "finished":
 		return Begun{Verdict: Over, Status: v[1]}, nil
-	case "hold":
-		return Begun{Verdict: Hold, Status: v[1]}, nil
 	case "parked":
 		return Begun{Verdict: Parked, Status: BatchPaused}, nil
 	case "busy":
@@ -100,8 +145,7 @@ func (s *Store) Begin(ctx context.Context, batch, contact string, maxAttempts in
 	if err != nil {
 		return Begun{}, fmt.Errorf("batch %s: %w", batch, err)
 	}
-	ops := c.Ops
-	x := &Execution{Batch: batch, Contact: contact, Token: token, Ops: ops, RecordPrevious: v[4] == "1"}
+	x := &Execution{Batch: batch, Contact: contact, Token: token, Ops: c.Ops, RecordPrevious: v[4] == "1"}
 	x.Epoch, _ = strconv.ParseInt(v[5], 10, 64)
 	for d := range strings.SplitSeq(v[2], ",") {
 		x.Done = append(x.Done, d == "1")
@@ -110,7 +154,7 @@ func (s *Store) Begin(ctx context.Context, batch, contact string, maxAttempts in
 		n, _ := strconv.Atoi(a)
 		x.Attempts = append(x.Attempts, n)
 	}
-	if len(x.Done) != len(ops) || len(x.Attempts) != len(ops) {
+	if len(x.Done) != len(c.Ops) || len(x.Attempts) != len(c.Ops) {
 		return Begun{}, fmt.Errorf("batch %s contact %s: ledger answer does not match its plan", batch, contact)
 	}
 	return Begun{Verdict: Run, Status: BatchRunning, Exec: x}, nil
@@ -154,13 +198,45 @@ type SettleResult struct {
 // contact's later ops; dead keeps the contact for `dlq retry`; release
 // ends the claim (it always ends with a failure).
 func (s *Store) Settle(ctx context.Context, x *Execution, i int, res Result, dead, release bool, st Stats) (SettleResult, error) {
-	b, _ := json.Marshal(res) // a Result always encodes
-	n, err := settleScript.Run(ctx, s.rdb, s.keys(x.Batch), x.Contact, x.Token, i+1, b, string(res.Status), res.Reason,
-		flag(dead), flag(release), st.Calls, st.Retries, st.RateLimited, s.now().UnixMilli()).Int()
+	rs, err := s.SettleMany(ctx, x.Batch, []Settlement{{Exec: x, Op: i, Result: res, Dead: dead, Release: release, Stats: st}})
 	if err != nil {
-		return SettleResult{}, fmt.Errorf("settle lines %v of batch %s: %w", x.Ops[i].Lines, x.Batch, err)
+		return SettleResult{}, err
 	}
-	return SettleResult{Completed: n == 1, Gone: n == -1, Stale: n == -2}, nil
+	return rs[0], nil
+}
+
+// Settlement is one Settle of SettleMany.
+type Settlement struct {
+	Exec          *Execution
+	Op            int
+	Result        Result
+	Dead, Release bool
+	Stats         Stats
+}
+
+// SettleMany is Settle for many executions of one batch at once, in one
+// call, in order; at most one of the results is Completed.
+func (s *Store) SettleMany(ctx context.Context, batch string, ss []Settlement) ([]SettleResult, error) {
+	args := make([]any, 0, 1+11*len(ss))
+	args = append(args, s.now().UnixMilli())
+	for _, t := range ss {
+		b, _ := json.Marshal(t.Result) // a Result always encodes
+		args = append(args, t.Exec.Contact, t.Exec.Token, t.Op+1, b, string(t.Result.Status), t.Result.Reason,
+			flag(t.Dead), flag(t.Release), t.Stats.Calls, t.Stats.Retries, t.Stats.RateLimited)
+	}
+	v, err := settleScript.Run(ctx, s.rdb, s.keys(batch), args...).Int64Slice()
+	if err != nil {
+		return nil, fmt.Errorf("settle %d rows of batch %s (lines %v...): %w", len(ss), batch, ss[0].Exec.Ops[ss[0].Op].Lines, err)
+	}
+	if len(v) != 1+len(ss) {
+		return nil, fmt.Errorf("settle rows of batch %s: %d answers for %d", batch, len(v)-1, len(ss))
+	}
+	out := make([]SettleResult, len(ss))
+	for i, n := range v[1:] {
+		out[i] = SettleResult{Gone: n == -1, Stale: n == -2}
+	}
+	out[0].Completed = v[0] == 1
+	return out, nil
 }
 
 // Release ends an execution that leaves rows unsettled, with the counters

@@ -271,6 +271,8 @@ func (m *model) settle(x *jobs.Execution, i int, res jobs.Result, dead, release 
 					m.result[l] = res
 				}
 			}
+			// A success kept this way may be the batch's last row.
+			m.complete()
 		}
 		return true
 	}

@@ -105,32 +105,34 @@ end
 -- success stops the contact: the op's first line gets it, and the lines
 -- after it (the op's repeats, then the contact's later ops) are never sent
 -- and fail as blocked, in the same call, so no crash can come in between;
--- a row out of attempts (isdead) keeps its contact for `dlq retry`.
-local function settle_op(contact, ops, i, res, status, reason, isdead)
+-- a row out of attempts (isdead) keeps its contact for `dlq retry`. Unless
+-- batched (a caller that settles many does it once), the batch's activity
+-- time and the expiry of late writes are kept up here.
+local function settle_op(contact, ops, i, res, status, reason, isdead, single)
   local lines = ops[i].lines
   if status == 'succeeded' then
     settle_lines(lines, res, status, reason)
   else
     settle_lines({lines[1]}, res, status, reason)
-    if cjson.decode(redis.call('HGET', results, lines[1])).s == 'succeeded' then
-      -- Another execution's call of this op went through: the contact
-      -- goes on.
-      redis.call('HSET', meta, 'activeAt', int(clock()))
-      return
-    end
-    local blocked = cjson.encode({s = 'failed', why = 'blocked',
-      err = 'not sent: line ' .. lines[1] .. ' of the same contact did not succeed first; ' ..
-        'fix that row and feed failed.csv back as it is (it keeps the order)'})
-    settle_lines({unpack(lines, 2)}, blocked, 'failed', 'blocked')
-    for j = i + 1, #ops do
-      settle_lines(ops[j].lines, blocked, 'failed', 'blocked')
-    end
-    if isdead then
-      redis.call('SADD', dead, contact)
+    -- Unless another execution's call of this op went through (then the
+    -- contact goes on), the contact stops here.
+    if cjson.decode(redis.call('HGET', results, lines[1])).s ~= 'succeeded' then
+      local blocked = cjson.encode({s = 'failed', why = 'blocked',
+        err = 'not sent: line ' .. lines[1] .. ' of the same contact did not succeed first; ' ..
+          'fix that row and feed failed.csv back as it is (it keeps the order)'})
+      settle_lines({unpack(lines, 2)}, blocked, 'failed', 'blocked')
+      for j = i + 1, #ops do
+        settle_lines(ops[j].lines, blocked, 'failed', 'blocked')
+      end
+      if isdead then
+        redis.call('SADD', dead, contact)
+      end
     end
   end
-  redis.call('HSET', meta, 'activeAt', int(clock()))
-  touch(results, errs, dead)
+  if single ~= false then
+    redis.call('HSET', meta, 'activeAt', int(clock()))
+    touch(results, errs, dead)
+  end
 end
 
 -- owner returns the token of the claim on contact, expired or not, or

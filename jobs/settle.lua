@@ -1,51 +1,74 @@
--- Settle one op of a contact held by an execution: its lines get their
--- final result, a failure blocks the contact's later ops, a dead letter
+-- Settle ops of contacts held by executions: each op's lines get their
+-- final result, a failure blocks its contact's later ops, a dead letter
 -- keeps the contact for `dlq retry`, and the batch completes with its last
--- row, all in one call.
--- ARGV: contact, token, op index (1-based), result json, status, reason,
---       dead 0|1, release 0|1, calls, retries, rateLimited, now ms
--- Returns 1 when this call completed the batch, 0 if not, -1 when the
--- batch is gone, -2 when the execution no longer holds the contact (its
--- claim expired and another took over): then only a success is kept, the
--- truth of a call that was made; the holder decides the rest.
-local contact, token, i = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local res, status, reason = ARGV[4], ARGV[5], ARGV[6]
+-- row, all in one call. Many settles of one batch go in one call.
+-- ARGV: now ms, then per settle 11 values: contact, token, op index
+--       (1-based), result json, status, reason, dead 0|1, release 0|1,
+--       calls, retries, rateLimited
+-- Returns {completed, r...}: completed is 1 when this call completed the
+-- batch; r per settle is 0, -1 when the batch is gone, -2 when the
+-- execution no longer holds the contact (its claim expired and another
+-- took over): then only a success is kept, the truth of a call that was
+-- made; the holder decides the rest.
+local n = (#ARGV - 1) / 11
 if redis.call('EXISTS', meta) == 0 then
-  return -1
+  local out = {0}
+  for k = 1, n do
+    out[k + 1] = -1
+  end
+  return out
 end
-add_stats(ARGV[9], ARGV[10], ARGV[11])
-local entry = redis.call('HGET', plan, contact)
-if not entry then
-  return -1
-end
-local ops = parse_ops(entry)
-local mine = owner(contact) == token
-if not mine then
-  if status == 'succeeded' then
-    for _, l in ipairs(ops[i].lines) do
-      local prev = redis.call('HGET', results, l)
-      if not prev then
-        settle_lines({l}, res, status, reason)
-      else
-        local r = cjson.decode(prev)
-        if r.s == 'failed' then
-          -- Another execution gave the row up, but this call went
-          -- through: the row succeeded.
-          redis.call('HSET', results, l, res)
-          redis.call('HINCRBY', meta, 'failed', -1)
-          redis.call('HINCRBY', meta, 'succeeded', 1)
-          if r.why and r.why ~= '' then
-            redis.call('HINCRBY', errs, r.why, -1)
-          end
+
+-- stale keeps the success of an execution that no longer holds its
+-- contact.
+local function stale(lines, res)
+  for _, l in ipairs(lines) do
+    local prev = redis.call('HGET', results, l)
+    if not prev then
+      settle_lines({l}, res, 'succeeded', '')
+    else
+      local r = cjson.decode(prev)
+      if r.s == 'failed' then
+        -- Another execution gave the row up, but this call went
+        -- through: the row succeeded.
+        redis.call('HSET', results, l, res)
+        redis.call('HINCRBY', meta, 'failed', -1)
+        redis.call('HINCRBY', meta, 'succeeded', 1)
+        if r.why and r.why ~= '' then
+          redis.call('HINCRBY', errs, r.why, -1)
         end
       end
     end
-    touch(results, errs)
   end
-  return -2
 end
-settle_op(contact, ops, i, res, status, reason, ARGV[7] == '1')
-if ARGV[8] == '1' or status ~= 'succeeded' then
-  redis.call('HDEL', claims, contact)
+
+local out = {0}
+local calls, retries, limited = 0, 0, 0
+for k = 1, n do
+  local a = 1 + (k - 1) * 11
+  local contact, token, i = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local res, status, reason = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  calls = calls + tonumber(ARGV[a + 9])
+  retries = retries + tonumber(ARGV[a + 10])
+  limited = limited + tonumber(ARGV[a + 11])
+  local entry = redis.call('HGET', plan, contact)
+  if not entry then
+    out[k + 1] = -1
+  elseif owner(contact) ~= token then
+    if status == 'succeeded' then
+      stale(parse_ops(entry)[i].lines, res)
+    end
+    out[k + 1] = -2
+  else
+    settle_op(contact, parse_ops(entry), i, res, status, reason, ARGV[a + 7] == '1', false)
+    if ARGV[a + 8] == '1' or status ~= 'succeeded' then
+      redis.call('HDEL', claims, contact)
+    end
+    out[k + 1] = 0
+  end
 end
-return complete(ARGV[12])
+add_stats(calls, retries, limited)
+redis.call('HSET', meta, 'activeAt', int(clock()))
+touch(results, errs, dead)
+out[1] = complete(ARGV[1])
+return out

@@ -134,6 +134,7 @@ type Handler struct {
 	limiter Limiter
 	opts    HandlerOptions
 	watch   *watcher
+	ledger  *ledger
 	// slots holds a token per contact being applied in this process.
 	slots chan struct{}
 	// refusedIn holds, by batch, the epoch in which the CRM refused the
@@ -171,7 +172,8 @@ func NewHandler(store *jobs.Store, client *Client, limiter Limiter, opts Handler
 		opts.RetryMax = time.Minute
 	}
 	return &Handler{store: store, client: client, limiter: limiter, opts: opts, after: func(string) {},
-		watch: newWatcher(store, opts.WatchEvery, opts.Logger), slots: make(chan struct{}, opts.Concurrency)}
+		watch: newWatcher(store, opts.WatchEvery, opts.Logger), ledger: newLedger(store, opts.MaxAttempts),
+		slots: make(chan struct{}, opts.Concurrency)}
 }
 
 const (
@@ -240,7 +242,10 @@ func (h *Handler) processContact(ctx context.Context, batch, contact string) (er
 		}
 	}()
 	log := h.opts.Logger.With(slog.String("batch", batch), slog.String("contact", contact))
-	b, err := h.store.Begin(ctx, batch, contact, h.opts.MaxAttempts)
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	b, err := h.ledger.begins.call(batch, contact)
 	if err != nil {
 		return err
 	}
@@ -630,9 +635,7 @@ const ledgerTimeout = 10 * time.Second
 // settle writes op i's final result and the calls counted so far; stop
 // when the execution is over.
 func (e *execution) settle(i int, res jobs.Result, dead, release bool) (stop bool, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
-	defer cancel()
-	r, err := e.h.store.Settle(ctx, e.x, i, res, dead, release, e.st)
+	r, err := e.h.ledger.settles.call(e.x.Batch, jobs.Settlement{Exec: e.x, Op: i, Result: res, Dead: dead, Release: release, Stats: e.st})
 	if err != nil {
 		return true, err
 	}
