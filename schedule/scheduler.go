@@ -91,7 +91,7 @@ func NewScheduler(r asynq.RedisConnOpt, rdb redis.UniversalClient, cfg *Config, 
 // keeps the lock of a task it archived until the TTL ends: half a period
 // lets the next tick of a schedule whose run failed go ahead.
 func (s *Scheduler) Task(e Entry) (*asynq.Task, []asynq.Option, error) {
-	task, err := jobs.NewPlanTask(jobs.PlanPayload{Name: e.Name, Contacts: e.Contacts, Rules: e.Rules, Timezone: e.Timezone, IDFormat: s.opts.IDFormat})
+	task, err := jobs.NewPlanTask(e.Payload(s.opts.IDFormat))
 	if err != nil {
 		return nil, nil, err
 	}

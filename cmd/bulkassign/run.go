@@ -99,6 +99,13 @@ Without --redis or --redis-cluster the queue is embedded in this process.`,
 // run imports, applies and reports one file in this process; open gives
 // the input.
 func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCloser, error), opts importer.Options, format string, every time.Duration) error {
+	return a.runWith(ctx, cfg, open, opts, format, every, printSummary)
+}
+
+// runWith is run that prints the summary with summarize, which is also
+// handed the report's folder.
+func (a *app) runWith(ctx context.Context, cfg config.Config, open func() (io.ReadCloser, error), opts importer.Options, format string, every time.Duration,
+	summarize func(io.Writer, report.Summary, string) error) error {
 	log, err := newLogger(a.stderr, cfg.LogLevel)
 	if err != nil {
 		return err
@@ -138,7 +145,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	printImport(a.stderr, sum)
 	b, werr := watch(ctx, q.store, sum.BatchID, a.stderr, every)
 	w.stop()
-	return a.finish(q, cfg, b, werr, printSummary)
+	return a.finish(q, cfg, b, werr, summarize)
 }
 
 // finish writes the report of a batch that ended, or stopped, prints its
