@@ -197,9 +197,9 @@ type Preview struct {
 	// Each contact is counted once, by its Action: Unchanged (kept),
 	// Moves, New (assigned), OverCap, NoRuleKept, NoOwner and NotInCRM sum
 	// to Contacts. Moves+New is the number of rows, and of API calls.
-	Unchanged, Moves, New      int
-	OverCap, NoRuleKept        int
-	NoOwner, NotInCRM          int
+	Unchanged, Moves, New int
+	OverCap, NoRuleKept   int
+	NoOwner, NotInCRM     int
 	// Unassigned is the contacts that could not be placed:
 	// OverCap+NoRuleKept+NoOwner.
 	Unassigned int

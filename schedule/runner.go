@@ -287,8 +287,8 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 		return out, fmt.Errorf("schedule %s: write plan: %w", p.Name, err)
 	}
 	sum, err := r.imp.Import(ctx, &csv, importer.Options{
-		File:     fmt.Sprintf("schedule %s: plan of %s by %s", p.Name, p.Contacts, p.Rules),
-		Format:   importer.FormatCSV,
+		File:           fmt.Sprintf("schedule %s: plan of %s by %s", p.Name, p.Contacts, p.Rules),
+		Format:         importer.FormatCSV,
 		Name:           BatchName(p, tick),
 		IDFormat:       p.IDFormat,
 		RecordPrevious: p.RecordPrevious,
