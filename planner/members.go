@@ -69,7 +69,11 @@ func (rs *Rules) Check(members []Member) error {
 		got := strings.ToLower(strings.TrimSpace(m.ID))
 		switch {
 		case !m.Active:
-			return "", fmt.Sprintf("team member %s (id %s) is inactive: the CRM refuses to assign contacts to it; remove it or choose an active member", m.label(), m.ID)
+			who := m.label()
+			if who != m.ID {
+				who += " (id " + m.ID + ")"
+			}
+			return "", fmt.Sprintf("team member %s is inactive: the CRM refuses to assign contacts to it; remove it or choose an active member", who)
 		case !rs.ids.Valid(got):
 			return "", fmt.Sprintf("the team member list gives %s the id %q, which is not a valid id: want %s", m.label(), m.ID, rs.ids.Want())
 		}
