@@ -64,7 +64,7 @@ func (rs *Rules) Check(members []Member) error {
 				return "", fmt.Sprintf("%s is the email of %d team members: give the member's id instead", email, len(ms))
 			}
 		} else if m = byID[id]; m == nil {
-			return "", fmt.Sprintf("member %s is not among the CRM's %d team members: check the id, or remove it from the pool", id, n)
+			return "", fmt.Sprintf("member %s is not among the CRM's %d team members: check the id", id, n)
 		}
 		got := strings.ToLower(strings.TrimSpace(m.ID))
 		switch {

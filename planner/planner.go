@@ -22,14 +22,16 @@
 //  3. Keep (minimal churn): in id order, a contact whose current agent is
 //     in the pool stays with that agent while the agent is under target.
 //     Given the targets no plan keeps more contacts where they are.
-//  4. Fill: the other contacts, in id order (those currently owned by the
-//     fallback last, so that overflow leaves them where they are), go one
-//     by one to the member furthest under target: the lowest count/target
-//     (ties to the lower member id). Members thus take new contacts
-//     interleaved across the id range, not in blocks.
-//  5. What is left is the overflow: it goes to the fallback, or stays
-//     unassigned (reported, with its reason) when there is none. Contacts
-//     that match no rule go to the fallback too, or stay unassigned.
+//  4. Fill: the other contacts, in id order, go one by one to the member
+//     furthest under target: the lowest count/target (ties to the lower
+//     member id). Members thus take new contacts interleaved across the id
+//     range, not in blocks. Those that overflow best come last, so that
+//     overflow leaves them where they are: the contacts the fallback owns,
+//     or, without a fallback, every contact that has an owner.
+//  5. What is left is the overflow: it goes to the fallback, or, when
+//     there is none, keeps its owner over the cap (or stays without one),
+//     reported with its reason. Contacts that match no rule go to the
+//     fallback too, or stay as they are.
 //
 // A contact already owned by its planned member needs no call and gets no
 // row; every other planned contact gets a row with removeExistingAgents
@@ -546,11 +548,19 @@ func allocate(pool []PoolMember, targets []int, sorted []Contact, group []int, f
 			count[i]++
 		}
 	}
-	// Fill: contacts the fallback owns last, so that they are the
-	// overflow, if any, and stay where they are.
-	fill := func(fallbackOwned bool) {
+	// Fill: last the contacts that overflow best, so that they are the
+	// overflow, if any, and stay where they are: those the fallback owns,
+	// or without a fallback every contact with an owner (it keeps it, over
+	// the cap, rather than a contact without one staying without).
+	last := func(c Contact) bool {
+		if fallback != "" {
+			return c.Agent == fallback
+		}
+		return c.Agent != ""
+	}
+	fill := func(lastOnes bool) {
 		for k, ci := range group {
-			if got[k] >= 0 || (fallback != "" && sorted[ci].Agent == fallback) != fallbackOwned {
+			if got[k] >= 0 || last(sorted[ci]) != lastOnes {
 				continue
 			}
 			best := -1
