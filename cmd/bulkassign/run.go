@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -200,14 +201,34 @@ func printSummary(w io.Writer, s report.Summary, dir string) error {
 		s.BatchID, s.Status, s.Rows, s.Succeeded, s.Failed, s.Invalid, s.APICalls, s.Retries, s.RateLimited, s.DurationSeconds)
 	fmt.Fprintf(w, "report: %s\n", dir)
 	if s.RollbackUnrestorable != nil {
-		fmt.Fprintf(w, "rollback: `bulkassign run %s` restores the agents the changed contacts had before",
-			filepath.Join(dir, report.RollbackFile))
+		rollback := filepath.Join(dir, report.RollbackFile)
+		if hasRows(rollback) {
+			fmt.Fprintf(w, "rollback: `bulkassign run %s` restores the agents the changed contacts had before", rollback)
+		} else {
+			fmt.Fprint(w, "rollback: nothing to roll back: no contact the batch changed had an agent before")
+		}
 		if n := *s.RollbackUnrestorable; n > 0 {
 			fmt.Fprintf(w, "; %d contacts cannot be restored: see %s", n, report.RollbackUnrestorableFile)
 		}
 		fmt.Fprintln(w)
 	}
 	return nil
+}
+
+// hasRows reports whether the CSV file at path has a line under its header.
+func hasRows(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.FieldsPerRecord = -1
+	_, err = r.Read() // the header
+	if err == nil {
+		_, err = r.Read()
+	}
+	return err == nil
 }
 
 // printSummaryJSON writes the summary of a batch as summary.json has it,
