@@ -187,3 +187,20 @@ func TestTickRecords(t *testing.T) {
 		t.Errorf("records %+v", runs)
 	}
 }
+
+// TestLoadLiveAndRecordPrevious: the entry's options reach its ticks'
+// payload.
+func TestLoadLiveAndRecordPrevious(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(strings.NewReader("schedules:\n  - {name: n, cron: \"@daily\", contacts: c.csv, rules: r.yaml, live: true, recordPrevious: true}\n"+
+		"  - {name: m, cron: \"@daily\", contacts: c.csv, rules: r.yaml}\n"), "s.yaml", "/srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.Entries[0].Payload(jobs.IDAny); !p.Live || !p.RecordPrevious || p.IDFormat != jobs.IDAny {
+		t.Errorf("payload %+v, want live and recordPrevious", p)
+	}
+	if p := cfg.Entries[1].Payload(""); p.Live || p.RecordPrevious {
+		t.Errorf("payload %+v, want neither", p)
+	}
+}
