@@ -73,8 +73,8 @@ Rules file:
   fallback: m-triage     # no rule, or the caps are full; absent: they keep their owner
   maxShare: 0.4          # warn when one member would own more than 40% of the contacts`,
 		Example: `  bulkassign plan --contacts contacts.csv --rules territories.yaml --out plan/
-  BULKASSIGN_API_KEY=... bulkassign plan --contacts contacts.csv --rules territories.yaml --live --apply --record-previous
-  bulkassign plan --contacts contacts.csv --rules territories.yaml --apply --simulate --sim-members 7`,
+  bulkassign plan --contacts contacts.csv --rules rules.yaml --live --apply --record-previous
+  bulkassign plan --contacts contacts.csv --rules rules.yaml --apply --simulate --sim-members 7`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			switch {
