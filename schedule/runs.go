@@ -68,22 +68,22 @@ func (r *Runner) RunTick(ctx context.Context, p jobs.PlanPayload, tick time.Time
 	default:
 		rec.Outcome, rec.BatchID, rec.Rows, rec.Contacts = RunQueued, out.BatchID, out.Summary.Rows, out.Summary.Contacts
 	}
-	if rerr := r.record(ctx, rec); rerr != nil {
+	if rerr := record(ctx, r.rdb, r.opts.Namespace, rec); rerr != nil {
 		r.opts.Logger.Warn("schedule: could not record the tick", slog.String("schedule", p.Name), slog.Any("error", rerr))
 	}
 	return out, err
 }
 
-// record adds rec to its schedule's records.
-func (r *Runner) record(ctx context.Context, rec Run) error {
+// record adds rec to its schedule's records in namespace.
+func record(ctx context.Context, rdb redis.UniversalClient, namespace string, rec Run) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	key := runsKey(r.opts.Namespace, rec.Schedule)
-	_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	key := runsKey(namespace, rec.Schedule)
+	_, err = rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.LPush(ctx, key, b)
 		p.LTrim(ctx, key, 0, MaxRuns-1)
 		p.PExpire(ctx, key, tickKeyTTL)
