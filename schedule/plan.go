@@ -114,8 +114,12 @@ func MakePlan(ctx context.Context, in Inputs, crm *CRM) (*planner.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if (in.Check || in.Live || rules.NamesByEmail()) && crm == nil {
-		return nil, errors.New("plan: the CRM's API settings are needed to check the pools against its members and read its owners")
+	switch {
+	case crm != nil:
+	case in.Check || in.Live:
+		return nil, errors.New("plan: no CRM client to check the pools against its team members and read its owners")
+	case rules.NamesByEmail():
+		return nil, &planner.FileError{File: rules.File, Err: errors.New("names pool members by email: their ids come from the CRM's team-member list, which needs the API key (BULKASSIGN_API_KEY)")}
 	}
 	if in.Check || rules.NamesByEmail() {
 		members, err := crm.Members(ctx)

@@ -303,6 +303,7 @@ func TestPlanErrors(t *testing.T) {
 	olderContacts := writePlanInput(t, dir, "older.csv", []byte("contact,region\nc-1,north\n"))
 	regionRules := writePlanInput(t, dir, "region.yaml", []byte("rules:\n  - name: a\n    match: {region: n}\n    pool: [{member: "+m1+"}]\n"))
 	segmentOnly := writePlanInput(t, dir, "seg.csv", []byte("contact,segment\n"+c1+",smb\n"))
+	emailRules := writePlanInput(t, dir, "email.yaml", []byte("rules:\n  - {name: all, pool: [{member: ana@example.com}]}\n"))
 	tests := []struct {
 		name string
 		args []string
@@ -323,6 +324,7 @@ func TestPlanErrors(t *testing.T) {
 		{"--record-previous without --apply", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--record-previous"}, []string{"add --apply"}},
 		{"--apply without a key", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--apply"}, []string{"no API key", "--simulate"}},
 		{"--live without a key", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--live"}, []string{"--live: no API key", "owners read"}},
+		{"members by email without a key", []string{"--contacts", exampleContacts, "--rules", emailRules}, []string{"email.yaml", "names pool members by email", "BULKASSIGN_API_KEY"}},
 		{"--preflight without a key", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--preflight"}, []string{"--preflight: no API key"}},
 	}
 	for _, tt := range tests {
