@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/simulator"
+	"github.com/bulkassign/bulkassign/worker"
 )
 
 // applyPlan stands for the workers: it gives the setup's contacts the
@@ -202,5 +205,25 @@ func TestLoadLiveAndRecordPrevious(t *testing.T) {
 	}
 	if p := cfg.Entries[1].Payload(""); p.Live || p.RecordPrevious {
 		t.Errorf("payload %+v, want neither", p)
+	}
+}
+
+// TestLiveNoneKnown: a CRM that knows none of the contacts is more likely
+// the wrong one than right: the tick fails instead of planning nothing.
+func TestLiveNoneKnown(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	sim := simulator.New(simulator.Options{Contacts: []string{}, Members: []simulator.Member{{ID: "m-a", Active: true}, {ID: "m-b", Active: true}, {ID: "m-f", Active: true}}})
+	api := httptest.NewServer(sim)
+	t.Cleanup(api.Close)
+	c, err := worker.NewClient(worker.ClientOptions{BaseURL: api.URL, APIKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRunner(s.rdb, s.store, s.runner.imp, &CRM{Client: c, Limiter: worker.NewLocalLimiter(0, 1)}, RunnerOptions{Namespace: s.ns})
+	s.p.Live = true
+	_, err = r.Tick(context.Background(), s.p, tick0, "task-1")
+	if err == nil || !strings.Contains(err.Error(), "it has none of the 3 contacts") {
+		t.Errorf("tick against a CRM without the contacts: %v", err)
 	}
 }

@@ -57,12 +57,13 @@ func (c *CRM) Live(ctx context.Context, cs *planner.Contacts) error {
 		index[ct.ID] = i
 		ids[i] = ct.ID
 	}
-	done, failed := 0, 0
+	done, failed, missing := 0, 0, 0
 	var first []string
 	err := worker.ReadAgents(ctx, c.Client, c.Limiter, c.Read, ids, func(a worker.Agents) error {
 		done++
 		switch {
 		case errors.Is(a.Err, worker.ErrContactNotFound):
+			missing++
 			cs.SetLive(index[a.Contact], nil, true)
 		case a.Err != nil:
 			failed++
@@ -83,6 +84,11 @@ func (c *CRM) Live(ctx context.Context, cs *planner.Contacts) error {
 	if failed > 0 {
 		return fmt.Errorf("read the contacts' current agents from the CRM (--live): %d of %d contacts could not be read, so nothing is planned: %s; try again later",
 			failed, len(ids), strings.Join(first, "; "))
+	}
+	if missing == len(ids) {
+		// More likely the wrong CRM (or a path it does not have) than a
+		// whole file of contacts it does not know.
+		return fmt.Errorf("read the contacts' current agents from the CRM (--live): it has none of the %d contacts (404): check --api-url and the file", len(ids))
 	}
 	cs.Live, cs.HasAgent = true, true
 	return nil
