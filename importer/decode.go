@@ -338,7 +338,7 @@ func makeRow(ids jobs.IDFormat, line int, contact, member, email, replace value,
 		row.Reason, row.Error = missingMember(member.given, email.given)
 	case byEmail && (email.bad != "" || !validEmail(email.text)):
 		row.Reason = "invalid_member_email"
-		row.Error = fmt.Sprintf("%s %q is not an email address: write it as name@domain, without spaces", nameEmail, email.text)
+		row.Error = fmt.Sprintf("%s %q is not an email address: write it as name@domain alone, without spaces, mailto: or <...>", nameEmail, email.text)
 	case !byEmail && (member.bad != "" || !ids.Valid(m)):
 		row.Reason = "invalid_member_id"
 		row.Error = badID(ids, nameMember, member)
@@ -379,13 +379,20 @@ func missingMember(idColumn, emailColumn bool) (reason, msg string) {
 }
 
 // validEmail checks an email address loosely: one '@' with text on both
-// sides, and no spaces or control characters.
+// sides, no spaces or control characters, none of the characters that
+// only a display form or a quoted address has (<alice@corp.io>, "Alice"
+// <...>, (comment)), and no mailto: scheme.
 func validEmail(s string) bool {
 	at := strings.IndexByte(s, '@')
 	if at <= 0 || at == len(s)-1 || strings.Count(s, "@") != 1 || len(s) > 254 {
 		return false
 	}
-	return !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) })
+	if len(s) >= 7 && strings.EqualFold(s[:7], "mailto:") {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r == 0x7f || unicode.IsSpace(r) || strings.ContainsRune(`<>()[],;:"\`, r)
+	})
 }
 
 // parseBool reads a removeExistingAgents cell; empty means false.

@@ -59,16 +59,28 @@ func newResolver(opts Options) *resolver {
 }
 
 // resolve fills in row.MemberID from its email, or makes the row invalid
-// when the member is unknown, ambiguous or inactive. With preflight it
-// also checks rows given by id. It fails (with a *FileError) only when the
-// member list is needed and cannot be had.
+// when the member is unknown, ambiguous or inactive, or when the row gives
+// both an id and an email and they are not the same member's. With
+// preflight it also checks rows given by id. It fails (with a *FileError)
+// only when the member list is needed and cannot be had.
 func (rs *resolver) resolve(ctx context.Context, row *jobs.Row) error {
 	byEmail := row.MemberID == "" && row.MemberEmail != ""
-	if !row.Valid() || !byEmail && !rs.preflight {
+	both := row.MemberID != "" && row.MemberEmail != ""
+	if !row.Valid() || !byEmail && !both && !rs.preflight {
 		return nil
 	}
-	if err := rs.load(ctx, row.Line, byEmail); err != nil {
+	why := "member ids cannot be checked (preflight)"
+	switch {
+	case byEmail:
+		why = "member emails cannot be resolved"
+	case both:
+		why = "rows with both a member id and an email cannot be checked to name one member"
+	}
+	if err := rs.load(ctx, row.Line, why); err != nil {
 		return err
+	}
+	if both && rs.disagree(row) {
+		return nil
 	}
 	var m *Member
 	if byEmail {
@@ -111,15 +123,38 @@ func (rs *resolver) resolve(ctx context.Context, row *jobs.Row) error {
 	return nil
 }
 
+// disagree makes a row that gives both a member id and an email invalid
+// when they do not name the same member, and reports whether it did.
+func (rs *resolver) disagree(row *jobs.Row) bool {
+	email := strings.ToLower(strings.TrimSpace(row.MemberEmail))
+	m := rs.byID[row.MemberID]
+	if m != nil && strings.EqualFold(strings.TrimSpace(m.Email), email) {
+		return false
+	}
+	idSays := fmt.Sprintf("is not among the CRM's %d team members", rs.count)
+	if m != nil {
+		idSays = "is " + m.label()
+	}
+	emailSays := "is the email of no team member"
+	switch ms := rs.byEmail[email]; {
+	case !validEmail(email):
+		emailSays = "is not an email address"
+	case len(ms) == 1:
+		emailSays = fmt.Sprintf("is the email of %s (id %s)", ms[0].label(), ms[0].ID)
+	case len(ms) > 1:
+		emailSays = fmt.Sprintf("is the email of %d team members", len(ms))
+	}
+	row.Reason = "member_id_email_mismatch"
+	row.Error = fmt.Sprintf("%s %s %s, but %s %q %s: they must name the same member (give one of them, or correct the other)",
+		nameMember, row.MemberID, idSays, nameEmail, row.MemberEmail, emailSays)
+	return true
+}
+
 // load fetches the member list the first time a row needs it. line is
-// that row's line; byEmail says whether it needs the list for an email.
-func (rs *resolver) load(ctx context.Context, line int, byEmail bool) error {
+// that row's line; why says what cannot be done without the list.
+func (rs *resolver) load(ctx context.Context, line int, why string) error {
 	if rs.loaded {
 		return nil
-	}
-	why := "member ids cannot be checked (preflight)"
-	if byEmail {
-		why = "member emails cannot be resolved"
 	}
 	if rs.fetch == nil {
 		return &FileError{File: rs.file, Line: line, Err: fmt.Errorf("%s: %w", why, ErrNoDirectory)}

@@ -56,13 +56,16 @@ func TestDecodeMemberEmail(t *testing.T) {
 		},
 		{
 			name: "bad emails", file: "a.csv",
-			in: "aiContactId,teamMemberEmail\nc1,ann.example.com\nc2,a@b@c\nc3,an n@x.io\nc4,@x.io\nc5,\n",
+			in: "aiContactId,teamMemberEmail\nc1,ann.example.com\nc2,a@b@c\nc3,an n@x.io\nc4,@x.io\nc5,\nc6,<alice@corp.io>\nc7,mailto:alice@corp.io\nc8,MAILTO:a@x.io\n",
 			rows: []jobs.Row{
 				{Line: 2, ContactID: "c1", MemberEmail: "ann.example.com", Extra: []string{"ann.example.com"}, Reason: "invalid_member_email"},
 				{Line: 3, ContactID: "c2", MemberEmail: "a@b@c", Extra: []string{"a@b@c"}, Reason: "invalid_member_email"},
 				{Line: 4, ContactID: "c3", MemberEmail: "an n@x.io", Extra: []string{"an n@x.io"}, Reason: "invalid_member_email"},
 				{Line: 5, ContactID: "c4", MemberEmail: "@x.io", Extra: []string{"@x.io"}, Reason: "invalid_member_email"},
 				{Line: 6, ContactID: "c5", Reason: "missing_member_email", Error: "teamMemberEmail is empty: fill in the team member's email"},
+				{Line: 7, ContactID: "c6", MemberEmail: "<alice@corp.io>", Extra: []string{"<alice@corp.io>"}, Reason: "invalid_member_email"},
+				{Line: 8, ContactID: "c7", MemberEmail: "mailto:alice@corp.io", Extra: []string{"mailto:alice@corp.io"}, Reason: "invalid_member_email"},
+				{Line: 9, ContactID: "c8", MemberEmail: "MAILTO:a@x.io", Extra: []string{"MAILTO:a@x.io"}, Reason: "invalid_member_email"},
 			},
 			extras: []string{"teamMemberEmail"},
 		},
@@ -201,10 +204,18 @@ func TestResolveMembers(t *testing.T) {
 			calls: 1,
 		},
 		{
-			name: "the id wins over the email, unchecked without preflight",
-			in:   "aiContactId,teamMemberId,agent_email\nc1,m-bob,ann@example.com\nc2,,ann@example.com\n",
-			want: []want{{member: "m-bob"}, {member: "m-ann"}},
-			// only the second row needs the list
+			name: "an id and an email must name the same member",
+			in: "aiContactId,teamMemberId,agent_email\nc1,m-s1,ann@example.com\nc2,m-ann,ANN@example.com\nc3,,ann@example.com\n" +
+				"c4,m-nobody,ann@example.com\nc5,m-ann,nobody@example.com\nc6,m-ann,ann at example.com\n",
+			want: []want{
+				{member: "m-s1", reason: "member_id_email_mismatch",
+					errIn: `teamMemberId m-s1 is Sales 1 <sales@example.com>, but teamMemberEmail "ann@example.com" is the email of Ann <Ann@Example.com> (id m-ann)`},
+				{member: "m-ann"},
+				{member: "m-ann"},
+				{member: "m-nobody", reason: "member_id_email_mismatch", errIn: "m-nobody is not among the CRM's 6 team members"},
+				{member: "m-ann", reason: "member_id_email_mismatch", errIn: `"nobody@example.com" is the email of no team member`},
+				{member: "m-ann", reason: "member_id_email_mismatch", errIn: `"ann at example.com" is not an email address`},
+			},
 			calls: 1,
 		},
 		{

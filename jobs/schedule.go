@@ -30,6 +30,12 @@ type PlanPayload struct {
 	// IDFormat is the rule the files' ids must follow, the scheduler's
 	// --id-format; "" (a task queued before there was a choice) is IDUUID.
 	IDFormat IDFormat `json:"id,omitempty"`
+	// Live reads the contacts' current agents from the CRM before
+	// planning, instead of trusting the contacts file's.
+	Live bool `json:"live,omitempty"`
+	// RecordPrevious makes the batch record each contact's agents before
+	// its change, so that its report has a rollback.csv.
+	RecordPrevious bool `json:"rp,omitempty"`
 }
 
 // NewPlanTask builds the task of a schedule's tick. opts come after the

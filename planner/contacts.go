@@ -27,6 +27,12 @@ type Contact struct {
 	Agent string
 	// Line is the file line the row starts on.
 	Line int
+	// Agents are all the contact's agents when the CRM was read (SetLive)
+	// and it has more than one: the plan counts the first of them in the
+	// contact's pool as its owner, else Agent, the first.
+	Agents []string
+	// NotInCRM says a live read found no such contact: it gets no row.
+	NotInCRM bool
 }
 
 // Contacts is a contacts file: its rows and which optional columns it has.
@@ -37,6 +43,23 @@ type Contacts struct {
 	List []Contact
 	// HasRegion, HasSegment and HasAgent say which columns the file has.
 	HasRegion, HasSegment, HasAgent bool
+	// Live says the agents are the CRM's, read by SetLive, not the file's.
+	Live bool
+}
+
+// SetLive replaces the agent of the contact at index i of List with the
+// agents the CRM has for it now (lower-case ids, in the CRM's order;
+// none for a contact without one), or marks it as not in the CRM. Once
+// every contact is set, mark the file live with Live.
+func (cs *Contacts) SetLive(i int, agents []string, notInCRM bool) {
+	c := &cs.List[i]
+	c.Agent, c.Agents, c.NotInCRM = "", nil, notInCRM
+	if len(agents) > 0 {
+		c.Agent = agents[0]
+	}
+	if len(agents) > 1 {
+		c.Agents = agents
+	}
 }
 
 // contactRow is one row of a contacts file as gocsv binds it. A column's

@@ -39,7 +39,7 @@ func FuzzRules(f *testing.F) {
 				}
 				continue
 			}
-			if len(rs.Rules) == 0 || rs.MaxShare < 0 || rs.MaxShare > 1 || rs.Fallback != "" && !ids.Valid(rs.Fallback) {
+			if len(rs.Rules) == 0 || rs.MaxShare < 0 || rs.MaxShare > 1 || rs.Fallback != "" && !ids.Valid(rs.Fallback) || rs.FallbackEmail != "" && rs.Fallback != "" {
 				t.Fatalf("accepted invalid rules %+v", rs)
 			}
 			for _, r := range rs.Rules {
@@ -47,17 +47,25 @@ func FuzzRules(f *testing.F) {
 					t.Fatalf("accepted rule %+v", r)
 				}
 				for _, m := range r.Pool {
-					if !ids.Valid(m.Member) || m.Weight < 1 || m.Cap < 0 {
+					if (m.Email == "" && !ids.Valid(m.Member) || m.Email != "" && m.Member != "") || m.Weight < 1 || m.Cap < 0 {
 						t.Fatalf("accepted pool member %+v", m)
 					}
 				}
 			}
 			p, err := planner.Compute(rs, cs)
+			if rs.NamesByEmail() {
+				if err == nil {
+					t.Fatal("planned rules whose members by email were never checked")
+				}
+				continue
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Preview.Planned+p.Preview.Unassigned != len(cs.List) {
-				t.Fatalf("preview %+v does not add up", p.Preview)
+			pv := p.Preview
+			if pv.Planned+pv.Unassigned != len(cs.List) ||
+				pv.Unchanged+pv.Moves+pv.New+pv.OverCap+pv.NoRuleKept+pv.NoOwner+pv.NotInCRM != pv.Contacts {
+				t.Fatalf("preview %+v does not add up", pv)
 			}
 		}
 	})

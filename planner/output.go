@@ -64,7 +64,10 @@ func (p *Plan) WriteCSV(w io.Writer) error {
 }
 
 // WritePreview writes the plan's preview as tables for a terminal: each
-// member's counts, each rule's, the totals, and the warnings.
+// member's counts (SHARE is of AFTER), each rule's, what the plan does with
+// the contacts (each counted once, so the counts add up to them), where
+// the owners came from, and the warnings. The contacts one by one are in
+// WriteContactsCSV.
 func (p *Plan) WritePreview(w io.Writer) error {
 	pv := p.Preview
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -73,7 +76,7 @@ func (p *Plan) WritePreview(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f%%\n", m.Member, m.Before, m.After, m.In, m.Out, 100*m.Share)
 	}
 	if pv.NoOwnerBefore+pv.NoOwnerAfter > 0 {
-		fmt.Fprintf(tw, "(no owner)\t%d\t%d\t\t\t\n", pv.NoOwnerBefore, pv.NoOwnerAfter)
+		fmt.Fprintf(tw, "(no owner)\t%d\t%d\t\t\t%.1f%%\n", pv.NoOwnerBefore, pv.NoOwnerAfter, 100*pv.NoOwnerShare)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -92,16 +95,70 @@ func (p *Plan) WritePreview(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nplan: %d contacts: %d unchanged, %d move, %d new, %d unassigned; %d assignment calls\n",
-		pv.Contacts, pv.Unchanged, pv.Moves, pv.New, pv.Unassigned, len(p.Assignments))
-	for _, u := range p.Unassigned[:min(len(p.Unassigned), 10)] {
-		fmt.Fprintf(w, "unassigned: line %d: contact %s: %s\n", u.Line, u.Contact, u.Reason)
+	parts := []string{
+		fmt.Sprintf("%d kept", pv.Unchanged),
+		fmt.Sprintf("%d moved", pv.Moves),
+		fmt.Sprintf("%d assigned (had no owner)", pv.New),
 	}
-	if n := len(p.Unassigned) - 10; n > 0 {
-		fmt.Fprintf(w, "unassigned: ... and %d more\n", n)
+	for _, c := range []struct {
+		n    int
+		what string
+	}{
+		{pv.OverCap, "kept over cap (the pool is full, no fallback)"},
+		{pv.NoRuleKept, "kept (no rule matches, no fallback)"},
+		{pv.NoOwner, "left without owner (no place, no fallback)"},
+		{pv.NotInCRM, "not in the CRM (no row)"},
+	} {
+		if c.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.what))
+		}
+	}
+	fmt.Fprintf(w, "\nplan: %d contacts: %s; %d assignment calls\n", pv.Contacts, strings.Join(parts, ", "), len(p.Assignments))
+	if pv.Live {
+		fmt.Fprintln(w, "owners: read from the CRM just now (--live)")
+	} else {
+		fmt.Fprintln(w, "owners: the contacts file's, trusted as the CRM's (--live reads them from the CRM)")
 	}
 	for _, s := range p.Warnings {
 		fmt.Fprintln(w, "warning:", s)
+	}
+	return nil
+}
+
+// ContactsHeader is the header of the CSV WriteContactsCSV writes.
+var ContactsHeader = []string{"aiContactId", "line", "region", "segment", "rule", "before", "after", "action", "reason"}
+
+// contactPlanRow is one row of the CSV WriteContactsCSV writes; its tags
+// are ContactsHeader.
+type contactPlanRow struct {
+	Contact string `csv:"aiContactId"`
+	Line    int    `csv:"line"`
+	Region  text   `csv:"region"`
+	Segment text   `csv:"segment"`
+	Rule    text   `csv:"rule"`
+	Before  string `csv:"before"`
+	After   string `csv:"after"`
+	Action  Action `csv:"action"`
+	Reason  text   `csv:"reason"`
+}
+
+// WriteContactsCSV writes the full plan: every contact, in contact id
+// order, with its owner before and after, its action and why.
+func (p *Plan) WriteContactsCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	if err := gocsv.MarshalCSV([]contactPlanRow{}, cw); err != nil { // the header alone
+		return err
+	}
+	rows := make([]contactPlanRow, 0, min(len(p.Contacts), writeChunk))
+	for chunk := range slices.Chunk(p.Contacts, writeChunk) {
+		rows = rows[:0]
+		for _, c := range chunk {
+			rows = append(rows, contactPlanRow{Contact: c.Contact, Line: c.Line, Region: text(c.Region), Segment: text(c.Segment),
+				Rule: text(c.Rule), Before: c.Before, After: c.After, Action: c.Action, Reason: text(c.Reason)})
+		}
+		if err := gocsv.MarshalCSVWithoutHeaders(rows, cw); err != nil {
+			return err
+		}
 	}
 	return nil
 }

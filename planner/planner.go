@@ -22,14 +22,16 @@
 //  3. Keep (minimal churn): in id order, a contact whose current agent is
 //     in the pool stays with that agent while the agent is under target.
 //     Given the targets no plan keeps more contacts where they are.
-//  4. Fill: the other contacts, in id order (those currently owned by the
-//     fallback last, so that overflow leaves them where they are), go one
-//     by one to the member furthest under target: the lowest count/target
-//     (ties to the lower member id). Members thus take new contacts
-//     interleaved across the id range, not in blocks.
-//  5. What is left is the overflow: it goes to the fallback, or stays
-//     unassigned (reported, with its reason) when there is none. Contacts
-//     that match no rule go to the fallback too, or stay unassigned.
+//  4. Fill: the other contacts, in id order, go one by one to the member
+//     furthest under target: the lowest count/target (ties to the lower
+//     member id). Members thus take new contacts interleaved across the id
+//     range, not in blocks. Those that overflow best come last, so that
+//     overflow leaves them where they are: the contacts the fallback owns,
+//     or, without a fallback, every contact that has an owner.
+//  5. What is left is the overflow: it goes to the fallback, or, when
+//     there is none, keeps its owner over the cap (or stays without one),
+//     reported with its reason. Contacts that match no rule go to the
+//     fallback too, or stay as they are.
 //
 // A contact already owned by its planned member needs no call and gets no
 // row; every other planned contact gets a row with removeExistingAgents
@@ -120,19 +122,63 @@ type Unassigned struct {
 	Line    int
 }
 
+// Action is what the plan does with one contact. Every contact gets
+// exactly one, so the preview's counts of them add up to the contacts.
+type Action string
+
+// The actions of ContactPlan.
+const (
+	// ActionKept: the contact already has its planned owner; no row.
+	ActionKept Action = "kept"
+	// ActionMoved: the contact goes from its owner to another; a row.
+	ActionMoved Action = "moved"
+	// ActionAssigned: the contact had no owner and gets one; a row.
+	ActionAssigned Action = "assigned"
+	// ActionOverCap: every member of the rule's pool is at its cap and
+	// there is no fallback: the contact keeps its owner, over the cap; no row.
+	ActionOverCap Action = "kept-over-cap"
+	// ActionNoRule: no rule matches and there is no fallback: the contact
+	// keeps its owner; no row.
+	ActionNoRule Action = "kept-no-rule"
+	// ActionNoOwner: the contact cannot be placed (as for the two above)
+	// and has no owner, so it stays without one; no row.
+	ActionNoOwner Action = "no-owner"
+	// ActionNotInCRM: a live read found no such contact in the CRM; no row.
+	ActionNotInCRM Action = "not-in-crm"
+)
+
+// ContactPlan is the plan of one contact, whatever it is: a line of the
+// full plan (WriteContactsCSV).
+type ContactPlan struct {
+	Contact         string
+	Line            int
+	Region, Segment string
+	// Rule is the name of the rule that matched, "" for none.
+	Rule string
+	// Before is the owner now and After the owner once the plan is
+	// applied; "" for none.
+	Before, After string
+	Action        Action
+	// Reason is the row's Reason for a moved or assigned contact, or why
+	// a contact could not be placed.
+	Reason string
+}
+
 // MemberCount is one member's load before and after the plan, over the
 // contacts of the file.
 type MemberCount struct {
 	Member string
 	// Before is how many contacts the member owns now; After, once the
-	// plan is applied (an unassigned contact stays where it is).
+	// plan is applied (a contact that cannot be placed keeps its owner).
 	Before, After int
 	// In and Out are the contacts the plan gives and takes away.
 	In, Out int
-	// Planned is how many of the planned (not unassigned) contacts the
-	// member gets, and Share that count over all planned contacts.
+	// Planned is how many contacts the plan places with the member (After
+	// without the contacts it keeps only because they cannot be placed).
 	Planned int
-	Share   float64
+	// Share is After over every contact of the plan: the member's share of
+	// the book once the plan is applied.
+	Share float64
 }
 
 // RuleCount is what one rule matched and where it sent it.
@@ -150,14 +196,23 @@ type RuleCount struct {
 type Preview struct {
 	// Contacts is every contact of the file; Planned those given an owner.
 	Contacts, Planned int
-	// Unchanged already have their planned owner; Moves change owner; New
-	// had none; Unassigned could not be placed. Moves+New is the number
-	// of rows, and of API calls.
-	Unchanged, Moves, New, Unassigned int
-	// NoRule matched no rule (they went to the fallback, or are unassigned).
+	// Each contact is counted once, by its Action: Unchanged (kept),
+	// Moves, New (assigned), OverCap, NoRuleKept, NoOwner and NotInCRM sum
+	// to Contacts. Moves+New is the number of rows, and of API calls.
+	Unchanged, Moves, New int
+	OverCap, NoRuleKept   int
+	NoOwner, NotInCRM     int
+	// Unassigned is the contacts that could not be placed:
+	// OverCap+NoRuleKept+NoOwner.
+	Unassigned int
+	// NoRule matched no rule (they went to the fallback, or were not placed).
 	NoRule int
-	// NoOwnerBefore and NoOwnerAfter count contacts without an owner.
+	// NoOwnerBefore and NoOwnerAfter count contacts without an owner (those
+	// not in the CRM left out); NoOwnerShare is NoOwnerAfter's share.
 	NoOwnerBefore, NoOwnerAfter int
+	NoOwnerShare                float64
+	// Live says the owners were read from the CRM, not taken from the file.
+	Live bool
 	// Members is every member owning a contact before or after, by id.
 	Members []MemberCount
 	// Rules is each rule, in file order.
@@ -172,15 +227,21 @@ type Plan struct {
 	Assignments []Assignment
 	// Unassigned are the contacts left as they are, by contact id.
 	Unassigned []Unassigned
-	Preview    Preview
+	// Contacts is every contact's plan, by contact id.
+	Contacts []ContactPlan
+	Preview  Preview
 	// Warnings are for the operator to read before applying the plan.
 	Warnings []string
 }
 
 // Compute plans contacts under rules (see the package comment). It fails
-// only when the files do not fit together: rules matching on a column
-// the contacts file does not have.
+// only when the files do not fit together (rules matching on a column the
+// contacts file does not have) or when a pool names a member by email that
+// Check has not resolved.
 func Compute(rules *Rules, contacts *Contacts) (*Plan, error) {
+	if err := rules.resolved(); err != nil {
+		return nil, err
+	}
 	for _, r := range rules.Rules {
 		if len(r.Regions) > 0 && !contacts.HasRegion {
 			return nil, &FileError{File: contacts.File, Line: 1, Err: fmt.Errorf("no region column, and %s rule %q matches on region", rules.File, r.Name)}
@@ -192,11 +253,24 @@ func Compute(rules *Rules, contacts *Contacts) (*Plan, error) {
 	sorted := slices.Clone(contacts.List)
 	slices.SortFunc(sorted, func(a, b Contact) int { return cmp.Compare(a.ID, b.ID) })
 
-	// 1. Match.
+	// 1. Match. A contact with several agents (read live) is owned, for
+	// the plan, by the first of them in its rule's pool, else the first.
 	groups := make([][]int, len(rules.Rules)) // indices into sorted
 	var noRule []int
 	for i, c := range sorted {
-		if r := firstMatch(rules.Rules, c); r >= 0 {
+		if c.NotInCRM {
+			continue
+		}
+		r := firstMatch(rules.Rules, c)
+		if len(c.Agents) > 1 && r >= 0 {
+			for _, a := range c.Agents {
+				if inPool(rules.Rules[r].Pool, a) {
+					sorted[i].Agent = a
+					break
+				}
+			}
+		}
+		if r >= 0 {
 			groups[r] = append(groups[r], i)
 		} else {
 			noRule = append(noRule, i)
@@ -207,7 +281,7 @@ func Compute(rules *Rules, contacts *Contacts) (*Plan, error) {
 	rule := make([]int, len(sorted))     // rule index, -1 none
 	overflow := make([]bool, len(sorted))
 	why := make([]string, len(sorted)) // why a contact is unassigned
-	p := &Plan{Preview: Preview{MaxShare: rules.MaxShare}}
+	p := &Plan{Preview: Preview{MaxShare: rules.MaxShare, Live: contacts.Live}}
 
 	// 2-5. Each rule's pool.
 	for ri, r := range rules.Rules {
@@ -240,7 +314,7 @@ func Compute(rules *Rules, contacts *Contacts) (*Plan, error) {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("rule %q: the caps hold %d of its %d contacts; %d go to the fallback %s",
 				r.Name, len(g)-rc.Overflow, len(g), rc.Overflow, rules.Fallback))
 		case rc.Overflow > 0:
-			p.Warnings = append(p.Warnings, fmt.Sprintf("rule %q: the caps hold %d of its %d contacts; %d stay unassigned (no fallback)",
+			p.Warnings = append(p.Warnings, fmt.Sprintf("rule %q: the caps hold %d of its %d contacts; %d keep their owner over the caps, or stay without one (no fallback)",
 				r.Name, len(g)-rc.Overflow, len(g), rc.Overflow))
 		}
 	}
@@ -256,7 +330,7 @@ func Compute(rules *Rules, contacts *Contacts) (*Plan, error) {
 	if len(noRule) > 0 && rules.Fallback != "" {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("%d contacts match no rule: they go to the fallback %s", len(noRule), rules.Fallback))
 	} else if len(noRule) > 0 {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("%d contacts match no rule and there is no fallback: they stay unassigned", len(noRule)))
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%d contacts match no rule and there is no fallback: they keep their owner, or stay without one", len(noRule)))
 	}
 
 	// Rows and counts.
@@ -271,10 +345,17 @@ func Compute(rules *Rules, contacts *Contacts) (*Plan, error) {
 	}
 	pv := &p.Preview
 	pv.Contacts = len(sorted)
+	p.Contacts = make([]ContactPlan, 0, len(sorted))
 	for i, c := range sorted {
-		ruleName := ""
+		cp := ContactPlan{Contact: c.ID, Line: c.Line, Region: c.Region, Segment: c.Segment, Before: c.Agent}
+		if c.NotInCRM {
+			pv.NotInCRM++
+			cp.Before, cp.Action, cp.Reason = "", ActionNotInCRM, "the CRM has no such contact"
+			p.Contacts = append(p.Contacts, cp)
+			continue
+		}
 		if rule[i] >= 0 {
-			ruleName = rules.Rules[rule[i]].Name
+			cp.Rule = rules.Rules[rule[i]].Name
 		}
 		if c.Agent != "" {
 			member(c.Agent).Before++
@@ -284,24 +365,39 @@ func Compute(rules *Rules, contacts *Contacts) (*Plan, error) {
 		to := owner[i]
 		if to == "" {
 			pv.Unassigned++
-			p.Unassigned = append(p.Unassigned, Unassigned{Contact: c.ID, Agent: c.Agent, Rule: ruleName, Reason: why[i], Line: c.Line})
+			p.Unassigned = append(p.Unassigned, Unassigned{Contact: c.ID, Agent: c.Agent, Rule: cp.Rule, Reason: why[i], Line: c.Line})
+			cp.After, cp.Reason = c.Agent, why[i]
+			switch {
+			case c.Agent == "":
+				pv.NoOwner++
+				pv.NoOwnerAfter++
+				cp.Action = ActionNoOwner
+			case rule[i] < 0:
+				pv.NoRuleKept++
+				cp.Action = ActionNoRule
+			default:
+				pv.OverCap++
+				cp.Action = ActionOverCap
+			}
 			if c.Agent != "" {
 				member(c.Agent).After++
-			} else {
-				pv.NoOwnerAfter++
 			}
+			p.Contacts = append(p.Contacts, cp)
 			continue
 		}
 		pv.Planned++
 		m := member(to)
 		m.After++
 		m.Planned++
+		cp.After = to
 		if to == c.Agent {
 			pv.Unchanged++
+			cp.Action = ActionKept
+			p.Contacts = append(p.Contacts, cp)
 			continue
 		}
 		m.In++
-		a := Assignment{Contact: c.ID, Member: to, Previous: c.Agent, Rule: ruleName, Line: c.Line}
+		a := Assignment{Contact: c.ID, Member: to, Previous: c.Agent, Rule: cp.Rule, Line: c.Line}
 		switch {
 		case rule[i] < 0:
 			a.Reason = ReasonNoRule
@@ -314,26 +410,36 @@ func Compute(rules *Rules, contacts *Contacts) (*Plan, error) {
 		default:
 			a.Reason = ReasonOutsidePool
 		}
+		cp.Reason = string(a.Reason)
 		if c.Agent == "" {
 			pv.New++
+			cp.Action = ActionAssigned
 		} else {
 			pv.Moves++
+			cp.Action = ActionMoved
 			member(c.Agent).Out++
 		}
 		p.Assignments = append(p.Assignments, a)
+		p.Contacts = append(p.Contacts, cp)
 	}
+	// Shares are of the book after the plan: every contact but those the
+	// CRM does not have, so that the SHARE column sums to 100%.
+	book := pv.Contacts - pv.NotInCRM
 	for _, m := range counts {
-		if pv.Planned > 0 {
-			m.Share = float64(m.Planned) / float64(pv.Planned)
+		if book > 0 {
+			m.Share = float64(m.After) / float64(book)
 		}
 		pv.Members = append(pv.Members, *m)
+	}
+	if book > 0 {
+		pv.NoOwnerShare = float64(pv.NoOwnerAfter) / float64(book)
 	}
 	slices.SortFunc(pv.Members, func(a, b MemberCount) int { return cmp.Compare(a.Member, b.Member) })
 	if rules.MaxShare > 0 {
 		for _, m := range pv.Members {
 			if m.Share > rules.MaxShare {
-				p.Warnings = append(p.Warnings, fmt.Sprintf("member %s would own %.1f%% of the %d planned contacts (%d), above maxShare %.1f%%",
-					m.Member, 100*m.Share, pv.Planned, m.Planned, 100*rules.MaxShare))
+				p.Warnings = append(p.Warnings, fmt.Sprintf("member %s would own %.1f%% of the %d contacts (%d), above maxShare %.1f%%",
+					m.Member, 100*m.Share, book, m.After, 100*rules.MaxShare))
 			}
 		}
 	}
@@ -442,11 +548,19 @@ func allocate(pool []PoolMember, targets []int, sorted []Contact, group []int, f
 			count[i]++
 		}
 	}
-	// Fill: contacts the fallback owns last, so that they are the
-	// overflow, if any, and stay where they are.
-	fill := func(fallbackOwned bool) {
+	// Fill: last the contacts that overflow best, so that they are the
+	// overflow, if any, and stay where they are: those the fallback owns,
+	// or without a fallback every contact with an owner (it keeps it, over
+	// the cap, rather than a contact without one staying without).
+	last := func(c Contact) bool {
+		if fallback != "" {
+			return c.Agent == fallback
+		}
+		return c.Agent != ""
+	}
+	fill := func(lastOnes bool) {
 		for k, ci := range group {
-			if got[k] >= 0 || (fallback != "" && sorted[ci].Agent == fallback) != fallbackOwned {
+			if got[k] >= 0 || last(sorted[ci]) != lastOnes {
 				continue
 			}
 			best := -1

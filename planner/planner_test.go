@@ -323,7 +323,7 @@ rules:
 		if p.Preview.Unassigned != 30 || p.Preview.Planned != 130 {
 			t.Errorf("preview %+v", p.Preview)
 		}
-		if !hasWarning(p, "30 stay unassigned (no fallback)") {
+		if !hasWarning(p, "30 keep their owner over the caps, or stay without one (no fallback)") {
 			t.Errorf("warnings %q", p.Warnings)
 		}
 	})
@@ -533,7 +533,7 @@ rules:
 	}
 	for _, tt := range tests {
 		p := compute(t, mustRules(t, pool+tt.maxShare), cs)
-		got := hasWarning(p, "member m-a would own 60.0% of the 100 planned contacts (60), above maxShare")
+		got := hasWarning(p, "member m-a would own 60.0% of the 100 contacts (60), above maxShare")
 		if got != tt.warn {
 			t.Errorf("%q: warning %v, want %v; warnings %q", tt.maxShare, got, tt.warn, p.Warnings)
 		}

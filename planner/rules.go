@@ -25,9 +25,15 @@ type Rules struct {
 	// Fallback takes the contacts that match no rule and those a full pool
 	// cannot hold; "" leaves them unassigned.
 	Fallback string
-	// MaxShare, between 0 and 1, is the share of the planned contacts above
-	// which a member draws a warning; 0 means no warning.
+	// FallbackEmail is the fallback as the file names it by email, until
+	// Check resolves it into Fallback; FallbackLine is its line.
+	FallbackEmail string
+	FallbackLine  int
+	// MaxShare, between 0 and 1, is the share of the contacts a member may
+	// own after the plan before it draws a warning; 0 means no warning.
 	MaxShare float64
+
+	ids jobs.IDFormat // the rule of member ids, for Check
 }
 
 // Rule maps the contacts it matches to a pool of members.
@@ -41,12 +47,20 @@ type Rule struct {
 	Regions, Segments []string
 	// Pool is the members that share the rule's contacts, in file order.
 	Pool []PoolMember
+
+	label string // `rule 2 "north"`, for messages
 }
 
 // PoolMember is one member of a rule's pool.
 type PoolMember struct {
-	// Member is the team member id, lower-case.
+	// Member is the team member id, lower-case. A member the file names by
+	// email has it once Check has found the email in the member list.
 	Member string
+	// Email is the member's email, lower-case, when the file names the
+	// member by email ("" when by id).
+	Email string
+	// Line is the pool entry's line in the rules file.
+	Line int
 	// Weight is the member's relative share of the rule's contacts (1 or more).
 	Weight int
 	// Cap bounds how many of this rule's contacts the member gets; 0 means
@@ -158,7 +172,13 @@ func ParseRules(r io.Reader, file string, ids jobs.IDFormat) (*Rules, error) {
 	var root yaml.Node
 	_ = yaml.Unmarshal(data, &root) // decoded above already: only for line numbers
 	ruleLines, poolLines := lines(&root)
-	return validate(name, ids, raw, ruleLines, poolLines)
+	rs, err := validate(name, ids, raw, ruleLines, poolLines)
+	if rs != nil && root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		if n := mapValue(root.Content[0], "fallback"); n != nil {
+			rs.FallbackLine = n.Line
+		}
+	}
+	return rs, err
 }
 
 // decodeYAML decodes the next document, and turns a panic of the YAML
@@ -241,10 +261,16 @@ func validate(name string, ids jobs.IDFormat, raw rulesYAML, ruleLines []int, po
 	fail := func(line int, rule string, format string, args ...any) {
 		errs = append(errs, &FileError{File: name, Line: line, Rule: rule, Err: fmt.Errorf(format, args...)})
 	}
-	rs := &Rules{File: name}
+	rs := &Rules{File: name, ids: ids}
 
 	rs.Fallback = strings.ToLower(strings.TrimSpace(raw.Fallback))
-	if raw.Fallback != "" && !ids.Valid(rs.Fallback) {
+	switch {
+	case strings.Contains(rs.Fallback, "@"):
+		rs.FallbackEmail, rs.Fallback = rs.Fallback, ""
+		if why := badEmail(rs.FallbackEmail); why != "" {
+			fail(0, "", "fallback %q is not an email address: %s", clip(raw.Fallback), why)
+		}
+	case raw.Fallback != "" && !ids.Valid(rs.Fallback):
 		fail(0, "", "fallback %q is not a valid member id: want %s", clip(raw.Fallback), ids.Want())
 	}
 	if raw.MaxShare != nil {
@@ -300,18 +326,24 @@ func validate(name string, ids jobs.IDFormat, raw rulesYAML, ruleLines []int, po
 				pline = line
 			}
 			where := fmt.Sprintf("pool entry %d", j+1)
-			m := PoolMember{Member: strings.ToLower(strings.TrimSpace(py.Member)), Weight: 1}
+			m := PoolMember{Member: strings.ToLower(strings.TrimSpace(py.Member)), Weight: 1, Line: pline}
+			if strings.Contains(m.Member, "@") {
+				m.Email, m.Member = m.Member, ""
+			}
 			switch {
 			case py.Member == "":
-				fail(pline, label, "%s: no member id", where)
-			case !ids.Valid(m.Member):
+				fail(pline, label, "%s: no member id or email", where)
+			case m.Email != "" && badEmail(m.Email) != "":
+				fail(pline, label, "%s: member %q is not an email address: %s", where, clip(py.Member), badEmail(m.Email))
+			case m.Email == "" && !ids.Valid(m.Member):
 				fail(pline, label, "%s: member %q is not a valid id: want %s", where, clip(py.Member), ids.Want())
 			default:
-				where = fmt.Sprintf("member %s", m.Member)
-				if prev, dup := seen[m.Member]; dup {
+				key := m.Member + m.Email
+				where = fmt.Sprintf("member %s", key)
+				if prev, dup := seen[key]; dup {
 					fail(pline, label, "%s is in the pool twice (entries %d and %d)", where, prev, j+1)
 				}
-				seen[m.Member] = j + 1
+				seen[key] = j + 1
 			}
 			if py.Weight != nil {
 				w := *py.Weight
@@ -331,6 +363,7 @@ func validate(name string, ids jobs.IDFormat, raw rulesYAML, ruleLines []int, po
 			}
 			r.Pool = append(r.Pool, m)
 		}
+		r.label = label
 		rs.Rules = append(rs.Rules, r)
 	}
 	if len(errs) > 0 {

@@ -37,13 +37,14 @@ maxShare: 0.4
 		File: "territories.yaml",
 		Rules: []planner.Rule{
 			{Name: "North Enterprise", Line: 3, Regions: []string{"north", "north-east"}, Segments: []string{"enterprise"},
-				Pool: []planner.PoolMember{{Member: "m-ana", Weight: 2, Cap: 500}, {Member: "m-ben", Weight: 1}}},
-			{Name: "rest", Line: 10, Pool: []planner.PoolMember{{Member: "m-carla", Weight: 1}}},
+				Pool: []planner.PoolMember{{Member: "m-ana", Weight: 2, Cap: 500, Line: 8}, {Member: "m-ben", Weight: 1, Line: 9}}},
+			{Name: "rest", Line: 10, Pool: []planner.PoolMember{{Member: "m-carla", Weight: 1, Line: 12}}},
 		},
-		Fallback: "m-triage",
-		MaxShare: 0.4,
+		Fallback:     "m-triage",
+		FallbackLine: 13,
+		MaxShare:     0.4,
 	}
-	if !reflect.DeepEqual(got, want) {
+	if got := exported(got); !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
 }
@@ -130,4 +131,13 @@ func TestParseRulesAllProblems(t *testing.T) {
 			t.Errorf("message %q does not have %q", err, w)
 		}
 	}
+}
+
+// exported is rs without its unexported fields, for comparing.
+func exported(rs *planner.Rules) *planner.Rules {
+	out := &planner.Rules{File: rs.File, Fallback: rs.Fallback, FallbackEmail: rs.FallbackEmail, FallbackLine: rs.FallbackLine, MaxShare: rs.MaxShare}
+	for _, r := range rs.Rules {
+		out.Rules = append(out.Rules, planner.Rule{Name: r.Name, Line: r.Line, Regions: r.Regions, Segments: r.Segments, Pool: r.Pool})
+	}
+	return out
 }

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 )
@@ -36,8 +37,20 @@ type Entry struct {
 	Contacts, Rules string
 	// Timezone is the IANA zone Cron is read in; "" is UTC.
 	Timezone string
+	// Live reads the contacts' current agents from the CRM at each tick
+	// instead of trusting the contacts file's.
+	Live bool
+	// RecordPrevious gives each tick's batch a rollback.csv in its report.
+	RecordPrevious bool
 	// Line is where the entry starts in the file.
 	Line int
+}
+
+// Payload is the task payload of the entry's ticks; ids is the rule of
+// its files' ids.
+func (e Entry) Payload(ids jobs.IDFormat) jobs.PlanPayload {
+	return jobs.PlanPayload{Name: e.Name, Contacts: e.Contacts, Rules: e.Rules, Timezone: e.Timezone, IDFormat: ids,
+		Live: e.Live, RecordPrevious: e.RecordPrevious}
 }
 
 // Spec is the cron spec as asynq's Scheduler (robfig/cron) takes it, with
@@ -119,6 +132,9 @@ type entryYAML struct {
 	Contacts string `yaml:"contacts"`
 	Rules    string `yaml:"rules"`
 	Timezone string `yaml:"timezone"`
+	Live     bool   `yaml:"live"`
+	// RecordPrevious is the schedule's --record-previous.
+	RecordPrevious bool `yaml:"recordPrevious"`
 }
 
 // LoadFile reads and validates the schedule file at path. Relative
@@ -181,7 +197,7 @@ func Load(r io.Reader, file, dir string) (*Config, error) {
 		fail := func(format string, args ...any) {
 			errs = append(errs, &ConfigError{File: file, Line: line, Entry: label, Err: fmt.Errorf(format, args...)})
 		}
-		e := Entry{Name: y.Name, Cron: y.Cron, Timezone: y.Timezone, Line: line}
+		e := Entry{Name: y.Name, Cron: y.Cron, Timezone: y.Timezone, Live: y.Live, RecordPrevious: y.RecordPrevious, Line: line}
 		switch {
 		case y.Name == "":
 			fail("no name")
@@ -237,7 +253,7 @@ var (
 	)
 )
 
-const fieldsHint = "(a schedule file has schedules; an entry has name, cron, contacts, rules and timezone)"
+const fieldsHint = "(a schedule file has schedules; an entry has name, cron, contacts, rules, timezone, live and recordPrevious)"
 
 // yamlError turns the YAML library's error into one *ConfigError per
 // problem, naming the entry it is in and without Go type names.

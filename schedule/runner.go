@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/planner"
+	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -42,18 +44,20 @@ type RunnerOptions struct {
 }
 
 // Runner runs ticks: it claims the tick and the schedule, plans, and
-// imports the plan as a batch. As an asynq.Handler it runs the TypePlan
-// tasks the scheduler queues.
+// imports the plan as a batch, and records what each tick did (Runs). As
+// an asynq.Handler it runs the TypePlan tasks the scheduler queues.
 type Runner struct {
 	rdb   redis.UniversalClient
 	store *jobs.Store
 	imp   *importer.Importer
+	crm   *CRM
 	opts  RunnerOptions
 }
 
-// NewRunner returns a Runner that keeps its locks in rdb, reads batch
-// statuses from store and queues batches through imp.
-func NewRunner(rdb redis.UniversalClient, store *jobs.Store, imp *importer.Importer, opts RunnerOptions) *Runner {
+// NewRunner returns a Runner that keeps its locks and records in rdb,
+// reads batch statuses from store, checks every tick's pools against (and
+// reads live owners from) crm, and queues batches through imp.
+func NewRunner(rdb redis.UniversalClient, store *jobs.Store, imp *importer.Importer, crm *CRM, opts RunnerOptions) *Runner {
 	if opts.Namespace == "" {
 		opts.Namespace = "bulkassign"
 	}
@@ -72,7 +76,7 @@ func NewRunner(rdb redis.UniversalClient, store *jobs.Store, imp *importer.Impor
 	if opts.TickWait <= 0 {
 		opts.TickWait = 5 * time.Second
 	}
-	return &Runner{rdb: rdb, store: store, imp: imp, opts: opts}
+	return &Runner{rdb: rdb, store: store, imp: imp, crm: crm, opts: opts}
 }
 
 // Redis keys, all under the namespace:
@@ -146,11 +150,31 @@ type Outcome struct {
 	// Summary is the import's summary when a batch was queued.
 	Summary importer.Summary
 	// Skipped says why no batch was queued: the tick was run already, the
-	// previous run is still going, or the plan changes nothing.
-	Skipped string
+	// previous run is still going or is paused, or the plan changes
+	// nothing. SkipCode says it for a program (the Skip* constants).
+	Skipped  string
+	SkipCode string
 	// Warnings are the plan's warnings (a member over maxShare, ...).
 	Warnings []string
 }
+
+// Why a tick queued no batch: Outcome.SkipCode and Run.Code.
+const (
+	// SkipDuplicate: another scheduler or delivery ran this tick, or a
+	// later one ran already.
+	SkipDuplicate = "duplicate"
+	// SkipRunning: the previous run's batch is still running (or its tick
+	// still planning).
+	SkipRunning = "previous-running"
+	// SkipPaused: the previous run's batch is paused; nothing runs until
+	// it is resumed or cancelled.
+	SkipPaused = "previous-paused"
+	// SkipRefused: the previous run's batch was paused because the CRM
+	// refused the API key.
+	SkipRefused = "previous-refused"
+	// SkipNothing: every contact already has its planned owner.
+	SkipNothing = "nothing-to-change"
+)
 
 // run is a parsed value of the running key.
 type run struct {
@@ -198,10 +222,10 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 		switch res[0] {
 		case "ok":
 		case "stale":
-			out.Skipped = fmt.Sprintf("a later tick (%s) ran already", tickTime(res[1]))
+			out.Skipped, out.SkipCode = fmt.Sprintf("a later tick (%s) ran already", tickTime(res[1])), SkipDuplicate
 			return out, nil
 		case "duplicate":
-			out.Skipped = "this tick ran already (another scheduler or delivery claimed it)"
+			out.Skipped, out.SkipCode = "this tick ran already (another scheduler or delivery claimed it)", SkipDuplicate
 			return out, nil
 		case "busy":
 			held := parseRun(res[1])
@@ -212,16 +236,16 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 				}
 				break // a retry of a claim of ours that did not get as far
 			}
-			free, why, err := r.finished(ctx, held)
+			free, code, why, err := r.finished(ctx, held)
 			if err != nil {
 				return out, fmt.Errorf("schedule %s: %w", p.Name, err)
 			}
 			if !free {
-				out.Skipped = why
+				out.Skipped, out.SkipCode = why, code
 				return out, nil
 			}
 			if attempt > 0 {
-				out.Skipped = "another tick took the schedule first"
+				out.Skipped, out.SkipCode = "another tick took the schedule first", SkipDuplicate
 				return out, nil
 			}
 			if _, err := swapScript.Run(ctx, r.rdb, []string{r.runningKey(p.Name)}, res[1], "", 0).Result(); err != nil {
@@ -243,7 +267,7 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 				slog.String("schedule", p.Name), slog.Any("error", err))
 		}
 	}
-	plan, err := r.plan(p)
+	plan, err := r.plan(ctx, p)
 	if err != nil {
 		release()
 		return out, err
@@ -251,7 +275,10 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 	out.Warnings = plan.Warnings
 	if len(plan.Assignments) == 0 {
 		release()
-		out.Skipped = "nothing to change: every contact already has its planned owner"
+		out.Skipped, out.SkipCode = "nothing to change: every contact already has its planned owner", SkipNothing
+		if !p.Live {
+			out.Skipped += " (by the contacts file's owners; live: true reads them from the CRM)"
+		}
 		return out, nil
 	}
 	var csv bytes.Buffer
@@ -260,10 +287,11 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 		return out, fmt.Errorf("schedule %s: write plan: %w", p.Name, err)
 	}
 	sum, err := r.imp.Import(ctx, &csv, importer.Options{
-		File:     fmt.Sprintf("schedule %s: plan of %s by %s", p.Name, p.Contacts, p.Rules),
-		Format:   importer.FormatCSV,
-		Name:     BatchName(p, tick),
-		IDFormat: p.IDFormat,
+		File:           fmt.Sprintf("schedule %s: plan of %s by %s", p.Name, p.Contacts, p.Rules),
+		Format:         importer.FormatCSV,
+		Name:           BatchName(p, tick),
+		IDFormat:       p.IDFormat,
+		RecordPrevious: p.RecordPrevious,
 	})
 	if err != nil {
 		release()
@@ -287,45 +315,51 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 }
 
 // finished reports whether the run holding a schedule is over: its batch
-// is finished or gone. why says what holds it when it is not.
-func (r *Runner) finished(ctx context.Context, held run) (bool, string, error) {
+// is finished or gone. code and why say what holds it when it is not.
+func (r *Runner) finished(ctx context.Context, held run) (free bool, code, why string, err error) {
 	if held.batch == "" {
-		return false, fmt.Sprintf("the run of tick %s is still planning or importing", time.Unix(held.tick, 0).UTC().Format(time.RFC3339)), nil
+		return false, SkipRunning, fmt.Sprintf("the run of tick %s is still planning or importing", time.Unix(held.tick, 0).UTC().Format(time.RFC3339)), nil
 	}
 	b, err := r.store.Get(ctx, held.batch)
 	if errors.Is(err, jobs.ErrNotFound) {
-		return true, "", nil
+		return true, "", "", nil
 	}
 	if err != nil {
-		return false, "", fmt.Errorf("read the previous run's batch %s: %w", held.batch, err)
+		return false, "", "", fmt.Errorf("read the previous run's batch %s: %w", held.batch, err)
 	}
-	if jobs.Finished(b.Status) {
-		return true, "", nil
+	switch {
+	case jobs.Finished(b.Status):
+		return true, "", "", nil
+	case b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized:
+		return false, SkipRefused, fmt.Sprintf("the previous run, batch %s, is paused because the CRM refused the API key (%s): fix the workers' key, then `bulkassign resume %s` (or cancel it); no tick runs until then",
+			b.ID, b.PauseReason, b.ID), nil
+	case b.Status == jobs.BatchPaused:
+		return false, SkipPaused, fmt.Sprintf("the previous run, batch %s, is paused (%d/%d rows done): `bulkassign resume %s` or cancel it; no tick runs until then",
+			b.ID, b.Done(), b.Rows, b.ID), nil
 	}
-	return false, fmt.Sprintf("the previous run, batch %s, is still %s (%d/%d rows done)", b.ID, b.Status, b.Done(), b.Rows), nil
+	return false, SkipRunning, fmt.Sprintf("the previous run, batch %s, is still %s (%d/%d rows done)", b.ID, b.Status, b.Done(), b.Rows), nil
 }
 
-// plan reads p's files and computes the plan.
-func (r *Runner) plan(p jobs.PlanPayload) (*planner.Plan, error) {
-	rf, err := os.Open(p.Rules)
-	if err != nil {
-		return nil, fmt.Errorf("schedule %s: rules: %w", p.Name, err)
+// plan reads p's files, checks the pools against the CRM's members, reads
+// the live owners if p asks for them, and computes the plan.
+func (r *Runner) plan(ctx context.Context, p jobs.PlanPayload) (*planner.Plan, error) {
+	open := func(what, path string) func() (io.ReadCloser, error) {
+		return func() (io.ReadCloser, error) {
+			f, err := os.Open(path)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+			return f, nil
+		}
 	}
-	defer rf.Close()
-	rules, err := planner.ParseRules(rf, p.Rules, p.IDFormat)
-	if err != nil {
-		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
+	if r.crm == nil {
+		return nil, fmt.Errorf("schedule %s: no CRM client to check the pools against its team members", p.Name)
 	}
-	cf, err := os.Open(p.Contacts)
-	if err != nil {
-		return nil, fmt.Errorf("schedule %s: contacts: %w", p.Name, err)
-	}
-	defer cf.Close()
-	cs, err := planner.ReadContacts(cf, p.Contacts, p.IDFormat)
-	if err != nil {
-		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
-	}
-	plan, err := planner.Compute(rules, cs)
+	plan, err := MakePlan(ctx, Inputs{
+		Contacts: p.Contacts, Rules: p.Rules,
+		OpenContacts: open("contacts", p.Contacts), OpenRules: open("rules", p.Rules),
+		IDFormat: p.IDFormat, Live: p.Live, Check: true,
+	}, r.crm)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
 	}
@@ -364,7 +398,9 @@ func (r *Runner) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	id, _ := asynq.GetTaskID(ctx)
 	tick := r.taskTick(ctx, p, id)
-	out, err := r.Tick(ctx, p, tick, id)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	out, err := r.RunTick(ctx, p, tick, id, retried >= maxRetry)
 	log := r.opts.Logger.With(slog.String("schedule", p.Name), slog.Time("tick", out.Tick))
 	if err != nil {
 		if permanent(err) {
@@ -377,7 +413,13 @@ func (r *Runner) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	for _, w := range out.Warnings {
 		log.Warn("plan warning", slog.String("warning", w))
 	}
-	if out.Skipped != "" {
+	switch out.SkipCode {
+	case "":
+	case SkipPaused, SkipRefused:
+		// Every tick until someone acts is skipped: say it loudly.
+		log.Error("scheduled run skipped: the schedule is stalled", slog.String("reason", out.Skipped))
+		return nil
+	default:
 		log.Info("scheduled run skipped", slog.String("reason", out.Skipped))
 		return nil
 	}
@@ -409,10 +451,11 @@ func (r *Runner) taskTick(ctx context.Context, p jobs.PlanPayload, id string) ti
 	}
 }
 
-// permanent reports whether a tick's error is in its files, not in Redis.
+// permanent reports whether a tick's error is in its files or the key, not
+// in Redis or the network.
 func permanent(err error) bool {
 	var pe *planner.FileError
 	var ie *importer.FileError
 	return errors.As(err, &pe) || errors.As(err, &ie) ||
-		errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
+		errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, worker.ErrUnauthorized)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/internal/redistest"
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/simulator"
+	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -84,6 +87,8 @@ type setup struct {
 	runner *Runner
 	p      jobs.PlanPayload
 	ns     string
+	sim    *simulator.Simulator // the CRM: members m-a, m-b, m-f and m-x
+	dir    string
 }
 
 func newSetup(t *testing.T) *setup {
@@ -113,8 +118,19 @@ func newSetupOn(t *testing.T, tp redistest.Topology) *setup {
 		Rules:    write("rules.yaml", "rules:\n  - {name: north, match: {region: north}, pool: [{member: m-a}, {member: m-b}]}\nfallback: m-f\n"),
 		IDFormat: jobs.IDAny, // the files' ids are of the older form
 	}
-	r := NewRunner(rdb, store, importer.New(store, client, ns), RunnerOptions{Namespace: ns})
-	return &setup{rdb: rdb, store: store, runner: r, p: p, ns: ns}
+	sim := simulator.New(simulator.Options{Members: []simulator.Member{
+		{ID: "m-a", Email: "ana@example.com", Active: true}, {ID: "m-b", Email: "ben@example.com", Active: true},
+		{ID: "m-f", Active: true}, {ID: "m-x", Active: true}, {ID: "m-gone", Active: false},
+	}})
+	api := httptest.NewServer(sim)
+	t.Cleanup(api.Close)
+	c, err := worker.NewClient(worker.ClientOptions{BaseURL: api.URL, APIKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crm := &CRM{Client: c, Limiter: worker.NewLocalLimiter(0, 1)}
+	r := NewRunner(rdb, store, importer.New(store, client, ns), crm, RunnerOptions{Namespace: ns})
+	return &setup{rdb: rdb, store: store, runner: r, p: p, ns: ns, sim: sim, dir: dir}
 }
 
 func (s *setup) batchIDs(t *testing.T) []string {

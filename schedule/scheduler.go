@@ -91,7 +91,7 @@ func NewScheduler(r asynq.RedisConnOpt, rdb redis.UniversalClient, cfg *Config, 
 // keeps the lock of a task it archived until the TTL ends: half a period
 // lets the next tick of a schedule whose run failed go ahead.
 func (s *Scheduler) Task(e Entry) (*asynq.Task, []asynq.Option, error) {
-	task, err := jobs.NewPlanTask(jobs.PlanPayload{Name: e.Name, Contacts: e.Contacts, Rules: e.Rules, Timezone: e.Timezone, IDFormat: s.opts.IDFormat})
+	task, err := jobs.NewPlanTask(e.Payload(s.opts.IDFormat))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,18 +134,30 @@ func (s *Scheduler) enqueued(info *asynq.TaskInfo, err error) {
 	log.Info("tick queued", slog.String("task_id", info.ID))
 }
 
-// notEnqueued is asynq's EnqueueErrorHandler.
+// notEnqueued is asynq's EnqueueErrorHandler. A tick that could not be
+// queued is recorded as failed. One dropped as a duplicate is only logged:
+// it is this tick queued by another scheduler, whose run records it, or
+// the schedule's previous task still queued or running, whose run does;
+// which of the two asynq does not say.
 func (s *Scheduler) notEnqueued(task *asynq.Task, _ []asynq.Option, err error) {
 	name := ""
 	if p, perr := jobs.ParsePlanPayload(task.Payload()); perr == nil {
 		name = p.Name
 	}
-	log := s.opts.Logger.With(slog.String("schedule", name), slog.Time("tick", s.opts.Now().Truncate(time.Second)))
+	now := s.opts.Now()
+	log := s.opts.Logger.With(slog.String("schedule", name), slog.Time("tick", now.Truncate(time.Second)))
 	if errors.Is(err, asynq.ErrDuplicateTask) {
 		log.Info("tick skipped: this schedule's previous task is still queued or running (or another scheduler queued this tick)")
 		return
 	}
 	log.Error("tick lost: could not queue its task", slog.Any("error", err))
+	if name == "" {
+		return
+	}
+	rec := Run{Schedule: name, Tick: now.Truncate(time.Second), At: now, Outcome: RunFailed, Reason: fmt.Sprintf("could not queue the tick's task: %v", err)}
+	if rerr := record(context.Background(), s.rdb, s.opts.Namespace, rec); rerr != nil {
+		log.Warn("could not record the tick", slog.Any("error", rerr))
+	}
 }
 
 // RecordTick records that the task with id stands for tick, for the

@@ -33,26 +33,6 @@ func (s *Simulator) registerContactControls(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE "+ContactAgentsPattern+"/{member}", s.handleAgentControl)
 }
 
-// SetAgents gives contact exactly agents (ids compared case-insensitively,
-// kept in order, repeats dropped); none clears them.
-func (s *Simulator) SetAgents(contact string, agents []string) {
-	contact = strings.ToLower(contact)
-	ids := make([]string, 0, len(agents))
-	for _, a := range agents {
-		if a = strings.ToLower(a); !slices.Contains(ids, a) {
-			ids = append(ids, a)
-		}
-	}
-	sh := &s.shards[shardOf(contact)]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if len(ids) == 0 {
-		delete(sh.contacts, contact)
-		return
-	}
-	sh.contacts[contact] = &contactState{agents: ids}
-}
-
 // RemoveAgent takes member off contact's agents, if it is one of them.
 func (s *Simulator) RemoveAgent(contact, member string) {
 	contact, member = strings.ToLower(contact), strings.ToLower(member)
@@ -84,7 +64,7 @@ func (s *Simulator) handleSetAgents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.SetAgents(contact, agents)
+	s.SetAgents(contact, agents...)
 	s.handleInfo(w, r)
 }
 

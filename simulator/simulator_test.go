@@ -646,3 +646,19 @@ type discardWriter struct{ h http.Header }
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(int)             {}
+
+func TestSetAgents(t *testing.T) {
+	t.Parallel()
+	s := simulator.New(simulator.Options{})
+	s.SetAgents("C-1", "M-A", "m-b", "m-a")
+	if got := s.Agents("c-1"); !slices.Equal(got, []string{"m-a", "m-b"}) {
+		t.Errorf("agents %v, want [m-a m-b]", got)
+	}
+	s.SetAgents("c-1")
+	if got := s.Agents("c-1"); got != nil {
+		t.Errorf("agents %v after removing them all, want none", got)
+	}
+	if n := s.Stats().Requests; n != 0 {
+		t.Errorf("%d requests counted, want none", n)
+	}
+}

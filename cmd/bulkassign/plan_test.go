@@ -191,11 +191,12 @@ func TestPlanEndToEnd(t *testing.T) {
 	data, before := planContacts(1, 3000)
 	contacts := writePlanInput(t, dir, "contacts.csv", data)
 	rules := writePlanInput(t, dir, "territories.yaml", []byte(planRules))
-	sim, url := startSim(t, simulator.Options{})
+	sim, url := startSim(t, simulator.Options{Members: simulator.GenerateMembers(7)})
 	seedSim(t, url, before)
 
-	planFile := filepath.Join(dir, "plan.csv")
-	res := runCLI(t, nil, "plan", "--contacts", contacts, "--rules", rules, "--out", planFile)
+	out := filepath.Join(dir, "plan")
+	planFile := filepath.Join(out, "plan.csv")
+	res := runCLI(t, nil, "plan", "--contacts", contacts, "--rules", rules, "--out", out)
 	if res.code != exitOK {
 		t.Fatalf("plan: exit %d (%v)\n%s", res.code, res.err, res.stderr)
 	}
@@ -242,19 +243,19 @@ func TestPlanEndToEnd(t *testing.T) {
 		f := strings.Split(line, ",")
 		fmt.Fprintf(&now, "%s,%s,%s,%s\n", f[0], f[1], f[2], owners[f[0]])
 	}
-	calls := sim.Stats().Requests
-	res = runCLI(t, nil, "plan", "--apply", "--api-url", url, "--api-key", "k", "--report-dir", t.TempDir(),
+	calls := sim.Stats().Assigned
+	res = runCLI(t, nil, "plan", "--apply", "--api-url", url, "--api-key", "k", "--out", t.TempDir(),
 		"--contacts", writePlanInput(t, dir, "now.csv", now.Bytes()), "--rules", rules)
 	if res.code != exitOK || !strings.Contains(res.stderr, "nothing to apply") {
 		t.Errorf("re-plan: exit %d (%v), want 0 and nothing to apply\n%s", res.code, res.err, res.stderr)
 	}
-	if n := sim.Stats().Requests - calls; n != 0 {
-		t.Errorf("re-plan made %d calls, want none", n)
+	if n := sim.Stats().Assigned - calls; n != 0 {
+		t.Errorf("re-plan made %d assignments, want none", n)
 	}
 }
 
-// TestPlanOutput: the CSV goes to stdout or to --out, byte for byte the
-// same every time; the preview goes to stderr.
+// TestPlanOutput: the CSV goes to stdout or to --out DIR, byte for byte
+// the same every time; the preview goes to stderr.
 func TestPlanOutput(t *testing.T) {
 	t.Parallel()
 	first := runCLI(t, nil, "plan", "--contacts", exampleContacts, "--rules", exampleRules)
@@ -275,12 +276,12 @@ func TestPlanOutput(t *testing.T) {
 	if again := runCLI(t, nil, "plan", "--contacts", exampleContacts, "--rules", exampleRules); again.stdout != first.stdout || again.stderr != first.stderr {
 		t.Error("a second plan of the same files differs")
 	}
-	out := filepath.Join(t.TempDir(), "assignments.csv")
+	out := filepath.Join(t.TempDir(), "plan")
 	res := runCLI(t, nil, "plan", "--contacts", exampleContacts, "--rules", exampleRules, "--out", out)
 	if res.code != exitOK || res.stdout != "" {
 		t.Fatalf("--out: exit %d (%v), stdout %q", res.code, res.err, res.stdout)
 	}
-	if b, err := os.ReadFile(out); err != nil || string(b) != first.stdout {
+	if b, err := os.ReadFile(filepath.Join(out, "plan.csv")); err != nil || string(b) != first.stdout {
 		t.Errorf("--out file differs from stdout (%v)", err)
 	}
 	// Contacts from stdin.
@@ -302,6 +303,7 @@ func TestPlanErrors(t *testing.T) {
 	olderContacts := writePlanInput(t, dir, "older.csv", []byte("contact,region\nc-1,north\n"))
 	regionRules := writePlanInput(t, dir, "region.yaml", []byte("rules:\n  - name: a\n    match: {region: n}\n    pool: [{member: "+m1+"}]\n"))
 	segmentOnly := writePlanInput(t, dir, "seg.csv", []byte("contact,segment\n"+c1+",smb\n"))
+	emailRules := writePlanInput(t, dir, "email.yaml", []byte("rules:\n  - {name: all, pool: [{member: ana@example.com}]}\n"))
 	tests := []struct {
 		name string
 		args []string
@@ -318,9 +320,12 @@ func TestPlanErrors(t *testing.T) {
 			[]string{"older.csv", "line 2", `contact id "c-1" is not a valid id: want a UUID`, "--id-format any"}},
 		{"a bad --id-format", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--id-format", "guid"}, []string{"--id-format", "want uuid (the default) or any"}},
 		{"column the rules need", []string{"--contacts", segmentOnly, "--rules", regionRules}, []string{"seg.csv", "no region column"}},
-		{"--out a folder", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--out", dir}, []string{"is a folder"}},
-		{"--simulate without --apply", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--simulate"}, []string{"--apply"}},
+		{"--out a file", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--out", filepath.Join(dir, "plan.csv")}, []string{"--out is a folder, as for run"}},
+		{"--record-previous without --apply", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--record-previous"}, []string{"add --apply"}},
 		{"--apply without a key", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--apply"}, []string{"no API key", "--simulate"}},
+		{"--live without a key", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--live"}, []string{"--live: no API key", "owners read"}},
+		{"members by email without a key", []string{"--contacts", exampleContacts, "--rules", emailRules}, []string{"email.yaml", "names pool members by email", "BULKASSIGN_API_KEY"}},
+		{"--preflight without a key", []string{"--contacts", exampleContacts, "--rules", exampleRules, "--preflight"}, []string{"--preflight: no API key"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -356,7 +361,8 @@ func TestPlanIDFormatAny(t *testing.T) {
 		t.Errorf("plan:\n%s\nwant it to end with\n%s", res.stdout, want)
 	}
 	out := t.TempDir()
-	args := append([]string{"plan", "--apply", "--simulate", "--contacts", contacts, "--rules", rules, "--report-dir", out}, fastFlags()...)
+	members := writePlanInput(t, dir, "members.json", []byte(`[{"id": "m-ana"}]`))
+	args := append([]string{"plan", "--apply", "--simulate", "--sim-members", members, "--contacts", contacts, "--rules", rules, "--out", out}, fastFlags()...)
 	if res := runCLI(t, nil, append(args, "--id-format", "any")...); res.code != exitOK {
 		t.Fatalf("plan --apply --id-format any: exit %d (%v)\n%s", res.code, res.err, res.stderr)
 	}
@@ -369,14 +375,14 @@ func TestPlanIDFormatAny(t *testing.T) {
 // the workers and prints its id last; a worker applies it.
 func TestPlanApplyQueued(t *testing.T) {
 	t.Parallel()
-	d := newDist(t, simulator.Options{})
+	d := newDist(t, simulator.Options{Members: simulator.GenerateMembers(7)})
 	data, before := planContacts(2, 1200)
 	contacts := writePlanInput(t, d.dir, "contacts.csv", data)
 	rules := writePlanInput(t, d.dir, "territories.yaml", []byte(planRules))
 	seedSim(t, d.api, before)
 	p := computePlan(t, contacts, rules)
 
-	res := d.cli(t, "plan", "--apply", "--contacts", contacts, "--rules", rules, "--name", "rebalance")
+	res := d.cli(t, "plan", "--apply", "--api-url", d.api, "--api-key", d.key, "--out", d.dir, "--contacts", contacts, "--rules", rules, "--name", "rebalance")
 	if res.code != exitOK {
 		t.Fatalf("plan --apply: exit %d (%v)\n%s", res.code, res.err, res.stderr)
 	}
@@ -415,8 +421,8 @@ func TestPlanApplyQueued(t *testing.T) {
 func TestPlanApplySimulate(t *testing.T) {
 	t.Parallel()
 	out := t.TempDir()
-	args := append([]string{"plan", "--apply", "--simulate", "--contacts", exampleContacts, "--rules", exampleRules,
-		"--report-dir", out}, fastFlags()...)
+	args := append([]string{"plan", "--apply", "--simulate", "--sim-members", "7", "--contacts", exampleContacts, "--rules", exampleRules,
+		"--out", out}, fastFlags()...)
 	res := runCLI(t, nil, args...)
 	if res.code != exitOK {
 		t.Fatalf("exit %d (%v)\n%s", res.code, res.err, res.stderr)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -133,6 +134,9 @@ type runOptions struct {
 	notice     notify.Target
 	notify     bool
 	noticeWait time.Duration
+	// summarize prints the summary, handed the report's folder; default
+	// printSummary.
+	summarize func(io.Writer, report.Summary, string) error
 	runFlags
 }
 
@@ -162,6 +166,9 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	rf := ro.runFlags
 	if rf.via == "" {
 		rf.via = "plan --apply"
+	}
+	if ro.summarize == nil {
+		ro.summarize = printSummary
 	}
 	log, err := newLogger(a.stderr, cfg.LogLevel)
 	if err != nil {
@@ -222,7 +229,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	if prev.ID != "" && !resume {
 		// The batch ended before the last run could write its report.
 		fmt.Fprintf(a.stderr, "batch %s of this file had ended (%s) when the last run stopped; writing its report\n", prev.ID, prev.Status)
-		return a.finish(q, cfg, prev, nil, a.reported(q, state, fp, prev))
+		return a.finish(q, cfg, prev, nil, a.reported(q, state, fp, prev, ro.summarize))
 	}
 	if state != nil {
 		if err := state.started(); err != nil {
@@ -270,7 +277,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	if werr != nil && !errors.Is(werr, errBatchLost) && resumable {
 		werr = fmt.Errorf("%w; the same command resumes it", werr)
 	}
-	err = a.finish(q, cfg, b, werr, a.reported(q, state, fp, b))
+	err = a.finish(q, cfg, b, werr, a.reported(q, state, fp, b, ro.summarize))
 	if werr == nil && resumable && b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized {
 		err = fmt.Errorf("%w; once the key is right, the same command resumes it", err)
 	}
@@ -384,9 +391,9 @@ func (a *app) resume(ctx context.Context, q *queue, b jobs.Batch) error {
 // ended is written, the embedded queue's state of it is no longer needed
 // (it goes after the retention) and its file is forgotten, so that the
 // same command starts a new batch.
-func (a *app) reported(q *queue, state *runState, fp string, b jobs.Batch) func(io.Writer, report.Summary, string) error {
+func (a *app) reported(q *queue, state *runState, fp string, b jobs.Batch, summarize func(io.Writer, report.Summary, string) error) func(io.Writer, report.Summary, string) error {
 	if state == nil || !jobs.Finished(b.Status) {
-		return printSummary
+		return summarize
 	}
 	return func(w io.Writer, s report.Summary, dir string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -394,7 +401,7 @@ func (a *app) reported(q *queue, state *runState, fp string, b jobs.Batch) func(
 		if err := errors.Join(q.store.ForgetFile(ctx, fp, b.ID), state.finished()); err != nil {
 			fmt.Fprintf(a.stderr, "warning: %v\n", err)
 		}
-		return printSummary(w, s, dir)
+		return summarize(w, s, dir)
 	}
 }
 
@@ -450,14 +457,34 @@ func printSummary(w io.Writer, s report.Summary, dir string) error {
 		s.BatchID, s.Status, s.Rows, s.Succeeded, s.Failed, s.Invalid, s.APICalls, s.Retries, s.RateLimited, s.DurationSeconds)
 	fmt.Fprintf(w, "report: %s\n", dir)
 	if s.RollbackUnrestorable != nil {
-		fmt.Fprintf(w, "rollback: `bulkassign run %s` restores the agents the changed contacts had before",
-			filepath.Join(dir, report.RollbackFile))
+		rollback := filepath.Join(dir, report.RollbackFile)
+		if hasRows(rollback) {
+			fmt.Fprintf(w, "rollback: `bulkassign run %s` restores the agents the changed contacts had before", rollback)
+		} else {
+			fmt.Fprint(w, "rollback: nothing to roll back: no contact the batch changed had an agent before")
+		}
 		if n := *s.RollbackUnrestorable; n > 0 {
 			fmt.Fprintf(w, "; %d contacts cannot be restored: see %s", n, report.RollbackUnrestorableFile)
 		}
 		fmt.Fprintln(w)
 	}
 	return nil
+}
+
+// hasRows reports whether the CSV file at path has a line under its header.
+func hasRows(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.FieldsPerRecord = -1
+	_, err = r.Read() // the header
+	if err == nil {
+		_, err = r.Read()
+	}
+	return err == nil
 }
 
 // printSummaryJSON writes the summary of a batch as summary.json has it,

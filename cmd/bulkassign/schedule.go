@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/bulkassign/bulkassign/config"
-	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/schedule"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -24,6 +25,8 @@ func (a *app) scheduleCommand() *cobra.Command {
 	var (
 		file, once string
 		heartbeat  time.Duration
+		runs       int
+		progress   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "schedule --config FILE",
@@ -35,8 +38,17 @@ normal batch named "<name> <tick>", with its own report (bulkassign
 report --wait ID; bulkassign batches lists them).
 
 Runs of one schedule never overlap: a tick while the previous run's batch
-is not finished does nothing but log, and a tick runs once however many
-scheduler processes fire it.
+is not finished queues nothing, and a tick runs once however many
+scheduler processes fire it. Every tick leaves a record of what it did
+(queued, skipped or failed, and why): --runs N lists them. A paused
+previous batch, or one the CRM refused the key for, stalls the schedule
+until it is resumed or cancelled: each tick it skips is recorded and
+logged as an error.
+
+Each tick checks the pools against the CRM's team members (an unknown or
+inactive member fails the tick, nothing moves) and, with live: true,
+reads every contact's current agents from the CRM first, so that a tick
+moves only what really differs.
 
 The workers read the contacts and rules files when the tick runs: every
 worker must see the same paths (a shared volume, or files baked into the
@@ -50,10 +62,13 @@ Schedule file:
       timezone: America/Santiago     # optional; default UTC
       contacts: /data/contacts.csv   # as for bulkassign plan --contacts
       rules: /data/territories.yaml  # as for bulkassign plan --rules
+      live: true                     # optional: owners from the CRM (plan --live)
+      recordPrevious: true           # optional: a rollback.csv in each batch's report
 
 --once NAME runs one tick of that entry now, in this process (it reads
-the files here), and prints the batch id as the last line on stdout; the
-workers apply it.`,
+the files here and needs the API key), and prints the batch id as the
+last line on stdout; the workers apply it. It exits 1, saying why, when
+the tick queued nothing.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if len(args) > 0 {
@@ -73,6 +88,17 @@ workers apply it.`,
 			if err != nil {
 				return err
 			}
+			if runs > 0 {
+				if once != "" {
+					return errors.New("schedule: --runs lists the records and --once runs a tick: give one of them")
+				}
+				q, err := openQueue(ctx, cfg, false)
+				if err != nil {
+					return err
+				}
+				defer q.close()
+				return a.scheduleRuns(ctx, q, cfg, sc, runs)
+			}
 			var entry schedule.Entry
 			if once != "" {
 				e, ok := sc.Entry(once)
@@ -80,6 +106,9 @@ workers apply it.`,
 					return fmt.Errorf("schedule --once %q: %s has no such entry; it has %s", once, file, strings.Join(sc.Names(), ", "))
 				}
 				entry = e
+				if cfg.APIKey == "" {
+					return fmt.Errorf("schedule --once %s: no API key: the tick plans in this process and checks the pools against the CRM's team members: set BULKASSIGN_API_KEY (or --api-key) and --api-url", once)
+				}
 			}
 			q, err := openQueue(ctx, cfg, false)
 			if err != nil {
@@ -87,9 +116,13 @@ workers apply it.`,
 			}
 			defer q.close()
 			if once != "" {
-				return a.scheduleOnce(ctx, q, cfg, log, entry)
+				return a.scheduleOnce(ctx, q, cfg, log, entry, progress)
 			}
 			for _, e := range sc.Entries {
+				if !e.Live {
+					log.Info("the ticks trust the contacts file's owners: keep it up to date, or set live: true to read them from the CRM",
+						slog.String("schedule", e.Name))
+				}
 				for _, f := range []string{e.Contacts, e.Rules} {
 					if _, err := os.Stat(f); err != nil {
 						log.Warn("file not readable here; the workers must see it when the tick runs",
@@ -113,21 +146,31 @@ workers apply it.`,
 	flagGroup(cmd.Flags(), "Schedule", func(fs *pflag.FlagSet) {
 		fs.StringVar(&file, "config", "", "schedule `FILE` (YAML): schedules: [{name, cron, contacts, rules, timezone}]")
 		fs.StringVar(&once, "once", "", "run one tick of the schedule `NAME` now, in this process, and print its batch id")
+		fs.IntVar(&runs, "runs", 0, "list the newest `N` ticks of each schedule (queued, skipped or failed, and why) and exit")
 		fs.DurationVar(&heartbeat, "heartbeat", 0, "how often the scheduler shows its entries to the monitor (default 10s)")
 		cfg.RegisterInput(fs)
 	})
+	flagGroup(cmd.Flags(), groupAPI, cfg.RegisterAPI)
 	flagGroup(cmd.Flags(), groupQueue, func(fs *pflag.FlagSet) { cfg.RegisterRedis(fs, false) })
-	flagGroup(cmd.Flags(), groupOutput, registerLogLevel(&cfg))
+	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) {
+		registerLogLevel(&cfg)(fs)
+		registerProgressFlag(fs, &progress)
+	})
 	return cmd
 }
 
-// scheduleOnce runs one tick of e now, in this process.
-func (a *app) scheduleOnce(ctx context.Context, q *queue, cfg config.Config, log *slog.Logger, e schedule.Entry) error {
-	r := schedule.NewRunner(q.rdb, q.store, q.importer(cfg), schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log})
+// scheduleOnce runs one tick of e now, in this process; a tick that
+// queues nothing is an error that says why.
+func (a *app) scheduleOnce(ctx context.Context, q *queue, cfg config.Config, log *slog.Logger, e schedule.Entry, every time.Duration) error {
+	crm, err := a.planCRM(cfg, q, false, every)
+	if err != nil {
+		return err
+	}
+	r := schedule.NewRunner(q.rdb, q.store, q.importer(cfg), crm, schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log})
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	p := jobs.PlanPayload{Name: e.Name, Contacts: e.Contacts, Rules: e.Rules, Timezone: e.Timezone, IDFormat: cfg.IDFormat}
-	out, err := r.Tick(ctx, p, time.Now(), "once-"+hex.EncodeToString(b[:]))
+	p := e.Payload(cfg.IDFormat)
+	out, err := r.RunTick(ctx, p, time.Now(), "once-"+hex.EncodeToString(b[:]), true)
 	if err != nil {
 		return err
 	}
@@ -135,11 +178,33 @@ func (a *app) scheduleOnce(ctx context.Context, q *queue, cfg config.Config, log
 		fmt.Fprintln(a.stderr, "plan: warning:", w)
 	}
 	if out.Skipped != "" {
-		fmt.Fprintf(a.stderr, "schedule %s: no batch: %s\n", e.Name, out.Skipped)
-		return nil
+		return fmt.Errorf("schedule %s: no batch queued: %s", e.Name, out.Skipped)
 	}
 	printImport(a.stderr, out.Summary)
 	fmt.Fprintf(a.stderr, "schedule %s: batch %q queued; follow it with: bulkassign report --wait %s\n", e.Name, schedule.BatchName(p, out.Tick), out.BatchID)
 	fmt.Fprintln(a.stdout, out.BatchID)
 	return nil
+}
+
+// scheduleRuns prints the newest n records of each of sc's schedules.
+func (a *app) scheduleRuns(ctx context.Context, q *queue, cfg config.Config, sc *schedule.Config, n int) error {
+	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCHEDULE\tTICK\tOUTCOME\tBATCH\tROWS\tREASON")
+	for _, e := range sc.Entries {
+		runs, err := schedule.Runs(ctx, q.rdb, cfg.Namespace, e.Name, n)
+		if err != nil {
+			return err
+		}
+		if len(runs) == 0 {
+			fmt.Fprintf(tw, "%s\t-\tno tick yet\t\t\t\n", e.Name)
+		}
+		for _, r := range runs {
+			rows := ""
+			if r.Outcome == schedule.RunQueued {
+				rows = strconv.Itoa(r.Rows)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Schedule, r.Tick.UTC().Format(time.RFC3339), r.Outcome, r.BatchID, rows, r.Reason)
+		}
+	}
+	return tw.Flush()
 }

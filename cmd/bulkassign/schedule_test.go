@@ -31,6 +31,9 @@ type scheduleSetup struct {
 
 func newScheduleSetup(t *testing.T, opts simulator.Options, contacts int, spec string) *scheduleSetup {
 	t.Helper()
+	if opts.Members == nil {
+		opts.Members = simulator.GenerateMembers(7) // planRules' members
+	}
 	s := &scheduleSetup{dist: newDist(t, opts)}
 	data, _ := planContacts(7, contacts)
 	s.contacts = writePlanInput(t, s.dir, "contacts.csv", data)
@@ -107,7 +110,7 @@ func (s *scheduleSetup) waitBatches(t *testing.T, n int, timeout time.Duration) 
 // once runs `schedule --once rebalance`.
 func (s *scheduleSetup) once(t *testing.T) cliResult {
 	t.Helper()
-	return s.cli(t, "schedule", "--config", s.config, "--once", "rebalance")
+	return s.cli(t, "schedule", "--config", s.config, "--once", "rebalance", "--api-url", s.api, "--api-key", s.key)
 }
 
 // nextSecond waits for the wall clock to enter a new second: ticks are
@@ -286,7 +289,7 @@ func TestScheduleOnceSkipsWhileThePreviousRunIsGoing(t *testing.T) {
 	}
 	nextSecond()
 	r = s.once(t)
-	if r.code != exitOK || r.stdout != "" || !strings.Contains(r.stderr, "is still running") {
+	if r.code != exitFatal || r.stdout != "" || !strings.Contains(r.errText(), "no batch queued: the previous run, batch "+first+", is still running") {
 		t.Errorf("--once while %s runs: exit %d, stdout %q, stderr %s", first, r.code, r.stdout, r.stderr)
 	}
 	if bs := s.batches(t); len(bs) != 1 {
@@ -312,7 +315,7 @@ func TestScheduleOnceSkipsWhileThePreviousRunIsGoing(t *testing.T) {
 // batch with --id-format any.
 func TestScheduleOnceIDFormat(t *testing.T) {
 	t.Parallel()
-	s := newScheduleSetup(t, simulator.Options{}, 10, "0 2 * * *")
+	s := newScheduleSetup(t, simulator.Options{Members: []simulator.Member{{ID: "m-ana", Active: true}}}, 10, "0 2 * * *")
 	writePlanInput(t, s.dir, "contacts.csv", []byte("contact,region,owner\nc-1,north,m-old\nc-2,north,\n"))
 	writePlanInput(t, s.dir, "rules.yaml", []byte("rules:\n  - {name: north, match: {region: north}, pool: [{member: m-ana}]}\n"))
 	r := s.once(t)
@@ -320,7 +323,7 @@ func TestScheduleOnceIDFormat(t *testing.T) {
 		t.Errorf("--once on older ids: exit %d (%s), want 1 naming the id", r.code, r.errText())
 	}
 	nextSecond()
-	r = s.cli(t, "schedule", "--config", s.config, "--once", "rebalance", "--id-format", "any")
+	r = s.cli(t, "schedule", "--config", s.config, "--once", "rebalance", "--id-format", "any", "--api-url", s.api, "--api-key", s.key)
 	if r.code != exitOK {
 		t.Fatalf("--once --id-format any: exit %d: %s\n%s", r.code, r.errText(), r.stderr)
 	}

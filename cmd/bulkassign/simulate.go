@@ -30,7 +30,7 @@ type simFlags struct {
 func simulatorFlags(fs *pflag.FlagSet, prefix string) *simFlags {
 	s := &simFlags{}
 	fs.Float64Var(&s.rate, prefix+"rate", 0, "simulator: requests per second before it answers 429 (0 = unlimited)")
-	fs.IntVar(&s.burst, prefix+"burst", 0, "simulator: rate limit burst (default 1)")
+	fs.IntVar(&s.burst, prefix+"burst", 1, "simulator: rate limit burst")
 	fs.DurationVar(&s.latency, prefix+"latency", 0, "simulator: delay added to every answer")
 	fs.Float64Var(&s.transient, prefix+"transient", 0, "simulator: fraction (0-1) of contact/member pairs whose first calls answer 5xx")
 	fs.IntVar(&s.transientAttempts, prefix+"transient-attempts", 1, "simulator: how many calls of such a pair fail")

@@ -1,0 +1,112 @@
+package schedule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/redis/go-redis/v9"
+)
+
+// Run is the record a tick leaves: what it did and why. The newest
+// MaxRuns of each schedule are kept (Runs reads them), for `schedule
+// --runs` and anything else that shows a schedule's history.
+type Run struct {
+	Schedule string    `json:"schedule"`
+	Tick     time.Time `json:"tick"`
+	// At is when the tick ran.
+	At time.Time `json:"at"`
+	// Outcome is RunQueued, RunSkipped or RunFailed.
+	Outcome string `json:"outcome"`
+	// Code is the Skip* code of a skipped tick.
+	Code string `json:"code,omitempty"`
+	// Reason says why a tick was skipped or failed.
+	Reason string `json:"reason,omitempty"`
+	// BatchID, Rows and Contacts describe the batch a tick queued.
+	BatchID  string `json:"batchId,omitempty"`
+	Rows     int    `json:"rows,omitempty"`
+	Contacts int    `json:"contacts,omitempty"`
+	// Warnings are the plan's warnings.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// The outcomes of a Run.
+const (
+	RunQueued  = "queued"
+	RunSkipped = "skipped"
+	RunFailed  = "failed"
+)
+
+// MaxRuns is how many records of each schedule are kept.
+const MaxRuns = 100
+
+// runsKey is the list of a schedule's records, newest first; it shares
+// the schedule's hash tag.
+func runsKey(namespace, name string) string {
+	return namespace + ":schedule:{" + name + "}:runs"
+}
+
+// RunTick runs one tick as Tick does and leaves its record. A tick skipped
+// as a duplicate leaves none (the copy that ran leaves it); an error
+// leaves a failed record when final says no retry follows, or when it is
+// in the files (a retry would not help).
+func (r *Runner) RunTick(ctx context.Context, p jobs.PlanPayload, tick time.Time, owner string, final bool) (Outcome, error) {
+	out, err := r.Tick(ctx, p, tick, owner)
+	rec := Run{Schedule: p.Name, Tick: out.Tick, At: r.opts.Now(), Warnings: out.Warnings}
+	switch {
+	case err != nil && !final && !permanent(err):
+		return out, err
+	case err != nil:
+		rec.Outcome, rec.Reason = RunFailed, err.Error()
+	case out.SkipCode == SkipDuplicate:
+		return out, nil
+	case out.Skipped != "":
+		rec.Outcome, rec.Code, rec.Reason = RunSkipped, out.SkipCode, out.Skipped
+	default:
+		rec.Outcome, rec.BatchID, rec.Rows, rec.Contacts = RunQueued, out.BatchID, out.Summary.Rows, out.Summary.Contacts
+	}
+	if rerr := record(ctx, r.rdb, r.opts.Namespace, rec); rerr != nil {
+		r.opts.Logger.Warn("schedule: could not record the tick", slog.String("schedule", p.Name), slog.Any("error", rerr))
+	}
+	return out, err
+}
+
+// record adds rec to its schedule's records in namespace.
+func record(ctx context.Context, rdb redis.UniversalClient, namespace string, rec Run) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	key := runsKey(namespace, rec.Schedule)
+	_, err = rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.LPush(ctx, key, b)
+		p.LTrim(ctx, key, 0, MaxRuns-1)
+		p.PExpire(ctx, key, tickKeyTTL)
+		return nil
+	})
+	return err
+}
+
+// Runs returns the newest n records (at most MaxRuns) of the schedule
+// name in namespace, newest first.
+func Runs(ctx context.Context, rdb redis.UniversalClient, namespace, name string, n int) ([]Run, error) {
+	n = min(max(n, 1), MaxRuns)
+	vs, err := rdb.LRange(ctx, runsKey(namespace, name), 0, int64(n-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the runs of schedule %s: %w", name, err)
+	}
+	runs := make([]Run, 0, len(vs))
+	for _, v := range vs {
+		var rec Run
+		if err := json.Unmarshal([]byte(v), &rec); err != nil {
+			return nil, fmt.Errorf("read the runs of schedule %s: %w", name, err)
+		}
+		runs = append(runs, rec)
+	}
+	return runs, nil
+}
