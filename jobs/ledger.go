@@ -118,7 +118,7 @@ func (s *Store) BeginMany(ctx context.Context, batch string, contacts []string, 
 	}
 	for i, c := range contacts {
 		each, _ := v[1+i].([]any)
-		if out[i], err = begun(batch, c, tokens[i], each); err != nil {
+		if out[i], err = s.begun(ctx, batch, c, tokens[i], each); err != nil {
 			return nil, err
 		}
 	}
@@ -126,7 +126,7 @@ func (s *Store) BeginMany(ctx context.Context, batch string, contacts []string, 
 }
 
 // begun reads Begin's verdict on one contact.
-func begun(batch, contact, token string, each []any) (Begun, error) {
+func (s *Store) begun(ctx context.Context, batch, contact, token string, each []any) (Begun, error) {
 	v, _ := strings_(each, nil)
 	if len(v) == 0 {
 		return Begun{}, fmt.Errorf("begin contact %s of batch %s: empty answer", contact, batch)
@@ -141,7 +141,7 @@ func begun(batch, contact, token string, each []any) (Begun, error) {
 	case "settled":
 		return Begun{Verdict: Settled, Completed: v[1] == "1"}, nil
 	}
-	c, err := decodeEntry(contact, v[1])
+	c, err := s.decodeEntry(ctx, batch, contact, v[1])
 	if err != nil {
 		return Begun{}, fmt.Errorf("batch %s: %w", batch, err)
 	}
@@ -341,7 +341,7 @@ func (s *Store) contacts(ctx context.Context, id string, ids []string) ([]Contac
 		if !ok {
 			continue
 		}
-		c, err := decodeEntry(ids[i], str)
+		c, err := s.decodeEntry(ctx, id, ids[i], str)
 		if err != nil {
 			return nil, fmt.Errorf("batch %s: %w", id, err)
 		}
@@ -364,7 +364,7 @@ func (s *Store) Contacts(ctx context.Context, id string, pending bool) iter.Seq2
 			}
 			page := make([]Contact, 0, len(kv)/2)
 			for i := 0; i+1 < len(kv); i += 2 {
-				c, err := decodeEntry(kv[i], kv[i+1])
+				c, err := s.decodeEntry(ctx, id, kv[i], kv[i+1])
 				if err != nil {
 					yield(nil, fmt.Errorf("batch %s: %w", id, err))
 					return

@@ -131,6 +131,7 @@ type Store struct {
 	retention int64 // seconds
 	claimTTL  time.Duration
 	leaseTTL  time.Duration
+	members   memberTables
 }
 
 // StoreOptions configures a Store; the zero value means defaults.
@@ -200,6 +201,7 @@ func (s *Store) keys(id string) []string {
 	return []string{
 		s.metaKey(id), s.resultsKey(id), s.key(id, "errors"), s.key(id, "attempts"), s.rowsKey(id),
 		s.deadKey(id), s.previousKey(id), s.planKey(id), s.key(id, "claims"), s.parkedKey(id),
+		s.membersKey(id),
 	}
 }
 
@@ -253,21 +255,32 @@ func (s *Store) AddRows(ctx context.Context, id string, rows []Row) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	fields := make([]any, 0, 2*len(rows))
-	for _, r := range rows {
+	// Rows go in buckets of rowBucket lines, a field of the rows hash
+	// each: a field costs Redis tens of bytes besides its value.
+	var (
+		buckets []any
+		text    []byte
+	)
+	for i, r := range rows {
 		b, err := json.Marshal(r)
 		if err != nil {
 			return fmt.Errorf("encode row %d: %w", r.Line, err)
 		}
-		fields = append(fields, r.Line, b)
+		text = append(append(text, b...), '\n')
+		if i == len(rows)-1 || rows[i+1].Line/rowBucket != r.Line/rowBucket {
+			buckets = append(buckets, r.Line/rowBucket, string(text))
+			text = text[:0]
+		}
 	}
 	// Scripts cannot fall back from EVALSHA to EVAL inside a pipeline:
-	// load the script first.
-	if err := importResultScript.Load(ctx, s.rdb).Err(); err != nil {
-		return fmt.Errorf("store rows of batch %s: %w", id, err)
+	// load them first.
+	for _, sc := range []*redis.Script{importResultScript, appendRowsScript} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("store rows of batch %s: %w", id, err)
+		}
 	}
 	pipe := s.rdb.Pipeline()
-	pipe.HSet(ctx, s.rowsKey(id), fields...)
+	appendRowsScript.EvalSha(ctx, pipe, s.keys(id), buckets...)
 	for _, r := range rows {
 		var res Result
 		switch {
@@ -308,25 +321,43 @@ func (s *Store) AddContacts(ctx context.Context, id string, cs []Contact) error 
 	if len(cs) == 0 {
 		return nil
 	}
+	var members []any
 	fields := make([]any, 0, 2*len(cs))
 	for _, c := range cs {
-		fields = append(fields, c.ID, strconv.Itoa(c.Chunk)+"/"+EncodeOps(c.Ops))
+		ops := slices.Clone(c.Ops)
+		for i := range ops {
+			name, isNew := s.intern(id, ops[i].MemberID)
+			if isNew {
+				members = append(members, name, ops[i].MemberID)
+			}
+			ops[i].MemberID = name
+		}
+		fields = append(fields, c.ID, strconv.Itoa(c.Chunk)+"/"+EncodeOps(ops))
 	}
-	if err := s.rdb.HSet(ctx, s.planKey(id), fields...).Err(); err != nil {
+	pipe := s.rdb.TxPipeline() // a plan entry never without its members
+	if len(members) > 0 {
+		pipe.HSet(ctx, s.membersKey(id), members...)
+	}
+	pipe.HSet(ctx, s.planKey(id), fields...)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("store the plan of batch %s: %w", id, err)
 	}
 	return nil
 }
 
-// decodeEntry reads a contact's plan entry: "chunk/ops".
-func decodeEntry(id, s string) (Contact, error) {
-	n, ops, ok := strings.Cut(s, "/")
+// decodeEntry reads a contact's plan entry: "chunk/ops", members by
+// index.
+func (s *Store) decodeEntry(ctx context.Context, batch, id, str string) (Contact, error) {
+	n, ops, ok := strings.Cut(str, "/")
 	chunk, err := strconv.Atoi(n)
 	if !ok || err != nil {
-		return Contact{}, fmt.Errorf("contact %s: plan entry %q: want chunk/ops", id, s)
+		return Contact{}, fmt.Errorf("contact %s: plan entry %q: want chunk/ops", id, str)
 	}
 	c := Contact{ID: id, Chunk: chunk}
 	if c.Ops, err = DecodeOps(ops); err != nil {
+		return Contact{}, fmt.Errorf("contact %s: %w", id, err)
+	}
+	if err := s.memberIDs(ctx, batch, c.Ops); err != nil {
 		return Contact{}, fmt.Errorf("contact %s: %w", id, err)
 	}
 	return c, nil
@@ -506,6 +537,16 @@ settle_lines({ARGV[4]}, ARGV[1], ARGV[2], ARGV[3])
 return 1
 `
 
+// appendRowsLua adds rows to their buckets in the rows hash.
+// ARGV: bucket, text pairs
+const appendRowsLua = `
+local rows = KEYS[5]
+for i = 1, #ARGV, 2 do
+  redis.call('HSET', rows, ARGV[i], (redis.call('HGET', rows, ARGV[i]) or '') .. ARGV[i + 1])
+end
+return 1
+`
+
 // statsLua adds counters to a batch that exists.
 // ARGV: calls, retries, rateLimited
 const statsLua = `
@@ -530,6 +571,7 @@ func script(body string) *redis.Script { return redis.NewScript(preludeLua + bod
 var (
 	createScript       = script(createLua)
 	importResultScript = script(importResultLua)
+	appendRowsScript   = script(appendRowsLua)
 	statsScript        = script(statsLua)
 	beginScript        = script(beginLua)
 	settleScript       = script(settleLua)
@@ -629,18 +671,30 @@ type Entry struct {
 	Result Result
 }
 
+// rowBucket is how many consecutive lines share a field of the rows hash.
+const rowBucket = 64
+
 // Entries yields a batch's rows in line order with their results, reading
 // Redis in chunks so memory does not grow with the batch.
 func (s *Store) Entries(ctx context.Context, id string) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
-		lines, err := s.lines(ctx, id)
+		buckets, err := s.buckets(ctx, id)
 		if err != nil {
 			yield(Entry{}, err)
 			return
 		}
-		const chunk = 1000
-		for start := 0; start < len(lines); start += chunk {
-			entries, err := s.Lookup(ctx, id, lines[start:min(start+chunk, len(lines))])
+		for page := range slices.Chunk(buckets, 16) {
+			rows, err := s.rows(ctx, id, page)
+			if err != nil {
+				yield(Entry{}, err)
+				return
+			}
+			lines := make([]int, 0, len(rows))
+			for l := range rows {
+				lines = append(lines, l)
+			}
+			slices.Sort(lines)
+			entries, err := s.withResults(ctx, id, lines, rows)
 			if err != nil {
 				yield(Entry{}, err)
 				return
@@ -657,49 +711,93 @@ func (s *Store) Entries(ctx context.Context, id string) iter.Seq2[Entry, error] 
 // Lookup reads the given lines of a batch with their results; a line the
 // batch does not have comes back as an Entry with only Row.Line set.
 func (s *Store) Lookup(ctx context.Context, id string, lines []int) ([]Entry, error) {
+	var buckets []int
+	for _, l := range lines {
+		if b := l / rowBucket; !slices.Contains(buckets, b) {
+			buckets = append(buckets, b)
+		}
+	}
+	rows, err := s.rows(ctx, id, buckets)
+	if err != nil {
+		return nil, err
+	}
+	return s.withResults(ctx, id, lines, rows)
+}
+
+// rows reads the rows of the given buckets, by line.
+func (s *Store) rows(ctx context.Context, id string, buckets []int) (map[int]Row, error) {
+	fields := make([]string, len(buckets))
+	for i, b := range buckets {
+		fields[i] = strconv.Itoa(b)
+	}
+	out := map[int]Row{}
+	if len(fields) == 0 {
+		return out, nil
+	}
+	vals, err := s.rdb.HMGet(ctx, s.rowsKey(id), fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read rows of batch %s: %w", id, err)
+	}
+	for i, v := range vals {
+		text, _ := v.(string)
+		for rec := range strings.SplitSeq(strings.TrimSuffix(text, "\n"), "\n") {
+			if rec == "" {
+				continue
+			}
+			var r Row
+			if err := json.Unmarshal([]byte(rec), &r); err != nil {
+				return nil, fmt.Errorf("batch %s rows %s: %w", id, fields[i], err)
+			}
+			out[r.Line] = r
+		}
+	}
+	return out, nil
+}
+
+// withResults pairs the given lines' rows with their results.
+func (s *Store) withResults(ctx context.Context, id string, lines []int, rows map[int]Row) ([]Entry, error) {
+	out := make([]Entry, len(lines))
+	if len(lines) == 0 {
+		return out, nil
+	}
 	fields := make([]string, len(lines))
 	for i, l := range lines {
 		fields[i] = strconv.Itoa(l)
 	}
-	pipe := s.rdb.Pipeline()
-	rows := pipe.HMGet(ctx, s.rowsKey(id), fields...)
-	results := pipe.HMGet(ctx, s.resultsKey(id), fields...)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("read rows of batch %s: %w", id, err)
+	results, err := s.rdb.HMGet(ctx, s.resultsKey(id), fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read results of batch %s: %w", id, err)
 	}
-	out := make([]Entry, len(lines))
 	for i, l := range lines {
+		out[i].Row = rows[l]
 		out[i].Row.Line = l
-		if err := unmarshalField(rows.Val()[i], &out[i].Row); err != nil {
-			return nil, fmt.Errorf("batch %s line %d: %w", id, l, err)
-		}
-		if err := unmarshalField(results.Val()[i], &out[i].Result); err != nil {
+		if err := unmarshalField(results[i], &out[i].Result); err != nil {
 			return nil, fmt.Errorf("batch %s line %d: %w", id, l, err)
 		}
 	}
 	return out, nil
 }
 
-// lines returns the batch's line numbers in order. Line numbers are small
-// integers, so this is a few bytes a row even for a million rows.
-func (s *Store) lines(ctx context.Context, id string) ([]int, error) {
-	var lines []int
-	iter := s.rdb.HScan(ctx, s.rowsKey(id), 0, "", 5000).Iterator()
+// buckets returns the batch's row buckets in order: a few bytes each, a
+// 64th of the rows.
+func (s *Store) buckets(ctx context.Context, id string) ([]int, error) {
+	var out []int
+	iter := s.rdb.HScan(ctx, s.rowsKey(id), 0, "", 1000).Iterator()
 	for i := 0; iter.Next(ctx); i++ {
 		if i%2 == 1 { // HSCAN yields field, value, field, value...
 			continue
 		}
-		l, err := strconv.Atoi(iter.Val())
+		b, err := strconv.Atoi(iter.Val())
 		if err != nil {
-			return nil, fmt.Errorf("batch %s: bad line field %q", id, iter.Val())
+			return nil, fmt.Errorf("batch %s: bad rows field %q", id, iter.Val())
 		}
-		lines = append(lines, l)
+		out = append(out, b)
 	}
 	if err := iter.Err(); err != nil {
 		return nil, fmt.Errorf("scan rows of batch %s: %w", id, err)
 	}
-	slices.Sort(lines)
-	return lines, nil
+	slices.Sort(out)
+	return out, nil
 }
 
 func unmarshalField(v any, dst any) error {

@@ -1,0 +1,112 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+)
+
+// A batch's plan names members by their index in the batch's member
+// table (the members key: index -> id), not by id: a batch has few members
+// and many contacts, and an id is tens of bytes a call.
+
+// memberTables caches the member tables of batches, in both directions.
+// A table only grows, while its batch is imported; readers load it again
+// when an index is missing.
+type memberTables struct {
+	mu     sync.Mutex
+	tables map[string]*memberTable
+}
+
+type memberTable struct {
+	ids   []string
+	index map[string]int
+}
+
+// maxCachedTables bounds the tables a long-lived process keeps.
+const maxCachedTables = 256
+
+func (m *memberTables) get(batch string) *memberTable {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tables == nil || len(m.tables) >= maxCachedTables {
+		m.tables = map[string]*memberTable{}
+	}
+	t := m.tables[batch]
+	if t == nil {
+		t = &memberTable{index: map[string]int{}}
+		m.tables[batch] = t
+	}
+	return t
+}
+
+func (s *Store) membersKey(id string) string { return s.key(id, "members") }
+
+// intern returns the plan's name of member in batch, and the table's new
+// entry to store with it, if it is new ("" otherwise). Only the importing
+// process adds members.
+func (s *Store) intern(batch, member string) (name string, isNew bool) {
+	t := s.members.get(batch)
+	s.members.mu.Lock()
+	defer s.members.mu.Unlock()
+	i, ok := t.index[member]
+	if !ok {
+		i = len(t.ids)
+		t.ids = append(t.ids, member)
+		t.index[member] = i
+	}
+	return strconv.Itoa(i), !ok
+}
+
+// memberIDs maps the member indices of ops to ids, loading the batch's
+// table when one is missing.
+func (s *Store) memberIDs(ctx context.Context, batch string, ops []Op) error {
+	t := s.members.get(batch)
+	for i := range ops {
+		n, err := strconv.Atoi(ops[i].MemberID)
+		if err != nil {
+			return fmt.Errorf("plan member %q: not an index", ops[i].MemberID)
+		}
+		s.members.mu.Lock()
+		known := n < len(t.ids)
+		s.members.mu.Unlock()
+		if !known {
+			if err := s.loadMembers(ctx, batch, t); err != nil {
+				return err
+			}
+		}
+		s.members.mu.Lock()
+		if n >= len(t.ids) {
+			s.members.mu.Unlock()
+			return fmt.Errorf("plan member %d: not in the batch's member table", n)
+		}
+		ops[i].MemberID = t.ids[n]
+		s.members.mu.Unlock()
+	}
+	return nil
+}
+
+func (s *Store) loadMembers(ctx context.Context, batch string, t *memberTable) error {
+	all, err := s.rdb.HGetAll(ctx, s.membersKey(batch)).Result()
+	if err != nil {
+		return fmt.Errorf("read the members of batch %s: %w", batch, err)
+	}
+	ids := make([]string, len(all))
+	for k, v := range all {
+		n, err := strconv.Atoi(k)
+		if err != nil || n < 0 || n >= len(all) {
+			return fmt.Errorf("batch %s: bad member index %q", batch, k)
+		}
+		ids[n] = v
+	}
+	s.members.mu.Lock()
+	defer s.members.mu.Unlock()
+	if len(ids) > len(t.ids) {
+		t.ids = ids
+		for i, id := range ids {
+			t.index[id] = i
+		}
+	}
+	return nil
+}
