@@ -218,10 +218,8 @@ func (c *Client) guard(call func() Outcome) Outcome {
 }
 
 func (c *Client) call(ctx context.Context, contact, member string, replace bool) Outcome {
-	path := strings.NewReplacer(
-		"{aiContactId}", url.PathEscape(contact),
-		"{teamMemberId}", url.PathEscape(member),
-	).Replace(c.opts.PathTemplate)
+	path := strings.ReplaceAll(strings.ReplaceAll(c.opts.PathTemplate,
+		"{aiContactId}", url.PathEscape(contact)), "{teamMemberId}", url.PathEscape(member))
 	u := c.base.String() + path + "?removeExistingAgents=" + strconv.FormatBool(replace)
 	out, _ := c.send(ctx, http.MethodPost, u, 64<<10)
 	return out
@@ -245,7 +243,7 @@ func (c *Client) send(ctx context.Context, method, u string, limit int64) (Outco
 	if err != nil && resp.StatusCode/100 == 2 {
 		return classifyError(ctx, err), nil
 	}
-	if c.opts.APIKey != "" {
+	if c.opts.APIKey != "" && bytes.Contains(body, []byte(c.opts.APIKey)) {
 		// An API that echoes the key in its messages must not put it in
 		// our errors, logs and failed.csv.
 		body = bytes.ReplaceAll(body, []byte(c.opts.APIKey), []byte("[api key]"))
@@ -340,6 +338,9 @@ type apiAnswer struct {
 }
 
 func apiRefused(body []byte) bool {
+	if !bytes.Contains(body, []byte("false")) {
+		return false // the common answer, read without decoding it
+	}
 	var a apiAnswer
 	return json.Unmarshal(body, &a) == nil && a.Success != nil && !*a.Success
 }

@@ -241,7 +241,6 @@ func (h *Handler) processContact(ctx context.Context, batch, contact string) (er
 			_ = e.release(-1, false, nil)
 		}
 	}()
-	log := h.opts.Logger.With(slog.String("batch", batch), slog.String("contact", contact))
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
@@ -265,7 +264,7 @@ func (h *Handler) processContact(ctx context.Context, batch, contact string) (er
 	case jobs.Busy:
 		return &DeferError{RetryIn: busyRetry, Why: "another worker is applying this contact"}
 	case jobs.Settled:
-		log.Warn("row dead-lettered: the worker making its call stopped each time", slog.Int("attempts", h.opts.MaxAttempts))
+		h.contactLog(batch, contact).Warn("row dead-lettered: the worker making its call stopped each time", slog.Int("attempts", h.opts.MaxAttempts))
 		h.completed(b.Completed, batch)
 		return fmt.Errorf("contact %s dead-lettered: its worker died in the middle of every attempt: %w", contact, asynq.SkipRetry)
 	}
@@ -277,7 +276,7 @@ func (h *Handler) processContact(ctx context.Context, batch, contact string) (er
 	}
 	held, release := h.watch.hold(ctx, x)
 	defer release()
-	e = &execution{h: h, x: x, log: log, held: held}
+	e = &execution{h: h, x: x, held: held}
 	if err := e.run(ctx); !errors.Is(err, errEnded) {
 		return err
 	}
@@ -440,6 +439,12 @@ func (h *Handler) awaitRedis(ctx context.Context, batch string) {
 	}
 }
 
+// contactLog is the logger of what happens to a contact: made when there
+// is something to say, not for every contact.
+func (h *Handler) contactLog(batch, contact string) *slog.Logger {
+	return h.opts.Logger.With(slog.String("batch", batch), slog.String("contact", contact))
+}
+
 func (h *Handler) completed(completed bool, batch string) {
 	if completed {
 		h.opts.Logger.Info("batch complete", slog.String("batch", batch))
@@ -455,9 +460,8 @@ func (h *Handler) ended(batch string) {
 
 // execution is one run of a contact's task that holds the contact.
 type execution struct {
-	h   *Handler
-	x   *jobs.Execution
-	log *slog.Logger
+	h *Handler
+	x *jobs.Execution
 	// held ends when the batch stops running (paused, cancelled, gone).
 	held context.Context
 	// st counts the calls not yet written to the ledger; they travel with
@@ -614,7 +618,7 @@ func (e *execution) conclude(ctx context.Context, i int, out Outcome, last, read
 		if read {
 			res.Error = "not sent: " + res.Error
 		}
-		e.log.Warn("row dead-lettered", slog.Int("line", e.x.Ops[i].Lines[0]), slog.String("reason", out.Reason), slog.Int("attempts", attempt))
+		e.h.contactLog(e.x.Batch, e.x.Contact).Warn("row dead-lettered", slog.Int("line", e.x.Ops[i].Lines[0]), slog.String("reason", out.Reason), slog.Int("attempts", attempt))
 		if _, err := e.settle(i, res, true, true); err != nil {
 			return true, err
 		}
@@ -647,7 +651,7 @@ func (e *execution) settle(i int, res jobs.Result, dead, release bool) (stop boo
 	e.h.after("settle")
 	e.h.completed(r.Completed, e.x.Batch)
 	if r.Stale {
-		e.log.Warn("another worker took this contact over (this one stalled past its claim): stopping")
+		e.h.contactLog(e.x.Batch, e.x.Contact).Warn("another worker took this contact over (this one stalled past its claim): stopping")
 		return true, nil
 	}
 	return release || r.Gone, nil
@@ -683,7 +687,7 @@ func (e *execution) unauthorized(ctx context.Context, out Outcome) error {
 		return e.release(-1, false, err)
 	}
 	if changed {
-		e.log.Error("batch paused: API key refused", slog.Int("http_status", out.HTTPStatus))
+		e.h.contactLog(e.x.Batch, e.x.Contact).Error("batch paused: API key refused", slog.Int("http_status", out.HTTPStatus))
 		e.h.ended(e.x.Batch)
 	}
 	return e.release(-1, true, nil)
@@ -727,7 +731,7 @@ func (e *execution) previous(ctx context.Context) (stop bool, err error) {
 		e.h.after("previous")
 		return false, nil
 	case out.HTTPStatus == http.StatusNotFound:
-		e.log.Debug("contact unknown: no previous agents to record")
+		e.h.contactLog(e.x.Batch, e.x.Contact).Debug("contact unknown: no previous agents to record")
 		return false, nil
 	}
 	return e.conclude(ctx, 0, out, false, true)

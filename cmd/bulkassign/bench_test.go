@@ -48,7 +48,8 @@ func BenchmarkRun(b *testing.B) {
 					"--concurrency", fmt.Sprint(benchConcurrency), "--rate", "0", "--progress-every", "1h"}
 				if queue == "redis" {
 					url := redistest.URL(b)
-					args = append(args, "--redis", url, "--namespace", redistest.Namespace(b, url))
+					// --again: each op runs the same file into the same Redis.
+					args = append(args, "--redis", url, "--namespace", redistest.Namespace(b, url), "--again")
 				}
 				var applied time.Duration
 				ops := 0
