@@ -217,12 +217,19 @@ type Settlement struct {
 // SettleMany is Settle for many executions of one batch at once, in one
 // call, in order; at most one of the results is Completed.
 func (s *Store) SettleMany(ctx context.Context, batch string, ss []Settlement) ([]SettleResult, error) {
-	args := make([]any, 0, 1+11*len(ss))
+	args := make([]any, 0, 1+12*len(ss))
 	args = append(args, s.now().UnixMilli())
 	for _, t := range ss {
 		b, _ := json.Marshal(t.Result) // a Result always encodes
+		lines := make([]byte, 0, 8*len(t.Exec.Ops[t.Op].Lines))
+		for i, l := range t.Exec.Ops[t.Op].Lines {
+			if i > 0 {
+				lines = append(lines, ',')
+			}
+			lines = strconv.AppendInt(lines, int64(l), 10)
+		}
 		args = append(args, t.Exec.Contact, t.Exec.Token, t.Op+1, b, string(t.Result.Status), t.Result.Reason,
-			flag(t.Dead), flag(t.Release), t.Stats.Calls, t.Stats.Retries, t.Stats.RateLimited)
+			flag(t.Dead), flag(t.Release), t.Stats.Calls, t.Stats.Retries, t.Stats.RateLimited, lines)
 	}
 	v, err := settleScript.Run(ctx, s.rdb, s.keys(batch), args...).Int64Slice()
 	if err != nil {

@@ -2,15 +2,16 @@
 -- final result, a failure blocks its contact's later ops, a dead letter
 -- keeps the contact for `dlq retry`, and the batch completes with its last
 -- row, all in one call. Many settles of one batch go in one call.
--- ARGV: now ms, then per settle 11 values: contact, token, op index
+-- ARGV: now ms, then per settle 12 values: contact, token, op index
 --       (1-based), result json, status, reason, dead 0|1, release 0|1,
---       calls, retries, rateLimited
+--       calls, retries, rateLimited, the op's lines ("l,l,..."; a success
+--       needs nothing else of the plan)
 -- Returns {completed, r...}: completed is 1 when this call completed the
 -- batch; r per settle is 0, -1 when the batch is gone, -2 when the
 -- execution no longer holds the contact (its claim expired and another
 -- took over): then only a success is kept, the truth of a call that was
 -- made; the holder decides the rest.
-local n = (#ARGV - 1) / 11
+local n = (#ARGV - 1) / 12
 if redis.call('EXISTS', meta) == 0 then
   local out = {0}
   for k = 1, n do
@@ -42,29 +43,44 @@ local function stale(lines, res)
   end
 end
 
+local function split(ls)
+  local lines = {}
+  for l in string.gmatch(ls, '[^,]+') do
+    lines[#lines + 1] = l
+  end
+  return lines
+end
+
 local out = {0}
 local calls, retries, limited = 0, 0, 0
 for k = 1, n do
-  local a = 1 + (k - 1) * 11
+  local a = 1 + (k - 1) * 12
   local contact, token, i = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   local res, status, reason = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   calls = calls + tonumber(ARGV[a + 9])
   retries = retries + tonumber(ARGV[a + 10])
   limited = limited + tonumber(ARGV[a + 11])
-  local entry = redis.call('HGET', plan, contact)
-  if not entry then
-    out[k + 1] = -1
-  elseif owner(contact) ~= token then
+  if owner(contact) ~= token then
     if status == 'succeeded' then
-      stale(parse_ops(entry)[i].lines, res)
+      stale(split(ARGV[a + 12]), res)
     end
     out[k + 1] = -2
-  else
-    settle_op(contact, parse_ops(entry), i, res, status, reason, ARGV[a + 7] == '1', false)
-    if ARGV[a + 8] == '1' or status ~= 'succeeded' then
+  elseif status == 'succeeded' then
+    settle_lines(split(ARGV[a + 12]), res, status, reason)
+    if ARGV[a + 8] == '1' then
       redis.call('HDEL', claims, contact)
     end
     out[k + 1] = 0
+  else
+    -- A failure blocks the contact's later ops: those are in the plan.
+    local entry = redis.call('HGET', plan, contact)
+    if entry then
+      settle_op(contact, parse_ops(entry), i, res, status, reason, ARGV[a + 7] == '1', false)
+      redis.call('HDEL', claims, contact)
+      out[k + 1] = 0
+    else
+      out[k + 1] = -1
+    end
   end
 end
 add_stats(calls, retries, limited)

@@ -296,8 +296,8 @@ func expireLeases(t *testing.T, rdb redis.UniversalClient, ns string) int {
 }
 
 // TestChaosWorkerKilledMidUpdate kills worker processes with SIGKILL at
-// random moments of a batch whose calls take a millisecond, so the workers
-// spend their time recording results: a kill lands between a call and its
+// random moments of a batch whose calls take a few milliseconds, so the
+// workers spend much of their time recording results: a kill lands between a call and its
 // ledger update, or between the update and asynq's acknowledgement. Each
 // time a new worker takes over the dead one's tasks. At the end every row
 // is in the report exactly once, counted once, and the CRM is in the state
@@ -308,8 +308,8 @@ func expireLeases(t *testing.T, rdb redis.UniversalClient, ns string) int {
 // (TestProcessWorkerKilled waits the real minute).
 func TestChaosWorkerKilledMidUpdate(t *testing.T) {
 	t.Parallel()
-	d := newDist(t, simulator.Options{Latency: time.Millisecond, Transient: 0.1, TransientAttempts: 1})
-	rows := chaosRows("k", 1500)
+	d := newDist(t, simulator.Options{Latency: 5 * time.Millisecond, Transient: 0.1, TransientAttempts: 1})
+	rows := chaosRows("k", 4000)
 	id := d.importRows(t, "kill.csv", rows)
 	args := d.workerArgs("--concurrency", "16", "--retry-base", "20ms", "--retry-max", "100ms")
 
