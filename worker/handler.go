@@ -135,8 +135,11 @@ type Handler struct {
 	opts    HandlerOptions
 	watch   *watcher
 	ledger  *ledger
-	// slots holds a token per contact being applied in this process.
-	slots chan struct{}
+	// calls holds a token per call in flight in this process (at most
+	// Concurrency); active one per contact being applied, a few more, so
+	// that the ledger writes of contacts starting and ending overlap the
+	// calls of the others.
+	calls, active chan struct{}
 	// refusedIn holds, by batch, the epoch in which the CRM refused the
 	// key: the batch was paused for it, and only a later start or resume
 	// of a batch tries the key again.
@@ -173,7 +176,7 @@ func NewHandler(store *jobs.Store, client *Client, limiter Limiter, opts Handler
 	}
 	return &Handler{store: store, client: client, limiter: limiter, opts: opts, after: func(string) {},
 		watch: newWatcher(store, opts.WatchEvery, opts.Logger), ledger: newLedger(store, opts.MaxAttempts),
-		slots: make(chan struct{}, opts.Concurrency)}
+		calls: make(chan struct{}, opts.Concurrency), active: make(chan struct{}, opts.Concurrency+opts.Concurrency/4+1)}
 }
 
 const (
@@ -200,11 +203,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return h.processChunk(ctx, p.Batch, p.Contacts)
 	}
 	select {
-	case h.slots <- struct{}{}:
+	case h.active <- struct{}{}:
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
-	defer func() { <-h.slots }()
+	defer func() { <-h.active }()
 	err = h.processContact(ctx, p.Batch, p.Contact)
 	switch {
 	case errors.Is(err, errGone):
@@ -284,7 +287,7 @@ func (h *Handler) processContact(ctx context.Context, batch, contact string) (er
 }
 
 // processChunk applies the contacts of a chunk, as many at once as the
-// process has call slots free. A contact that is not done when its
+// process has room for (calls in flight stay within Concurrency). A contact that is not done when its
 // execution ends gets a task of its own: a transient failure is retried
 // there, with backoff, and so is a contact another execution holds; a
 // dead letter goes to asynq's archive as one. The chunk itself ends once
@@ -308,7 +311,7 @@ func (h *Handler) processChunk(ctx context.Context, batch string, contacts []str
 	for ; next < len(contacts); next++ {
 		acquired := false
 		select {
-		case h.slots <- struct{}{}:
+		case h.active <- struct{}{}:
 			acquired = true
 		case <-ctx.Done():
 		}
@@ -320,7 +323,7 @@ func (h *Handler) processChunk(ctx context.Context, batch string, contacts []str
 		mu.Unlock()
 		if stop {
 			if acquired {
-				<-h.slots
+				<-h.active
 			}
 			break
 		}
@@ -329,7 +332,7 @@ func (h *Handler) processChunk(ctx context.Context, batch string, contacts []str
 		go func() {
 			defer wg.Done()
 			err := h.guarded(ctx, batch, c)
-			<-h.slots
+			<-h.active
 			err = h.handOff(ctx, batch, c, err)
 			mu.Lock()
 			defer mu.Unlock()
@@ -514,13 +517,21 @@ var errEnded = errors.New("execution ended")
 // written to the ledger.
 func (e *execution) call(ctx context.Context, do func(context.Context) Outcome) (Outcome, error) {
 	for limited := 0; ; {
-		// The wait for a rate slot ends when the batch is paused or
-		// cancelled, and so does a slot reserved before that.
+		// A call slot of the process, then a rate slot: the wait for
+		// either ends when the batch is paused or cancelled, and so does a
+		// rate slot reserved before that.
+		select {
+		case e.h.calls <- struct{}{}:
+		case <-e.held.Done():
+			return Outcome{}, e.interrupted(ctx, context.Cause(e.held))
+		}
 		if err := e.h.limiter.Wait(e.held); err != nil || e.held.Err() != nil {
+			<-e.h.calls
 			return Outcome{}, e.interrupted(ctx, err)
 		}
 		start := time.Now()
 		out := do(ctx)
+		<-e.h.calls
 		if e.h.opts.Observe != nil {
 			e.h.opts.Observe(out, time.Since(start))
 		}

@@ -21,13 +21,17 @@ const redisOutage = time.Minute
 // being watched: the ledger is gone, no report can be written.
 var errBatchLost = errors.New("batch lost in Redis")
 
+// watchEvery is how often watch reads the batch: the command ends within
+// that time of the batch's last row.
+const watchEvery = 50 * time.Millisecond
+
 // watch follows a batch until it is finished or stopped for a bad API key,
 // showing progress: a bar on a terminal, a line every `every` otherwise.
 // It returns the batch as last read; an error if ctx ended, Redis did not
 // answer for redisOutage, or the batch vanished from Redis (errBatchLost).
 func watch(ctx context.Context, store *jobs.Store, id string, w io.Writer, every time.Duration) (jobs.Batch, error) {
 	show := newProgress(w, every)
-	tick := time.NewTicker(200 * time.Millisecond)
+	tick := time.NewTicker(watchEvery)
 	defer tick.Stop()
 	last, seen := jobs.Batch{ID: id}, false
 	var failingSince time.Time
