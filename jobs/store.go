@@ -258,10 +258,19 @@ func (s *Store) AddRows(ctx context.Context, id string, rows []Row) error {
 	// Rows go in buckets of rowBucket lines, a field of the rows hash
 	// each: a field costs Redis tens of bytes besides its value.
 	var (
-		buckets []any
-		text    []byte
+		buckets, members []any
+		text             []byte
 	)
 	for i, r := range rows {
+		if r.Valid() && r.MemberID != "" {
+			// A valid row names its member by index in the batch's
+			// member table, as the plan does ('#' is in no valid id).
+			name, isNew := s.intern(id, r.MemberID)
+			if isNew {
+				members = append(members, name, r.MemberID)
+			}
+			r.MemberID = "#" + name
+		}
 		b, err := json.Marshal(r)
 		if err != nil {
 			return fmt.Errorf("encode row %d: %w", r.Line, err)
@@ -280,6 +289,9 @@ func (s *Store) AddRows(ctx context.Context, id string, rows []Row) error {
 		}
 	}
 	pipe := s.rdb.Pipeline()
+	if len(members) > 0 {
+		pipe.HSet(ctx, s.membersKey(id), members...)
+	}
 	appendRowsScript.EvalSha(ctx, pipe, s.keys(id), buckets...)
 	for _, r := range rows {
 		var res Result
@@ -747,6 +759,13 @@ func (s *Store) rows(ctx context.Context, id string, buckets []int) (map[int]Row
 			var r Row
 			if err := json.Unmarshal([]byte(rec), &r); err != nil {
 				return nil, fmt.Errorf("batch %s rows %s: %w", id, fields[i], err)
+			}
+			if ref, ok := strings.CutPrefix(r.MemberID, "#"); ok && r.Valid() {
+				ops := []Op{{MemberID: ref}}
+				if err := s.memberIDs(ctx, id, ops); err != nil {
+					return nil, fmt.Errorf("batch %s line %d: %w", id, r.Line, err)
+				}
+				r.MemberID = ops[0].MemberID
 			}
 			out[r.Line] = r
 		}
