@@ -29,6 +29,7 @@ import (
 // decoder's line buffers (a CSV field is a substring of its whole record).
 type Plan struct {
 	index    map[string]int32 // contact id -> its index in contacts
+	uuids    map[uuid]int32   // the same for ids in the UUID form, kept in 16 bytes
 	contacts []contactPlan    // in order of first appearance in the file
 	long     []longPlan       // contactPlan.long-1 indexes it
 
@@ -49,7 +50,9 @@ type Plan struct {
 // line long: member, replace and line. Otherwise its ops are in
 // Plan.long[long-1] and the other fields are unused.
 type contactPlan struct {
+	// contact is the id, unless it is a UUID, kept in id then.
 	contact string
+	id      uuid
 	member  int32 // index in Plan.members
 	line    int32
 	long    int32
@@ -64,7 +67,7 @@ type longPlan struct {
 
 // NewPlan returns an empty plan.
 func NewPlan() *Plan {
-	return &Plan{index: map[string]int32{}, memberIndex: map[string]int32{}, stoppedAt: map[string]int{}}
+	return &Plan{index: map[string]int32{}, uuids: map[uuid]int32{}, memberIndex: map[string]int32{}, stoppedAt: map[string]int{}}
 }
 
 // Add takes the next row of the file. A valid row of a contact stopped by
@@ -93,11 +96,19 @@ func (p *Plan) Add(r *jobs.Row) {
 		p.members = append(p.members, member)
 		p.memberIndex[member] = m
 	}
-	i, ok := p.index[r.ContactID]
+	var (
+		i int32
+		c = contactPlan{member: m, line: int32(r.Line), replace: r.Replace}
+	)
+	if id, isUUID := parseUUID(r.ContactID); isUUID {
+		if i, ok = p.uuids[id]; !ok {
+			p.uuids[id], c.id = int32(len(p.contacts)), id
+		}
+	} else if i, ok = p.index[r.ContactID]; !ok {
+		c.contact = strings.Clone(r.ContactID)
+		p.index[c.contact] = int32(len(p.contacts))
+	}
 	if !ok {
-		contact := strings.Clone(r.ContactID)
-		p.index[contact] = int32(len(p.contacts))
-		c := contactPlan{contact: contact, member: m, line: int32(r.Line), replace: r.Replace}
 		if int(c.line) != r.Line { // a line number past int32: keep it as it is
 			c.long = p.newLong(nil)
 			p.long[c.long-1].add(p.members[m], r.Replace, r.Line)
@@ -105,11 +116,11 @@ func (p *Plan) Add(r *jobs.Row) {
 		p.contacts = append(p.contacts, c)
 		return
 	}
-	c := &p.contacts[i]
-	if c.long == 0 {
-		c.long = p.newLong(&jobs.Op{MemberID: p.members[c.member], Replace: c.replace, Lines: []int{int(c.line)}})
+	pc := &p.contacts[i]
+	if pc.long == 0 {
+		pc.long = p.newLong(&jobs.Op{MemberID: p.members[pc.member], Replace: pc.replace, Lines: []int{int(pc.line)}})
 	}
-	if p.long[c.long-1].add(p.members[m], r.Replace, r.Line) {
+	if p.long[pc.long-1].add(p.members[m], r.Replace, r.Line) {
 		p.Merged++
 	}
 }
@@ -153,9 +164,64 @@ func (p *Plan) All() iter.Seq[jobs.Contact] {
 			} else {
 				ops = p.long[c.long-1].ops
 			}
-			if !yield(jobs.Contact{ID: c.contact, Ops: ops}) {
+			id := c.contact
+			if id == "" {
+				id = c.id.String()
+			}
+			if !yield(jobs.Contact{ID: id, Ops: ops}) {
 				return
 			}
 		}
 	}
+}
+
+// uuid is a contact id in the UUID form, in 16 bytes instead of a
+// 36-byte string: a migration's plan holds millions of them.
+type uuid [16]byte
+
+// parseUUID reads a lower-case UUID in its canonical form
+// (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), the only form String gives back
+// as it was.
+func parseUUID(s string) (uuid, bool) {
+	var u uuid
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	j := 0
+	for i := 0; i < 36; i += 2 {
+		if s[i] == '-' {
+			i--
+			continue
+		}
+		hi, ok1 := hexDigit(s[i])
+		lo, ok2 := hexDigit(s[i+1])
+		if !ok1 || !ok2 {
+			return u, false
+		}
+		u[j] = hi<<4 | lo
+		j++
+	}
+	return u, j == 16
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+func (u uuid) String() string {
+	const digits = "0123456789abcdef"
+	b := make([]byte, 0, 36)
+	for i, x := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, digits[x>>4], digits[x&15])
+	}
+	return string(b)
 }

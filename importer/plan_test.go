@@ -265,3 +265,35 @@ func planShow(rows []jobs.Row) string {
 	}
 	return b.String()
 }
+
+// TestPlanUUIDContacts: contact ids in the UUID form, kept in 16 bytes,
+// come back exactly as read, merged with their repeats; other ids beside
+// them are kept as they are.
+func TestPlanUUIDContacts(t *testing.T) {
+	p := NewPlan()
+	rows := []jobs.Row{
+		{Line: 2, ContactID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", MemberID: "m1"},
+		{Line: 3, ContactID: "not-a-uuid", MemberID: "m1"},
+		{Line: 4, ContactID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", MemberID: "m2"},
+		{Line: 5, ContactID: "0f1e2d3c4b5a69788796a5b4c3d2e1f0", MemberID: "m1"},
+		{Line: 6, ContactID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", MemberID: "m2"},
+	}
+	for i := range rows {
+		p.Add(&rows[i])
+	}
+	var got []jobs.Contact
+	for c := range p.All() {
+		got = append(got, c)
+	}
+	want := []jobs.Contact{
+		{ID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", Ops: []jobs.Op{{MemberID: "m1", Lines: []int{2}}, {MemberID: "m2", Lines: []int{4, 6}}}},
+		{ID: "not-a-uuid", Ops: []jobs.Op{{MemberID: "m1", Lines: []int{3}}}},
+		{ID: "0f1e2d3c4b5a69788796a5b4c3d2e1f0", Ops: []jobs.Op{{MemberID: "m1", Lines: []int{5}}}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("plan:\n got %+v\nwant %+v", got, want)
+	}
+	if p.Merged != 1 || p.Contacts() != 3 {
+		t.Errorf("merged %d, contacts %d; want 1, 3", p.Merged, p.Contacts())
+	}
+}

@@ -127,13 +127,13 @@ is refused, naming its batch, unless --again.`,
 }
 
 // importMemoryLimit is the soft memory limit of a command that only imports
-// a file: a plan is about 106 MB live for 1,000,000 contacts, and without a
-// limit GOGC=100 lets the heap grow to twice the live heap before it
-// collects: 240 MiB peak RSS; with this limit 169 MiB (docs/bench.md,
-// "Import memory"). Past the limit the GC runs more often (the runtime caps
-// it at about half the CPU), so a larger file imports more slowly rather
-// than fails.
-const importMemoryLimit = 160 << 20
+// a file: a plan of 1,000,000 UUID contacts is some 60 MB live, and the GC
+// pace of main (gcPercent) would let the heap grow to five times that
+// before it collects; with this limit `import` of 1,000,000 rows peaks at
+// about 175 MiB of RSS. Past the limit the GC runs more often (the runtime
+// caps it at about half the CPU), so a larger file imports more slowly
+// rather than fails.
+const importMemoryLimit = 128 << 20
 
 // limitImportMemory sets importMemoryLimit as the soft memory limit unless
 // GOMEMLIMIT sets one, and returns a func that restores the limit before
