@@ -256,7 +256,12 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 			return err
 		}
 		defer in.Close()
+		// The plan of a large file is held while it is read: the same
+		// memory bound as import's (the workers, running meanwhile, need
+		// little).
+		restore := limitImportMemory()
 		sum, err := q.importer(cfg).Import(ctx, in, opts)
+		restore()
 		if err != nil {
 			w.stop()
 			return err
