@@ -38,7 +38,7 @@ func (a *app) runCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "import, process and report a file in one process",
-		Long: `Validates the whole file, queues one task per contact, applies them with
+		Long: `Validates the whole file, queues its contacts in chunks, applies them with
 rate-limited workers, and writes summary.json, succeeded.csv and failed.csv
 to OUT/<batch id>/. Exit 0 when every row succeeded, 2 when some failed or
 were invalid, 1 on a fatal error (unusable file, refused API key, ...).
