@@ -1,4 +1,4 @@
-package importer_test
+package importer
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/internal/redistest"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/hibiken/asynq"
@@ -22,27 +21,13 @@ import (
 func TestQueuedRowCost(t *testing.T) {
 	t.Parallel()
 	const rows = 20_000
-	url := redistest.URL(t)
-	ns := redistest.Namespace(t, url)
-	ropt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(ropt)
-	t.Cleanup(func() { rdb.Close() })
-	aopt, err := asynq.ParseRedisURI(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := asynq.NewClient(aopt)
-	t.Cleanup(func() { client.Close() })
-	store := jobs.NewStore(rdb, jobs.StoreOptions{Namespace: ns})
+	rdb, store, client, ns := testLedger(t)
 	var buf bytes.Buffer
 	buf.WriteString("aiContactId,teamMemberId,region\n")
 	for i := range rows {
 		fmt.Fprintf(&buf, "%08x-17d6-42e7-8d12-6ea013130df7,00000000-0000-0000-0000-%012d,north\n", i, i%50+1)
 	}
-	sum, err := importer.New(store, client, ns).Import(context.Background(), &buf, importer.Options{File: "migration.csv"})
+	sum, err := New(store, client, ns).Import(context.Background(), &buf, Options{File: "migration.csv"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,4 +62,25 @@ func TestQueuedRowCost(t *testing.T) {
 	if n != rows {
 		t.Errorf("%d rows read back, want %d", n, rows)
 	}
+}
+
+// testLedger returns a Redis client, a store and an asynq client on the
+// test Redis, in a namespace of the test's own.
+func testLedger(t *testing.T) (*redis.Client, *jobs.Store, *asynq.Client, string) {
+	t.Helper()
+	url := redistest.URL(t)
+	ns := redistest.Namespace(t, url)
+	ropt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(ropt)
+	t.Cleanup(func() { rdb.Close() })
+	aopt, err := asynq.ParseRedisURI(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(aopt)
+	t.Cleanup(func() { client.Close() })
+	return rdb, jobs.NewStore(rdb, jobs.StoreOptions{Namespace: ns}), client, ns
 }

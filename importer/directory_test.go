@@ -10,10 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/bulkassign/bulkassign/internal/redistest"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 )
 
 // TestDecodeMemberEmail: the email columns, their validation, and the
@@ -319,21 +317,7 @@ func TestImportDirectoryErrors(t *testing.T) {
 // and the tasks carry; a failed fetch leaves no batch and no task behind.
 func TestImportResolvesIntoTheLedger(t *testing.T) {
 	t.Parallel()
-	url := redistest.URL(t)
-	ns := redistest.Namespace(t, url)
-	ropt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(ropt)
-	t.Cleanup(func() { rdb.Close() })
-	aopt, err := asynq.ParseRedisURI(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := asynq.NewClient(aopt)
-	t.Cleanup(func() { client.Close() })
-	store := jobs.NewStore(rdb, jobs.StoreOptions{Namespace: ns})
+	rdb, store, client, ns := testLedger(t)
 	im := New(store, client, ns)
 	ctx := context.Background()
 	in := "aiContactId,teamMemberEmail,note\nc1,ANN@example.com,x\nc2,bob@example.com,y\n"
@@ -381,8 +365,7 @@ func TestImportResolvesIntoTheLedger(t *testing.T) {
 	if len(after) != len(before) {
 		t.Errorf("batches %v after a failed fetch, want %v", after, before)
 	}
-	insp := asynq.NewInspector(aopt)
-	t.Cleanup(func() { insp.Close() })
+	insp := asynq.NewInspectorFromRedisClient(rdb)
 	if n, err := insp.GetQueueInfo(ns); err != nil || n.Size != 1 {
 		t.Errorf("queue %+v (%v), want only the first import's 1 task", n, err)
 	}
