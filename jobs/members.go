@@ -13,10 +13,12 @@ import (
 
 // memberTables caches the member tables of batches, in both directions.
 // A table only grows, while its batch is imported; readers load it again
-// when an index is missing.
+// when an index is missing. The tables of batches this process imports
+// are its own (own) and never dropped: the indices it hands out must stay
+// the ones it stored. The others (read) are a cache.
 type memberTables struct {
-	mu     sync.Mutex
-	tables map[string]*memberTable
+	mu        sync.Mutex
+	own, read map[string]*memberTable
 }
 
 type memberTable struct {
@@ -27,18 +29,43 @@ type memberTable struct {
 // maxCachedTables bounds the tables a long-lived process keeps.
 const maxCachedTables = 256
 
-func (m *memberTables) get(batch string) *memberTable {
+// get returns the table of batch: the importing process's own (own), or
+// one read from Redis.
+func (m *memberTables) get(batch string, own bool) *memberTable {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.tables == nil || len(m.tables) >= maxCachedTables {
-		m.tables = map[string]*memberTable{}
+	if t := m.own[batch]; t != nil {
+		return t
 	}
-	t := m.tables[batch]
+	if own {
+		if m.own == nil {
+			m.own = map[string]*memberTable{}
+		}
+		t := &memberTable{index: map[string]int{}}
+		if r := m.read[batch]; r != nil {
+			t = r
+			delete(m.read, batch)
+		}
+		m.own[batch] = t
+		return t
+	}
+	if m.read == nil || len(m.read) >= maxCachedTables {
+		m.read = map[string]*memberTable{}
+	}
+	t := m.read[batch]
 	if t == nil {
 		t = &memberTable{index: map[string]int{}}
-		m.tables[batch] = t
+		m.read[batch] = t
 	}
 	return t
+}
+
+// drop forgets the table of a batch deleted.
+func (m *memberTables) drop(batch string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.own, batch)
+	delete(m.read, batch)
 }
 
 func (s *Store) membersKey(id string) string { return s.key(id, "members") }
@@ -47,7 +74,7 @@ func (s *Store) membersKey(id string) string { return s.key(id, "members") }
 // entry to store with it, if it is new ("" otherwise). Only the importing
 // process adds members.
 func (s *Store) intern(batch, member string) (name string, isNew bool) {
-	t := s.members.get(batch)
+	t := s.members.get(batch, true)
 	s.members.mu.Lock()
 	defer s.members.mu.Unlock()
 	i, ok := t.index[member]
@@ -62,7 +89,7 @@ func (s *Store) intern(batch, member string) (name string, isNew bool) {
 // memberIDs maps the member indices of ops to ids, loading the batch's
 // table when one is missing.
 func (s *Store) memberIDs(ctx context.Context, batch string, ops []Op) error {
-	t := s.members.get(batch)
+	t := s.members.get(batch, false)
 	for i := range ops {
 		n, err := strconv.Atoi(ops[i].MemberID)
 		if err != nil {

@@ -856,6 +856,7 @@ func (s *Store) markDeleting(ctx context.Context, id string) error {
 // Delete removes every key of a batch, whatever its state; its tasks are
 // dropped by the workers as they come (Tasks.Delete removes them first).
 func (s *Store) Delete(ctx context.Context, id string) error {
+	s.members.drop(id)
 	if err := s.rdb.Unlink(ctx, s.keys(id)...).Err(); err != nil {
 		return fmt.Errorf("delete batch %s: %w", id, err)
 	}
