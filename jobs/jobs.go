@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/hibiken/asynq"
 )
@@ -119,10 +120,14 @@ func NewAssignTask(p AssignPayload, opts ...asynq.Option) (*asynq.Task, error) {
 }
 
 // NewChunkTask builds the task of a chunk of contacts with the given task
-// id.
+// id. A chunk may run long under a low --rate: it gets chunkTimeout, not
+// asynq's default 30 minutes (its lease keeps it from a dead worker).
 func NewChunkTask(batch string, contacts []string, id string, opts ...asynq.Option) (*asynq.Task, error) {
-	return newTask(AssignPayload{Batch: batch, Contacts: contacts}, append([]asynq.Option{asynq.TaskID(id)}, opts...))
+	return newTask(AssignPayload{Batch: batch, Contacts: contacts}, append([]asynq.Option{asynq.TaskID(id), asynq.Timeout(chunkTimeout)}, opts...))
 }
+
+// chunkTimeout bounds one execution of a chunk.
+const chunkTimeout = 24 * time.Hour
 
 func newTask(p AssignPayload, opts []asynq.Option) (*asynq.Task, error) {
 	b, err := json.Marshal(p)

@@ -217,3 +217,48 @@ func TestChunksNeverShareAContact(t *testing.T) {
 		t.Errorf("%d calls in flight at once, want at most 4 (the handler's concurrency)", m)
 	}
 }
+
+// TestChunkDrains: a worker shutting down lets the calls in flight of a
+// chunk finish and record, starts no contact more, and sends the chunk
+// back to the queue without using up an attempt; the rest is applied
+// later, each row once.
+func TestChunkDrains(t *testing.T) {
+	t.Parallel()
+	var (
+		e     *env
+		mu    sync.Mutex
+		calls int
+	)
+	sim := simulator.New(simulator.Options{})
+	e = newEnv(t, envOptions{concurrency: 2, crm: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		if calls == 6 {
+			e.handler.Drain()
+		}
+		mu.Unlock()
+		sim.ServeHTTP(w, r)
+	})})
+	e.sim = sim
+	rows := oneEach(40, "m1")
+	ps := e.load(t, "b", rows)
+	task := e.chunkTask(t, "b:chunk:0", ps)
+	err := e.handler.ProcessTask(e.ctx, task)
+	var de *DeferError
+	if !errors.As(err, &de) || IsFailure(err) {
+		t.Fatalf("draining chunk returned %v, want a deferral", err)
+	}
+	b := e.batch(t, "b")
+	if got := e.sim.Stats().Requests; b.Done() != got || b.Done() == 0 || b.Done() == int64(len(rows)) {
+		t.Fatalf("drained: %d rows recorded, the CRM got %d calls: want every call made recorded, and some rows left", b.Done(), got)
+	}
+	if n := e.rdb.HLen(e.ctx, e.ns+":batch:{b}:claims").Val(); n != 0 {
+		t.Errorf("%d claims left after the drain, want none", n)
+	}
+	e.handler = NewHandler(e.store, e.client, NewLocalLimiter(0, 1), HandlerOptions{Tasks: &e.tasks, WatchEvery: 50 * time.Millisecond})
+	if _, err := e.queue.EnqueueContext(e.ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	e.run(t)
+	e.checkExact(t, e.waitDone(t, "b"), rows)
+}

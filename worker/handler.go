@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulkassign/bulkassign/jobs"
@@ -135,6 +136,9 @@ type Handler struct {
 	opts    HandlerOptions
 	watch   *watcher
 	ledger  *ledger
+	// draining: the process is shutting down; chunks start no contact
+	// more.
+	draining atomic.Bool
 	// calls holds a token per call in flight in this process (at most
 	// Concurrency); active one per contact being applied, a few more, so
 	// that the ledger writes of contacts starting and ending overlap the
@@ -219,7 +223,14 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
+// Drain makes the handler start no contact of a chunk any more, so that
+// a shutdown lets the calls in flight finish and sends the rest of each
+// chunk back to the queue. Call it before the asynq server's Shutdown.
+func (h *Handler) Drain() { h.draining.Store(true) }
+
 var (
+	// errDraining: the process is shutting down.
+	errDraining = errors.New("the worker is shutting down")
 	// errGone: the contact's batch no longer exists.
 	errGone = errors.New("the batch no longer exists")
 	// errNotRunning: the contact's batch is not running: paused (the
@@ -319,6 +330,9 @@ func (h *Handler) processChunk(ctx context.Context, batch string, contacts []str
 		if failed == nil && halt == nil && ctx.Err() != nil {
 			failed = context.Cause(ctx)
 		}
+		if failed == nil && halt == nil && h.draining.Load() {
+			halt = errDraining
+		}
 		stop := failed != nil || halt != nil
 		mu.Unlock()
 		if stop {
@@ -356,6 +370,10 @@ func (h *Handler) processChunk(ctx context.Context, batch string, contacts []str
 		return nil
 	case errors.As(halt, &de):
 		return halt // the batch is importing: all its contacts wait
+	case errors.Is(halt, errDraining) && failed == nil:
+		// The contacts started are done or handed over; the rest go
+		// back to the queue, with the chunk, for another worker.
+		return &DeferError{RetryIn: time.Second, Why: "the worker is shutting down"}
 	case failed != nil:
 		return failed
 	case errors.Is(halt, errNotRunning) && next < len(contacts):
@@ -406,9 +424,11 @@ func (h *Handler) parkRest(ctx context.Context, batch string, rest []string) err
 		return nil
 	case err != nil:
 		return err
-	case status != jobs.BatchPaused:
+	case status != jobs.BatchPaused && status != jobs.BatchRunning:
 		return nil // cancelled or done: nothing more is sent
 	}
+	// Resumed already while this chunk's last calls ended: parked all the
+	// same, the sweep queues them within seconds.
 	return h.store.Unpark(ctx, batch, rest)
 }
 

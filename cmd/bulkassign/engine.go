@@ -152,6 +152,7 @@ func (q *queue) importer(cfg config.Config) *importer.Importer {
 type workerProc struct {
 	srv     *asynq.Server
 	mux     *asynq.ServeMux
+	handler *worker.Handler
 	client  *worker.Client
 	sweeper *worker.Sweeper
 	// notifier fires the notices of ends nobody fired.
@@ -175,6 +176,7 @@ func (w *workerProc) start(ctx context.Context) error {
 func (w *workerProc) stop() {
 	w.cancel()
 	w.swept.Wait()
+	w.handler.Drain()
 	w.srv.Shutdown()
 }
 
@@ -227,7 +229,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 		Stall:  cfg.Stall,
 		Logger: log,
 	})
-	return &workerProc{srv: srv, mux: mux, client: client, sweeper: sweeper, notifier: notifier}, nil
+	return &workerProc{srv: srv, mux: mux, handler: h, client: client, sweeper: sweeper, notifier: notifier}, nil
 }
 
 // retention maps --retention to the store's option, where 0 means the
