@@ -36,6 +36,12 @@ type PlanPayload struct {
 	// RecordPrevious makes the batch record each contact's agents before
 	// its change, so that its report has a rollback.csv.
 	RecordPrevious bool `json:"rp,omitempty"`
+	// Notify is the URL each tick's batch announces its end to (package
+	// notify), and where a tick held up by a paused batch is announced;
+	// NotifyFormat is json or slack ("" is json). The signing secret is
+	// not here: the workers that send the notices have it.
+	Notify       string `json:"notify,omitempty"`
+	NotifyFormat string `json:"nf,omitempty"`
 }
 
 // NewPlanTask builds the task of a schedule's tick. opts come after the

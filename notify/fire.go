@@ -116,20 +116,29 @@ func (n *Notifier) Fire(ctx context.Context, id string) (ev Event, ok bool, err 
 	if err != nil {
 		return Event{}, false, err
 	}
-	p, err := json.Marshal(Payload{Batch: id, Event: name, Key: key, Body: body})
-	if err != nil {
-		return Event{}, false, fmt.Errorf("encode the %s notice of batch %s: %w", name, id, err)
-	}
-	task := asynq.NewTask(TypeNotify, p, asynq.Queue(n.opts.Queue), asynq.TaskID(ev.TaskID),
-		asynq.MaxRetry(n.opts.Retries), asynq.Retention(n.opts.Retention))
-	if _, err := n.client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return Event{}, false, fmt.Errorf("queue the %s notice of batch %s: %w", name, id, err)
+	if err := n.enqueue(ctx, ev, key, body); err != nil {
+		return Event{}, false, err
 	}
 	if err := n.store.MarkNotified(ctx, id, key); err != nil {
 		return Event{}, false, err
 	}
 	n.opts.Logger.Info("notice queued", slog.String("batch", id), slog.String("event", name), slog.String("to", t.String()))
 	return ev, true, nil
+}
+
+// enqueue queues the task that posts body for the event named key; an
+// event queued already (the same task id) is not queued again.
+func (n *Notifier) enqueue(ctx context.Context, ev Event, key string, body []byte) error {
+	p, err := json.Marshal(Payload{Batch: ev.Batch, Event: ev.Name, Key: key, Body: body})
+	if err != nil {
+		return fmt.Errorf("encode the %s notice of batch %s: %w", ev.Name, ev.Batch, err)
+	}
+	task := asynq.NewTask(TypeNotify, p, asynq.Queue(n.opts.Queue), asynq.TaskID(ev.TaskID),
+		asynq.MaxRetry(n.opts.Retries), asynq.Retention(n.opts.Retention))
+	if _, err := n.client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("queue the %s notice of batch %s: %w", ev.Name, ev.Batch, err)
+	}
+	return nil
 }
 
 // Ended is Fire for a hook where a process sees a batch end (the write

@@ -1,8 +1,9 @@
 // Package notify tells someone when a batch ends: it completed, was
-// cancelled, or was paused because the CRM refused the API key. The end
-// is announced by an HTTP POST of the batch's summary (the JSON of
-// summary.json), signed with an HMAC-SHA256 of the exact body, or by a
-// Slack incoming-webhook message.
+// cancelled, or was paused because the CRM refused the API key; and when
+// a schedule's tick queued nothing because the schedule's previous batch
+// is paused. The event is announced by an HTTP POST (for an end, the
+// batch's summary: the JSON of summary.json), signed with an HMAC-SHA256
+// of the exact body, or by a Slack incoming-webhook message.
 //
 // Each end is an event, queued as an asynq task (TypeNotify) whose id is
 // derived from the batch, the event and the batch's epoch, so the many
@@ -19,6 +20,8 @@
 //   - Fire queues the event of a batch that has just ended: the process
 //     that saw the end calls it (the worker whose write completed the
 //     batch, the command that cancelled it, `run` when its batch ends).
+//   - Skipped queues the event of a schedule's tick that a paused batch
+//     held up: the schedule's runner calls it.
 //   - Notifier.Run, in every worker, fires the ends nobody fired (a
 //     process that died between the end and Fire) every few seconds.
 //   - Sender is the asynq handler that makes the POST.
@@ -45,6 +48,11 @@ const (
 	// EventPaused: the batch was paused because the CRM refused the API
 	// key (a pause by an operator is not an end).
 	EventPaused = "paused"
+	// EventSkipped: a schedule's tick queued nothing because the
+	// schedule's previous batch is paused (by an operator, or because the
+	// CRM refused the key); the schedule is stalled until that batch is
+	// resumed or cancelled. Each skipped tick is one event.
+	EventSkipped = "tick-skipped"
 )
 
 // Formats of the POST.
@@ -60,7 +68,8 @@ const (
 	// SignatureHeader is "sha256=<hex HMAC-SHA256 of the body>" with the
 	// secret of BULKASSIGN_NOTIFY_SECRET.
 	SignatureHeader = "X-Bulkassign-Signature"
-	// EventHeader names the event: completed, cancelled or paused.
+	// EventHeader names the event: completed, cancelled, paused or
+	// tick-skipped.
 	EventHeader = "X-Bulkassign-Event"
 	// DeliveryHeader is the same for every retry of one event, so a
 	// receiver can drop a repeat (a delivery whose answer was lost).

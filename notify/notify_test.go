@@ -1,10 +1,13 @@
 package notify_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bulkassign/bulkassign/notify"
+	"github.com/bulkassign/bulkassign/report"
 )
 
 func TestSign(t *testing.T) {
@@ -53,5 +56,30 @@ func TestParseTarget(t *testing.T) {
 		if err == nil && tg.Format == "" {
 			t.Errorf("ParseTarget(%q, %q): no format", tc.url, tc.format)
 		}
+	}
+}
+
+func TestSkipBody(t *testing.T) {
+	s := notify.Skip{Schedule: "nightly", Tick: time.Date(2030, 1, 2, 2, 0, 0, 0, time.UTC), Code: "previous-paused",
+		Reason: "the previous run, batch b-1, is paused (3/8 rows done): `bulkassign resume b-1` or cancel it; no tick runs until then"}
+	sum := report.Summary{BatchID: "b-1", Status: "paused", Rows: 8}
+	b, err := notify.SkipBody(notify.FormatJSON, s, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got notify.SkipNotice
+	if err := json.Unmarshal(b, &got); err != nil || got.Event != notify.EventSkipped || got.Schedule != "nightly" ||
+		!got.Tick.Equal(s.Tick) || got.Code != s.Code || got.Reason != s.Reason || got.Batch.BatchID != "b-1" || got.Batch.Rows != 8 {
+		t.Errorf("json body %s (%v), want the skip and the batch's summary", b, err)
+	}
+	s.Schedule = "a<b>&c"
+	b, err = notify.SkipBody(notify.FormatSlack, s, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg map[string]string
+	if err := json.Unmarshal(b, &msg); err != nil ||
+		msg["text"] != "bulkassign schedule a&lt;b&gt;&amp;c: the tick of 2030-01-02T02:00:00Z queued nothing: "+s.Reason {
+		t.Errorf("slack body %s (%v)", b, err)
 	}
 }

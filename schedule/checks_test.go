@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -205,6 +206,34 @@ func TestLoadLiveAndRecordPrevious(t *testing.T) {
 	}
 	if p := cfg.Entries[1].Payload(""); p.Live || p.RecordPrevious {
 		t.Errorf("payload %+v, want neither", p)
+	}
+}
+
+// TestLoadNotify: an entry's notify target reaches its ticks' payload; a
+// bad one is an error naming the line, with the URL redacted.
+func TestLoadNotify(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(strings.NewReader("schedules:\n  - {name: n, cron: \"@daily\", contacts: c.csv, rules: r.yaml, notify: \"https://hooks.slack.com/services/T0/B0/s3cret\", notifyFormat: slack}\n"+
+		"  - {name: m, cron: \"@daily\", contacts: c.csv, rules: r.yaml, notify: \"https://example.com/hook\"}\n"), "s.yaml", "/srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.Entries[0].Payload(""); p.Notify != "https://hooks.slack.com/services/T0/B0/s3cret" || p.NotifyFormat != "slack" {
+		t.Errorf("payload %+v, want the slack target", p)
+	}
+	if p := cfg.Entries[1].Payload(""); p.NotifyFormat != "json" {
+		t.Errorf("payload %+v, want format json by default", p)
+	}
+	for _, tc := range []struct{ entry, want string }{
+		{`notify: "ftp://example.com/s3cret"`, `s.yaml: line 2: schedule 1 "a": notify ftp://example.com/…: want an http:// or https:// URL`},
+		{`notify: "https://example.com/s3cret", notifyFormat: xml`, `notifyFormat "xml": want json or slack`},
+		{`notifyFormat: slack`, "notifyFormat without notify"},
+	} {
+		_, err := Load(strings.NewReader("schedules:\n  - {name: a, cron: '@daily', contacts: c, rules: r, "+tc.entry+"}\n"), "s.yaml", "/srv")
+		var ce *ConfigError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: %v, want a *ConfigError saying %q, without the URL's path", tc.entry, err, tc.want)
+		}
 	}
 }
 

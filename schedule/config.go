@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/notify"
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 )
@@ -42,6 +43,10 @@ type Entry struct {
 	Live bool
 	// RecordPrevious gives each tick's batch a rollback.csv in its report.
 	RecordPrevious bool
+	// Notify is where each tick's batch announces its end, and where a
+	// tick held up by a paused batch is announced (package notify); ""
+	// for nowhere. NotifyFormat is json or slack (notify.ParseTarget).
+	Notify, NotifyFormat string
 	// Line is where the entry starts in the file.
 	Line int
 }
@@ -50,7 +55,7 @@ type Entry struct {
 // its files' ids.
 func (e Entry) Payload(ids jobs.IDFormat) jobs.PlanPayload {
 	return jobs.PlanPayload{Name: e.Name, Contacts: e.Contacts, Rules: e.Rules, Timezone: e.Timezone, IDFormat: ids,
-		Live: e.Live, RecordPrevious: e.RecordPrevious}
+		Live: e.Live, RecordPrevious: e.RecordPrevious, Notify: e.Notify, NotifyFormat: e.NotifyFormat}
 }
 
 // Spec is the cron spec as asynq's Scheduler (robfig/cron) takes it, with
@@ -135,6 +140,10 @@ type entryYAML struct {
 	Live     bool   `yaml:"live"`
 	// RecordPrevious is the schedule's --record-previous.
 	RecordPrevious bool `yaml:"recordPrevious"`
+	// Notify and NotifyFormat are the schedule's --notify and
+	// --notify-format.
+	Notify       string `yaml:"notify"`
+	NotifyFormat string `yaml:"notifyFormat"`
 }
 
 // LoadFile reads and validates the schedule file at path. Relative
@@ -199,6 +208,22 @@ func Load(r io.Reader, file, dir string) (*Config, error) {
 		}
 		e := Entry{Name: y.Name, Cron: y.Cron, Timezone: y.Timezone, Live: y.Live, RecordPrevious: y.RecordPrevious, Line: line}
 		switch {
+		case y.Notify != "":
+			// ParseTarget's messages name the flags; these name the fields.
+			if f := y.NotifyFormat; f != "" && f != notify.FormatJSON && f != notify.FormatSlack {
+				fail("notifyFormat %q: want json or slack", f)
+				break
+			}
+			t, err := notify.ParseTarget(y.Notify, y.NotifyFormat)
+			if err != nil {
+				fail("notify %s: want an http:// or https:// URL", notify.Redact(y.Notify))
+				break
+			}
+			e.Notify, e.NotifyFormat = t.URL, t.Format
+		case y.NotifyFormat != "":
+			fail("notifyFormat without notify: give notify, the URL to post to")
+		}
+		switch {
 		case y.Name == "":
 			fail("no name")
 		case !nameRE.MatchString(y.Name):
@@ -253,7 +278,7 @@ var (
 	)
 )
 
-const fieldsHint = "(a schedule file has schedules; an entry has name, cron, contacts, rules, timezone, live and recordPrevious)"
+const fieldsHint = "(a schedule file has schedules; an entry has name, cron, contacts, rules, timezone, live, recordPrevious, notify and notifyFormat)"
 
 // yamlError turns the YAML library's error into one *ConfigError per
 // problem, naming the entry it is in and without Go type names.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/notify"
 	"github.com/bulkassign/bulkassign/planner"
 	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
@@ -41,6 +42,10 @@ type RunnerOptions struct {
 	// tick it is (written just after the enqueue); default 5 seconds,
 	// after which the time the task runs stands for its tick.
 	TickWait time.Duration
+	// Notifier announces, for entries with notify, the ends of the ticks'
+	// batches and the ticks a paused batch holds up. Without it such a
+	// tick records a warning that nothing will be announced.
+	Notifier *notify.Notifier
 }
 
 // Runner runs ticks: it claims the tick and the schedule, plans, and
@@ -154,8 +159,16 @@ type Outcome struct {
 	// nothing. SkipCode says it for a program (the Skip* constants).
 	Skipped  string
 	SkipCode string
-	// Warnings are the plan's warnings (a member over maxShare, ...).
+	// Warnings are the plan's warnings (a member over maxShare, ...), and
+	// what the tick could not do once its batch was queued (record who
+	// started it, attach its notify target).
 	Warnings []string
+	// HeldBy is the previous run's batch that a tick skipped because of it
+	// is waiting for (SkipRunning, SkipPaused, SkipRefused).
+	HeldBy string
+	// Notify is where the batch's end will be announced, its URL redacted;
+	// "" when it will not be.
+	Notify string
 }
 
 // Why a tick queued no batch: Outcome.SkipCode and Run.Code.
@@ -241,7 +254,7 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 				return out, fmt.Errorf("schedule %s: %w", p.Name, err)
 			}
 			if !free {
-				out.Skipped, out.SkipCode = why, code
+				out.Skipped, out.SkipCode, out.HeldBy = why, code, held.batch
 				return out, nil
 			}
 			if attempt > 0 {
@@ -298,6 +311,7 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 		return out, fmt.Errorf("schedule %s: %w", p.Name, err)
 	}
 	out.BatchID, out.Summary = sum.BatchID, sum
+	r.started(ctx, p, &out)
 	held := mine
 	held.batch = sum.BatchID
 	ok, err := swapScript.Run(ctx, r.rdb, []string{r.runningKey(p.Name)}, mine.String(), held.String(), r.opts.LockTTL.Milliseconds()).Int()
@@ -312,6 +326,39 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 			slog.String("schedule", p.Name), slog.String("batch_id", sum.BatchID))
 	}
 	return out, nil
+}
+
+// started records, for the batch a tick queued, that the schedule
+// started it, and attaches the entry's notify target. Neither is needed to
+// apply the batch: a failure is a warning of the tick.
+func (r *Runner) started(ctx context.Context, p jobs.PlanPayload, out *Outcome) {
+	warn := func(msg string) {
+		out.Warnings = append(out.Warnings, msg)
+		r.opts.Logger.Warn("schedule: "+msg, slog.String("schedule", p.Name), slog.String("batch_id", out.BatchID))
+	}
+	if err := r.store.SetOrigin(ctx, out.BatchID, jobs.Origin{Via: "schedule", By: p.Name}); err != nil {
+		warn(err.Error())
+	}
+	if p.Notify == "" {
+		return
+	}
+	t, err := r.target(p)
+	if err == nil {
+		err = r.opts.Notifier.Attach(ctx, out.BatchID, t)
+	}
+	if err != nil {
+		warn(fmt.Sprintf("notify: %v: the end of batch %s will not be announced", err, out.BatchID))
+		return
+	}
+	out.Notify = t.String()
+}
+
+// target is the notify target of p, which has one.
+func (r *Runner) target(p jobs.PlanPayload) (notify.Target, error) {
+	if r.opts.Notifier == nil {
+		return notify.Target{}, errors.New("this process queues no notices")
+	}
+	return notify.ParseTarget(p.Notify, p.NotifyFormat)
 }
 
 // finished reports whether the run holding a schedule is over: its batch

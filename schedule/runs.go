@@ -3,11 +3,13 @@ package schedule
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/notify"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -52,7 +54,8 @@ func runsKey(namespace, name string) string {
 // RunTick runs one tick as Tick does and leaves its record. A tick skipped
 // as a duplicate leaves none (the copy that ran leaves it); an error
 // leaves a failed record when final says no retry follows, or when it is
-// in the files (a retry would not help).
+// in the files (a retry would not help). A tick skipped because the
+// previous batch is paused is announced to the entry's notify target.
 func (r *Runner) RunTick(ctx context.Context, p jobs.PlanPayload, tick time.Time, owner string, final bool) (Outcome, error) {
 	out, err := r.Tick(ctx, p, tick, owner)
 	rec := Run{Schedule: p.Name, Tick: out.Tick, At: r.opts.Now(), Warnings: out.Warnings}
@@ -65,6 +68,19 @@ func (r *Runner) RunTick(ctx context.Context, p jobs.PlanPayload, tick time.Time
 		return out, nil
 	case out.Skipped != "":
 		rec.Outcome, rec.Code, rec.Reason = RunSkipped, out.SkipCode, out.Skipped
+		if (out.SkipCode == SkipPaused || out.SkipCode == SkipRefused) && p.Notify != "" {
+			t, nerr := r.target(p)
+			if nerr == nil {
+				_, nerr = r.opts.Notifier.Skipped(ctx, out.HeldBy, t, notify.Skip{Schedule: p.Name, Tick: out.Tick, Code: out.SkipCode, Reason: out.Skipped})
+				if nerr != nil && !final && !errors.Is(nerr, jobs.ErrNotFound) {
+					return out, nerr // Redis trouble: the retry skips the tick again and announces it
+				}
+			}
+			if nerr != nil {
+				out.Warnings = append(out.Warnings, "notify: "+nerr.Error()+": this skipped tick is not announced")
+				rec.Warnings = out.Warnings
+			}
+		}
 	default:
 		rec.Outcome, rec.BatchID, rec.Rows, rec.Contacts = RunQueued, out.BatchID, out.Summary.Rows, out.Summary.Contacts
 	}

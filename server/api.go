@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/notify"
 	"github.com/bulkassign/bulkassign/report"
 )
 
@@ -52,9 +54,19 @@ type Batch struct {
 	// UploadedBy is the name of the token that uploaded the batch through
 	// serve; "" for a batch queued otherwise (import, schedule, plan).
 	UploadedBy string `json:"uploadedBy,omitempty"`
+	// Origin says who started the batch and how (serve: the token's name
+	// and the client's address; schedule: the schedule's name; the CLI:
+	// user@host), and the settings its calls are made with when the
+	// process that started it applies it; absent when unknown.
+	Origin *jobs.Origin `json:"origin,omitempty"`
+	// StartedBy is Origin for people: "alice (serve; from 10.0.0.7)".
+	StartedBy string `json:"startedBy,omitempty"`
 	// Mapping is the saved column mapping the upload used, if any.
 	Mapping string `json:"mapping,omitempty"`
 }
+
+// Who is who started the batch, for people: StartedBy, else UploadedBy.
+func (b Batch) Who() string { return cmp.Or(b.StartedBy, b.UploadedBy) }
 
 // UploadResult is the answer to POST /api/v1/batches.
 type UploadResult struct {
@@ -63,6 +75,15 @@ type UploadResult struct {
 	Summary importer.Summary `json:"summary"`
 	// InvalidRows are the first invalid rows of the file.
 	InvalidRows []InvalidRow `json:"invalidRows"`
+	// DuplicateOf, in a dry run, is the batch the same file (the same
+	// content, for the same API URL) became within the retention: the
+	// upload itself would be refused unless again=true.
+	DuplicateOf *Batch `json:"duplicateOf,omitempty"`
+	// Notify is where the batch's end will be posted, its URL redacted;
+	// NotifyError says why it will not be, when notify was given and
+	// could not be attached (the batch is queued all the same).
+	Notify      string `json:"notify,omitempty"`
+	NotifyError string `json:"notifyError,omitempty"`
 }
 
 // InvalidRow is a row the importer will not send, and why.
@@ -98,6 +119,7 @@ func (p uploadParams) get(k string) string { return p[k] }
 var uploadFields = map[string]int64{
 	"name": 1024, "format": 1024, "dryRun": 1024, "recordPrevious": 1024, "filename": 1024,
 	"preflight": 1024, "mappingName": 1024, "mapping": 64 << 10,
+	"again": 1024, "notify": 4096, "notifyFormat": 1024,
 }
 
 // readUpload reads an upload's settings and returns the file as a stream:
@@ -213,23 +235,21 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	dryRun, err := boolParam(params, "dryRun")
-	if err != nil {
-		s.answerError(w, "upload", err)
-		return
+	flags := map[string]bool{}
+	for _, k := range []string{"dryRun", "recordPrevious", "preflight", "again"} {
+		if flags[k], err = boolParam(params, k); err != nil {
+			s.answerError(w, "upload", err)
+			return
+		}
 	}
-	recordPrevious, err := boolParam(params, "recordPrevious")
-	if err != nil {
-		s.answerError(w, "upload", err)
-		return
-	}
-	preflight, err := boolParam(params, "preflight")
-	if err != nil {
-		s.answerError(w, "upload", err)
-		return
-	}
+	dryRun, preflight := flags["dryRun"], flags["preflight"]
 	if preflight && s.deps.Directory == nil {
 		writeError(w, http.StatusBadRequest, "preflight needs the member list, and this server has no CRM API key: start serve with BULKASSIGN_API_KEY, or upload without preflight")
+		return
+	}
+	target, notifies, err := uploadTarget(params)
+	if err != nil {
+		s.answerError(w, "upload", err)
 		return
 	}
 	mapping, mappingName, err := s.uploadMapping(ctx, params)
@@ -242,16 +262,57 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		name = name[:200]
 	}
 
-	in, invalid := sampleInvalid(in, file, format, s.opts.IDFormat, mapping, mappingName, maxInvalidShown)
+	// The whole upload first: its fingerprint decides whether it is queued.
+	spool, fp, err := s.spoolUpload(in)
+	if body.hit {
+		tooLarge(w, s.uploadTooLarge())
+		return
+	}
+	if err != nil {
+		s.answerError(w, "upload", err)
+		return
+	}
+	defer func() {
+		spool.Close()
+		_ = os.Remove(spool.Name())
+	}()
+	if !dryRun {
+		release, err := s.claimFile(ctx, fp)
+		if err != nil {
+			s.answerError(w, "upload", err)
+			return
+		}
+		defer release()
+	}
+	var earlier *Batch
+	if dryRun || !flags["again"] {
+		err := s.deps.Store.CheckFile(ctx, fp)
+		var dup *jobs.DuplicateError
+		switch {
+		case errors.As(err, &dup) && !dryRun:
+			s.deps.Logger.Info("upload refused: the same file was queued already", slog.String("file", file), slogBy(ctx), slog.String("earlier", dup.Batch.ID))
+			s.duplicateAnswer(ctx, w, dup)
+			return
+		case errors.As(err, &dup):
+			out, err := s.withUploads(ctx, []jobs.Batch{dup.Batch})
+			if err != nil {
+				s.internal(w, "read the earlier batch", err)
+				return
+			}
+			earlier = &out[0]
+		case err != nil:
+			s.internal(w, "look up the file's earlier batches", err)
+			return
+		}
+	}
+
+	in, invalid := sampleInvalid(spool, file, format, s.opts.IDFormat, mapping, mappingName, maxInvalidShown)
 	sum, err := s.deps.Importer.Import(ctx, in, importer.Options{File: file, Format: format, IDFormat: s.opts.IDFormat,
-		Name: name, DryRun: dryRun, RecordPrevious: recordPrevious, Directory: s.deps.Directory,
+		Name: name, DryRun: dryRun, RecordPrevious: flags["recordPrevious"], Directory: s.deps.Directory,
 		Mapping: mapping, MappingName: mappingName, Preflight: preflight})
 	rows := invalid()
 	var fe *importer.FileError
 	switch {
-	case body.hit:
-		tooLarge(w, s.uploadTooLarge())
-		return
 	case errors.As(err, &fe):
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": fe.Error(), "line": fe.Line, "file": fe.File})
 		return
@@ -263,18 +324,44 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	if rows == nil {
 		rows = []InvalidRow{}
 	}
-	status := http.StatusCreated
+	res := UploadResult{BatchID: sum.BatchID, DryRun: dryRun, Summary: sum, InvalidRows: rows, DuplicateOf: earlier}
 	if dryRun {
-		status = http.StatusOK
-	} else {
-		if err := s.recordUpload(ctx, sum.BatchID, uploadInfo{By: principal(ctx), Mapping: params.get("mappingName"), Preflight: preflight}); err != nil {
-			s.deps.Logger.Warn("who uploaded the batch could not be recorded", slog.String("batch", sum.BatchID), slog.Any("error", err))
-		}
-		s.deps.Logger.Info("batch queued", slog.String("batch", sum.BatchID), slog.String("file", file), slogBy(ctx),
-			slog.Int("rows", sum.Rows), slog.Int("invalid", sum.Invalid))
-		w.Header().Set("Location", "/api/v1/batches/"+sum.BatchID)
+		writeJSON(w, http.StatusOK, res)
+		return
 	}
-	writeJSON(w, status, UploadResult{BatchID: sum.BatchID, DryRun: dryRun, Summary: sum, InvalidRows: rows})
+	s.queued(r, &res, fp, uploadInfo{By: principal(ctx), Mapping: params.get("mappingName"), Preflight: preflight}, target, notifies)
+	s.deps.Logger.Info("batch queued", slog.String("batch", sum.BatchID), slog.String("file", file), slogBy(ctx),
+		slog.Int("rows", sum.Rows), slog.Int("invalid", sum.Invalid))
+	w.Header().Set("Location", "/api/v1/batches/"+sum.BatchID)
+	writeJSON(w, http.StatusCreated, res)
+}
+
+// queued records what is known of a batch an upload just queued: the
+// file it came from, who started it, and where its end is announced. None
+// of it is needed to apply the batch: a failure is logged (and, for the
+// notice, answered), the batch runs all the same.
+func (s *Server) queued(r *http.Request, res *UploadResult, fp string, u uploadInfo, t notify.Target, notifies bool) {
+	ctx, id := r.Context(), res.BatchID
+	log := s.deps.Logger.With(slog.String("batch", id))
+	if err := s.deps.Store.RememberFile(ctx, fp, id); err != nil {
+		log.Warn("the file of the batch could not be remembered: it is not recognised if sent again", slog.Any("error", err))
+	}
+	o := jobs.Origin{Via: "serve", By: u.By, Client: s.clientAddr(r), Settings: s.opts.Settings}
+	if err := s.deps.Store.SetOrigin(ctx, id, o); err != nil {
+		log.Warn("who started the batch could not be recorded", slog.Any("error", err))
+	}
+	if err := s.recordUpload(ctx, id, u); err != nil {
+		log.Warn("who uploaded the batch could not be recorded", slog.Any("error", err))
+	}
+	if !notifies {
+		return
+	}
+	if err := s.notifier.Attach(ctx, id, t); err != nil {
+		log.Warn("notify: the end of the batch will not be announced", slog.Any("error", err))
+		res.NotifyError = err.Error() + ": the end of batch " + id + " will not be announced"
+		return
+	}
+	res.Notify = t.String()
 }
 
 // limitedBody notes when the upload went over the limit, however the
@@ -586,6 +673,10 @@ func view(b jobs.Batch, now time.Time) Batch {
 	}
 	if v.Errors == nil {
 		v.Errors = map[string]int64{}
+	}
+	if !b.Origin.IsZero() {
+		o := b.Origin
+		v.Origin, v.StartedBy = &o, o.String()
 	}
 	for f := range reportFiles {
 		if b.RecordPrevious || (f != report.RollbackFile && f != report.RollbackUnrestorableFile) {

@@ -77,7 +77,7 @@ func TestListFilter(t *testing.T) {
 	for _, name := range []string{"north rebalance", "South import", "north cleanup"} {
 		var buf strings.Builder
 		buf.WriteString(sample)
-		res, body := b.do(t, "POST", "/api/v1/batches?format=csv&name="+url.QueryEscape(name), token, strings.NewReader(buf.String()), nil)
+		res, body := b.do(t, "POST", "/api/v1/batches?format=csv&again=true&name="+url.QueryEscape(name), token, strings.NewReader(buf.String()), nil)
 		wantStatus(t, res, body, http.StatusCreated)
 		ids[name] = decode[server.UploadResult](t, body).BatchID
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/notify"
 	"github.com/hibiken/asynq"
 )
 
@@ -21,6 +23,10 @@ type ScheduleEntry struct {
 	Contacts string `json:"contacts"`
 	Rules    string `json:"rules"`
 	Timezone string `json:"timezone,omitempty"`
+	// Notify is where the ticks' batches announce their end, and where a
+	// tick held up by a paused batch is announced, its URL redacted, with
+	// the format: "https://hooks.example.com/… (slack)".
+	Notify string `json:"notify,omitempty"`
 	// Next is the next tick; Prev the last one the scheduler queued (null
 	// if none yet).
 	Next *time.Time `json:"next"`
@@ -53,8 +59,12 @@ func (s *Server) schedules(ctx context.Context) ([]ScheduleEntry, error) {
 		if p.Timezone != "" {
 			cron = strings.TrimPrefix(cron, "CRON_TZ="+p.Timezone+" ")
 		}
-		out = append(out, ScheduleEntry{Name: p.Name, Cron: cron, Contacts: p.Contacts, Rules: p.Rules, Timezone: p.Timezone,
-			Next: timePtr(e.Next), Prev: timePtr(e.Prev)})
+		se := ScheduleEntry{Name: p.Name, Cron: cron, Contacts: p.Contacts, Rules: p.Rules, Timezone: p.Timezone,
+			Next: timePtr(e.Next), Prev: timePtr(e.Prev)}
+		if p.Notify != "" {
+			se.Notify = notify.Redact(p.Notify) + " (" + cmp.Or(p.NotifyFormat, notify.FormatJSON) + ")"
+		}
+		out = append(out, se)
 	}
 	slices.SortFunc(out, func(a, b ScheduleEntry) int { return strings.Compare(a.Name, b.Name) })
 	if len(out) == 0 {

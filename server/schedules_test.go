@@ -29,6 +29,8 @@ func TestSchedules(t *testing.T) {
     cron: "@every 1h"
     contacts: contacts.csv
     rules: territories.yaml
+    notify: https://hooks.example.com/services/T0/B0/s3cret
+    notifyFormat: slack
 `), "schedule.yaml", dir)
 	if err != nil {
 		t.Fatal(err)
@@ -55,8 +57,18 @@ func TestSchedules(t *testing.T) {
 		return len(got) == 2
 	})
 	h, n := got[0], got[1]
-	if h.Name != "hourly" || h.Cron != "@every 1h" || h.Next == nil || h.LastBatch != nil {
+	if h.Name != "hourly" || h.Cron != "@every 1h" || h.Next == nil || h.LastBatch != nil || h.Notify != "https://hooks.example.com/… (slack)" {
 		t.Errorf("hourly: %+v", h)
+	}
+	if n.Notify != "" {
+		t.Errorf("nightly-rebalance notifies %q, want nowhere", n.Notify)
+	}
+	// The monitor shows the ticks' payloads: the URL's path, a Slack
+	// webhook's key, is left out there too.
+	res, body = b.do(t, "GET", "/monitor/api/scheduler_entries", token, nil, nil)
+	wantStatus(t, res, body, http.StatusOK)
+	if !strings.Contains(string(body), "hooks.example.com") || strings.Contains(string(body), "s3cret") {
+		t.Errorf("the monitor's scheduler entries: %s, want the notify URL without its path", body)
 	}
 	if n.Name != "nightly-rebalance" || n.Cron != "0 2 * * *" || n.Timezone != "America/Santiago" || n.Next == nil ||
 		n.LastBatch == nil || n.LastBatch.ID != batch || !strings.HasSuffix(n.Contacts, "contacts.csv") {
@@ -64,7 +76,7 @@ func TestSchedules(t *testing.T) {
 	}
 	res, body = b.do(t, "GET", "/schedules", token, nil, nil)
 	wantStatus(t, res, body, http.StatusOK)
-	for _, want := range []string{"nightly-rebalance", "0 2 * * *", "#batch=" + batch, "running: 0 succeeded"} {
+	for _, want := range []string{"nightly-rebalance", "0 2 * * *", "#batch=" + batch, "running: 0 succeeded", "notifies https://hooks.example.com/… (slack)"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("the schedules page lacks %q", want)
 		}

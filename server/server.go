@@ -26,6 +26,7 @@ import (
 	"github.com/bulkassign/bulkassign/importer"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/metrics"
+	"github.com/bulkassign/bulkassign/notify"
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/redis/go-redis/v9"
@@ -42,7 +43,8 @@ type Deps struct {
 	Redis redis.UniversalClient
 	// Importer validates uploads and queues them.
 	Importer *importer.Importer
-	// Client queues the tasks of retried dead letters.
+	// Client queues the tasks of retried dead letters, and the notices of
+	// uploads with notify.
 	Client *asynq.Client
 	// Inspector drops archived tasks before they are queued again.
 	Inspector *asynq.Inspector
@@ -86,7 +88,8 @@ type Options struct {
 	// ReadHeaderTimeout, ReadTimeout and IdleTimeout are those of the
 	// http.Server that HTTPServer returns; defaults 10 s, 5 min, 2 min.
 	// ReadTimeout bounds a whole upload: a stalled or trickling upload is
-	// cut off and its batch removed, never left importing.
+	// cut off before any batch is made (an upload is read in full, to a
+	// temporary file in TempDir, before it is checked and queued).
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	IdleTimeout       time.Duration
@@ -98,7 +101,8 @@ type Options struct {
 	// Recent is how many batches the list, the page and the batch gauge
 	// show; default 50.
 	Recent int
-	// TempDir is where the report files of a batch still running are
+	// TempDir is where uploads are kept while they are checked and
+	// queued, and where the report files of a batch still running are
 	// written before they are sent; default os.TempDir().
 	TempDir string
 	// ReportDir keeps the reports of finished batches, each in
@@ -112,6 +116,14 @@ type Options struct {
 	// SampleEvery is how often the progress of running batches is
 	// sampled for the rows-per-second chart; default DefaultSampleEvery.
 	SampleEvery time.Duration
+	// APIURL is the CRM's API URL the workers call: a file's fingerprint
+	// is its content and this URL (jobs.Fingerprint), so that the same
+	// file uploaded again within Retention is refused unless again=true.
+	APIURL string
+	// Settings, when this process's own workers apply the batches (serve
+	// --workers), are their settings, recorded in each upload's origin;
+	// nil when separate workers apply them.
+	Settings *jobs.Settings
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -147,6 +159,7 @@ type Server struct {
 	throt    *throttle
 	reports  *reportCache
 	failures failureCache
+	notifier *notify.Notifier
 	stop     context.CancelFunc
 	sampled  chan struct{}
 }
@@ -221,13 +234,14 @@ func New(deps Deps, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		deps:    deps,
-		opts:    opts,
-		mux:     http.NewServeMux(),
-		pages:   pages,
-		creds:   creds,
-		throt:   newThrottle(opts.LoginEvery, opts.LoginBurst, opts.Now),
-		reports: newReportCache(opts.ReportDir),
+		deps:     deps,
+		opts:     opts,
+		mux:      http.NewServeMux(),
+		pages:    pages,
+		creds:    creds,
+		throt:    newThrottle(opts.LoginEvery, opts.LoginBurst, opts.Now),
+		reports:  newReportCache(opts.ReportDir),
+		notifier: notify.New(deps.Store, deps.Client, notify.Options{Queue: deps.Queue, Logger: deps.Logger}),
 	}
 	if err := deps.Metrics.Register(newBatchCollector(deps.Store, opts.Recent)); err != nil {
 		return nil, err
@@ -235,7 +249,8 @@ func New(deps Deps, opts Options) (*Server, error) {
 	if err := deps.Metrics.Register(s.reports.builds); err != nil {
 		return nil, err
 	}
-	s.monitor = asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: deps.RedisOpt})
+	s.monitor = asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: deps.RedisOpt,
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(monitorPayload)})
 	s.routes()
 	cop := http.NewCrossOriginProtection()
 	if opts.PublicURL != "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/bulkassign/bulkassign/internal/redistest"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/metrics"
+	"github.com/bulkassign/bulkassign/notify"
 	"github.com/bulkassign/bulkassign/server"
 	"github.com/bulkassign/bulkassign/simulator"
 	"github.com/bulkassign/bulkassign/worker"
@@ -32,6 +33,8 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 const (
 	token  = "test-token-0123456789abcdef"
 	apiKey = "crm-key-must-never-leak-42"
+	// notifySecret signs the notices of the setup's workers.
+	notifySecret = "notify-secret-must-never-leak"
 )
 
 // sample is a small messy file: a replace, a duplicate, a member the CRM
@@ -126,8 +129,11 @@ func setup(t *testing.T, so setupOptions) *bundle {
 		}
 		if so.worker {
 			tasks := jobs.Tasks{Store: store, Client: client, Inspector: insp, Queue: ns}
-			h := worker.NewHandler(store, c, worker.NewLocalLimiter(0, 0), worker.HandlerOptions{Logger: log, Observe: b.metrics.Observe, Settled: b.metrics.Settled, PausedRetry: 100 * time.Millisecond, Tasks: &tasks})
+			// The workers announce the ends they see, and deliver notices.
+			ended := notify.New(store, client, notify.Options{Queue: ns, Logger: log}).Ended
+			h := worker.NewHandler(store, c, worker.NewLocalLimiter(0, 0), worker.HandlerOptions{Logger: log, Observe: b.metrics.Observe, Settled: b.metrics.Settled, PausedRetry: 100 * time.Millisecond, Tasks: &tasks, Ended: ended})
 			srv, mux := worker.NewServer(opt, h, worker.ServerOptions{Queue: ns, Concurrency: 4, RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log})
+			mux.Handle(notify.TypeNotify, notify.NewSender(store, notify.SenderOptions{Secret: []byte(notifySecret), Logger: log}))
 			if err := srv.Start(mux); err != nil {
 				t.Fatal(err)
 			}
@@ -146,6 +152,9 @@ func setup(t *testing.T, so setupOptions) *bundle {
 		for _, body := range b.bodies {
 			if bytes.Contains(body, []byte(apiKey)) {
 				t.Errorf("the CRM API key is in a response: %s", body)
+			}
+			if bytes.Contains(body, []byte(notifySecret)) {
+				t.Errorf("the notify secret is in a response: %s", body)
 			}
 		}
 	})

@@ -220,7 +220,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 	// Scheduled plans run on the workers too; their handler is wired here
 	// because it needs the importer, which the worker package may not import.
 	crm := &schedule.CRM{Client: client, Limiter: limiter, Read: worker.ReadOptions{Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts, MaxRetryAfter: cfg.MaxRetryAfter}}
-	mux.Handle(jobs.TypePlan, schedule.NewRunner(q.rdb, q.store, q.importer(cfg), crm, schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log}))
+	mux.Handle(jobs.TypePlan, schedule.NewRunner(q.rdb, q.store, q.importer(cfg), crm, schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log, Notifier: notifier}))
 	mux.Handle(notify.TypeNotify, newNotifySender(q, log))
 	if m != nil {
 		mux.Use(m.InFlight)

@@ -79,9 +79,14 @@ func (a *app) remember(ctx context.Context, q *queue, fp, id string, o jobs.Orig
 func cliOrigin(via string, cfg *config.Config) jobs.Origin {
 	o := jobs.Origin{Via: via, By: localUser()}
 	if cfg != nil {
-		o.Settings = &jobs.Settings{Rate: cfg.Rate, Burst: cfg.Burst, Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts}
+		o.Settings = workerSettings(cfg)
 	}
 	return o
+}
+
+// workerSettings are the settings cfg's workers make their calls with.
+func workerSettings(cfg *config.Config) *jobs.Settings {
+	return &jobs.Settings{Rate: cfg.Rate, Burst: cfg.Burst, Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts}
 }
 
 // localUser is user@host of this process.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bulkassign/bulkassign/config"
+	"github.com/bulkassign/bulkassign/notify"
 	"github.com/bulkassign/bulkassign/schedule"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -64,6 +65,10 @@ Schedule file:
       rules: /data/territories.yaml  # as for bulkassign plan --rules
       live: true                     # optional: owners from the CRM (plan --live)
       recordPrevious: true           # optional: a rollback.csv in each batch's report
+      notify: https://hooks.example.com/bulkassign  # optional: POST each batch's end, and each
+                                     # tick a paused batch holds up (signed with the workers'
+                                     # BULKASSIGN_NOTIFY_SECRET)
+      notifyFormat: json             # optional: json (default) or slack
 
 --once NAME runs one tick of that entry now, in this process (it reads
 the files here and needs the API key), and prints the batch id as the
@@ -123,6 +128,11 @@ the tick queued nothing.`,
 					log.Info("the ticks trust the contacts file's owners: keep it up to date, or set live: true to read them from the CRM",
 						slog.String("schedule", e.Name))
 				}
+				if e.Notify != "" {
+					t, _ := notify.ParseTarget(e.Notify, e.NotifyFormat) // checked by LoadFile
+					log.Info("the ticks' batches announce their end, and a tick a paused batch holds up is announced; the workers send the notices, signed with their "+notify.SecretEnv,
+						slog.String("schedule", e.Name), slog.String("notify", t.String()))
+				}
 				for _, f := range []string{e.Contacts, e.Rules} {
 					if _, err := os.Stat(f); err != nil {
 						log.Warn("file not readable here; the workers must see it when the tick runs",
@@ -166,7 +176,8 @@ func (a *app) scheduleOnce(ctx context.Context, q *queue, cfg config.Config, log
 	if err != nil {
 		return err
 	}
-	r := schedule.NewRunner(q.rdb, q.store, q.importer(cfg), crm, schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log})
+	r := schedule.NewRunner(q.rdb, q.store, q.importer(cfg), crm, schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log,
+		Notifier: q.notifier(cfg, log)})
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	p := e.Payload(cfg.IDFormat)
@@ -181,6 +192,9 @@ func (a *app) scheduleOnce(ctx context.Context, q *queue, cfg config.Config, log
 		return fmt.Errorf("schedule %s: no batch queued: %s", e.Name, out.Skipped)
 	}
 	printImport(a.stderr, out.Summary)
+	if out.Notify != "" {
+		fmt.Fprintf(a.stderr, "notify: the end of batch %s will be posted to %s\n", out.BatchID, out.Notify)
+	}
 	fmt.Fprintf(a.stderr, "schedule %s: batch %q queued; follow it with: bulkassign report --wait %s\n", e.Name, schedule.BatchName(p, out.Tick), out.BatchID)
 	fmt.Fprintln(a.stdout, out.BatchID)
 	return nil

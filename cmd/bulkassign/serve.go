@@ -39,7 +39,14 @@ func (a *app) serveCommand() *cobra.Command {
   /metrics          Prometheus metrics
 
 A tokens file has one line a person, the SHA-256 of their token (never
-the token): alice: "sha256:<hex>"; batches record who uploaded them.
+the token): alice: "sha256:<hex>"; batches record who uploaded them
+(the token's name and the client's address), shown as "started by".
+
+An upload may name a URL to tell when its batch ends (the form's field,
+the API's notify and notifyFormat, as --notify of import). A file queued
+already within --retention (the same content, for the same --api-url) is
+refused with its earlier batch (HTTP 409) unless the upload says again
+(the form's "Queue it again", the API's again=true).
 Behind a TLS proxy give --public-url https://... (or --trust-proxy when
 the proxy sets X-Forwarded-Proto and X-Forwarded-For) so that the session
 cookie is Secure. Reports of finished batches are written once to
@@ -131,9 +138,13 @@ answer.`,
 			if cfg.APIKey != "" {
 				deps.Directory = memberDirectory(cfg, false)
 			}
-			h, err := server.New(deps, server.Options{Token: token, Tokens: creds, PublicURL: publicURL, TrustProxy: trustProxy,
+			sopts := server.Options{Token: token, Tokens: creds, PublicURL: publicURL, TrustProxy: trustProxy,
 				MaxUpload: maxUpload, IDFormat: cfg.IDFormat, ReportDir: cfg.Out, Retention: retention(cfg.Retention),
-				ReadTimeout: readTimeout})
+				ReadTimeout: readTimeout, APIURL: cfg.APIURL}
+			if workers > 0 {
+				sopts.Settings = workerSettings(&cfg)
+			}
+			h, err := server.New(deps, sopts)
 			if err != nil {
 				return err
 			}

@@ -25,6 +25,7 @@
     if (!res.ok) {
       const err = new Error(data && data.error ? data.error : res.status + " " + res.statusText);
       err.status = res.status;
+      err.data = data;
       throw err;
     }
     return data;
@@ -41,6 +42,11 @@
     fd.append("dryRun", dryRun ? "true" : "false");
     fd.append("recordPrevious", $("record-previous").checked ? "true" : "false");
     if ($("preflight")) fd.append("preflight", $("preflight").checked ? "true" : "false");
+    if ($("notify").value.trim()) {
+      fd.append("notify", $("notify").value.trim());
+      fd.append("notifyFormat", $("notify-format").value);
+    }
+    fd.append("again", $("send-again").checked ? "true" : "false");
     addMapping(fd);
     fd.append("file", pending); // last: the server streams it
     return fd;
@@ -60,6 +66,7 @@
     try {
       const r = await call("POST", api + "?dryRun=true", form(true));
       showValidation(r.summary, r.invalidRows);
+      showDuplicate(r.duplicateOf, "");
     } catch (e) {
       fail($("upload-error"), "The file cannot be used: " + e.message);
     } finally {
@@ -246,6 +253,18 @@
     $("confirm").focus();
   }
 
+  // A file queued already (the same content, for the same CRM) is sent
+  // again only when "Queue it again" is ticked.
+  function showDuplicate(b, msg) {
+    $("send-again").checked = false;
+    show($("duplicate"), !!b);
+    if (!b) return;
+    $("duplicate-text").textContent = msg || ("This file was queued already: batch " + b.batchId +
+      (b.name ? " (" + b.name + ")" : "") + ", " + b.status + ", " + b.done + " of " + b.rows + " rows done, queued " +
+      new Date(b.createdAt).toLocaleString() + (b.startedBy ? " by " + b.startedBy : "") +
+      ". Queueing it sends every row again: tick the box below if that is meant, or follow the earlier batch from the list.");
+  }
+
   $("confirm").addEventListener("click", async () => {
     if (!pending) return;
     $("confirm").disabled = true;
@@ -253,10 +272,18 @@
     try {
       const r = await call("POST", api, form(false));
       show($("validation"), false);
+      show($("duplicate"), false);
       $("upload-form").reset();
       pending = null; mapping = null; mappingName = "";
+      noteAfterRoute = r.notify ? "When it ends, the batch's summary is posted to " + r.notify + "."
+        : r.notifyError ? "Queued, but its end will not be announced: " + r.notifyError : "";
       location.hash = "batch=" + r.batchId;
     } catch (e) {
+      if (e.status === 409 && e.data && e.data.duplicateOf) {
+        showDuplicate(e.data.duplicateOf, "Not queued: " + e.message);
+        $("send-again").focus();
+        return;
+      }
       fail($("upload-error"), "Not queued: " + e.message);
     } finally {
       $("confirm").disabled = false;
@@ -266,6 +293,7 @@
 
   $("again").addEventListener("click", () => {
     show($("validation"), false);
+    show($("duplicate"), false);
     show($("mapping"), false);
     pending = null; mapping = null; mappingName = "";
     $("upload-form").reset();
@@ -284,6 +312,8 @@
     $("batch-title").textContent = "Batch " + b.batchId + (b.name ? " — " + b.name : "");
     $("batch-status").textContent = b.status;
     $("batch-reason").textContent = b.pauseReason ? "(" + b.pauseReason + ")" : "";
+    $("batch-origin").textContent = b.startedBy ? "Started by " + b.startedBy + "." : "";
+    show($("batch-origin"), !!b.startedBy);
     const pct = Math.floor(b.percent);
     const bar = $("progress");
     bar.setAttribute("aria-valuenow", String(pct));
@@ -463,7 +493,8 @@
   $("pause").addEventListener("click", () => act("pause"));
   $("resume").addEventListener("click", () => act("resume"));
   $("retry").addEventListener("click", () => act("retry-failed"));
-  window.addEventListener("hashchange", () => { $("batch-note").textContent = ""; });
+  let noteAfterRoute = ""; // said once the page shows the batch just queued
+  window.addEventListener("hashchange", () => { $("batch-note").textContent = noteAfterRoute; noteAfterRoute = ""; });
   $("cancel").addEventListener("click", () => act("cancel", "Cancel this batch for good? Rows not yet sent will never be sent."));
 
   async function refreshRecent() {
@@ -479,7 +510,7 @@
         const a = document.createElement("a");
         a.href = "#batch=" + b.batchId;
         a.textContent = b.batchId;
-        const row = [a, b.name, b.status, b.done + "/" + b.rows, b.succeeded, b.failed, b.invalid, b.uploadedBy || "",
+        const row = [a, b.name, b.status, b.done + "/" + b.rows, b.succeeded, b.failed, b.invalid, b.startedBy || b.uploadedBy || "",
           new Date(b.createdAt).toLocaleString()];
         for (const c of row) {
           const td = document.createElement("td");
