@@ -145,25 +145,12 @@ func TestChunkCrashPoints(t *testing.T) {
 // resume applies exactly those.
 func TestChunkPausedParksTheRest(t *testing.T) {
 	t.Parallel()
-	var (
-		e     *env
-		mu    sync.Mutex
-		calls int
-	)
-	sim := simulator.New(simulator.Options{})
-	e = newEnv(t, envOptions{concurrency: 1, crm: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		calls++
-		n := calls
-		mu.Unlock()
-		if n == 5 {
-			if _, err := e.store.SetStatus(e.ctx, "b", jobs.BatchPaused, "manual", "held by the operator"); err != nil {
-				t.Error(err)
-			}
+	var e *env
+	e = envAtCall(t, 1, 5, func() {
+		if _, err := e.store.SetStatus(e.ctx, "b", jobs.BatchPaused, "manual", "held by the operator"); err != nil {
+			t.Error(err)
 		}
-		sim.ServeHTTP(w, r)
-	})})
-	e.sim = sim
+	})
 	rows := oneEach(40, "m1")
 	ps := e.load(t, "b", rows)
 	if err := e.handler.ProcessTask(e.ctx, e.chunkTask(t, "b:chunk:0", ps)); err != nil {
@@ -224,22 +211,8 @@ func TestChunksNeverShareAContact(t *testing.T) {
 // later, each row once.
 func TestChunkDrains(t *testing.T) {
 	t.Parallel()
-	var (
-		e     *env
-		mu    sync.Mutex
-		calls int
-	)
-	sim := simulator.New(simulator.Options{})
-	e = newEnv(t, envOptions{concurrency: 2, crm: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		calls++
-		if calls == 6 {
-			e.handler.Drain()
-		}
-		mu.Unlock()
-		sim.ServeHTTP(w, r)
-	})})
-	e.sim = sim
+	var e *env
+	e = envAtCall(t, 2, 6, func() { e.handler.Drain() })
 	rows := oneEach(40, "m1")
 	ps := e.load(t, "b", rows)
 	task := e.chunkTask(t, "b:chunk:0", ps)
@@ -261,4 +234,26 @@ func TestChunkDrains(t *testing.T) {
 	}
 	e.run(t)
 	e.checkExact(t, e.waitDone(t, "b"), rows)
+}
+
+// envAtCall is an env of a handler applying concurrency contacts at once,
+// whose CRM runs at before it answers the nth call.
+func envAtCall(t *testing.T, concurrency, n int, at func()) *env {
+	var (
+		mu    sync.Mutex
+		calls int
+	)
+	sim := simulator.New(simulator.Options{})
+	e := newEnv(t, envOptions{concurrency: concurrency, crm: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		now := calls
+		mu.Unlock()
+		if now == n {
+			at()
+		}
+		sim.ServeHTTP(w, r)
+	})})
+	e.sim = sim
+	return e
 }
