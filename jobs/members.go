@@ -70,9 +70,9 @@ func (m *memberTables) drop(batch string) {
 
 func (s *Store) membersKey(id string) string { return s.key(id, "members") }
 
-// intern returns the plan's name of member in batch, and the table's new
-// entry to store with it, if it is new ("" otherwise). Only the importing
-// process adds members.
+// intern returns the plan's name of member in batch (its index), and
+// whether it is new: then the caller stores it with what names it. Only
+// the importing process adds members.
 func (s *Store) intern(batch, member string) (name string, isNew bool) {
 	t := s.members.get(batch, true)
 	s.members.mu.Lock()
@@ -86,32 +86,44 @@ func (s *Store) intern(batch, member string) (name string, isNew bool) {
 	return strconv.Itoa(i), !ok
 }
 
-// memberIDs maps the member indices of ops to ids, loading the batch's
-// table when one is missing.
+// memberIDs maps the member indices of ops to ids.
 func (s *Store) memberIDs(ctx context.Context, batch string, ops []Op) error {
-	t := s.members.get(batch, false)
 	for i := range ops {
-		n, err := strconv.Atoi(ops[i].MemberID)
+		id, err := s.memberID(ctx, batch, ops[i].MemberID)
 		if err != nil {
-			return fmt.Errorf("plan member %q: not an index", ops[i].MemberID)
+			return err
 		}
-		s.members.mu.Lock()
-		known := n < len(t.ids)
-		s.members.mu.Unlock()
-		if !known {
-			if err := s.loadMembers(ctx, batch, t); err != nil {
-				return err
-			}
-		}
-		s.members.mu.Lock()
-		if n >= len(t.ids) {
-			s.members.mu.Unlock()
-			return fmt.Errorf("plan member %d: not in the batch's member table", n)
-		}
-		ops[i].MemberID = t.ids[n]
-		s.members.mu.Unlock()
+		ops[i].MemberID = id
 	}
 	return nil
+}
+
+// memberID maps a member's index in batch to its id, loading the batch's
+// table when the index is not in it yet.
+func (s *Store) memberID(ctx context.Context, batch, name string) (string, error) {
+	n, err := strconv.Atoi(name)
+	if err != nil || n < 0 {
+		return "", fmt.Errorf("plan member %q: not an index", name)
+	}
+	t := s.members.get(batch, false)
+	lookup := func() (string, bool) {
+		s.members.mu.Lock()
+		defer s.members.mu.Unlock()
+		if n < len(t.ids) {
+			return t.ids[n], true
+		}
+		return "", false
+	}
+	if id, ok := lookup(); ok {
+		return id, nil
+	}
+	if err := s.loadMembers(ctx, batch, t); err != nil {
+		return "", err
+	}
+	if id, ok := lookup(); ok {
+		return id, nil
+	}
+	return "", fmt.Errorf("plan member %d: not in the batch's member table", n)
 }
 
 func (s *Store) loadMembers(ctx context.Context, batch string, t *memberTable) error {

@@ -761,11 +761,9 @@ func (s *Store) rows(ctx context.Context, id string, buckets []int) (map[int]Row
 				return nil, fmt.Errorf("batch %s rows %s: %w", id, fields[i], err)
 			}
 			if ref, ok := strings.CutPrefix(r.MemberID, "#"); ok && r.Valid() {
-				ops := []Op{{MemberID: ref}}
-				if err := s.memberIDs(ctx, id, ops); err != nil {
+				if r.MemberID, err = s.memberID(ctx, id, ref); err != nil {
 					return nil, fmt.Errorf("batch %s line %d: %w", id, r.Line, err)
 				}
-				r.MemberID = ops[0].MemberID
 			}
 			out[r.Line] = r
 		}
@@ -797,23 +795,18 @@ func (s *Store) withResults(ctx context.Context, id string, lines []int, rows ma
 	return out, nil
 }
 
-// buckets returns the batch's row buckets in order: a few bytes each, a
-// 64th of the rows.
+// buckets returns the batch's row buckets in order: field names only (a
+// 64th of the lines), not the rows, which Entries reads next.
 func (s *Store) buckets(ctx context.Context, id string) ([]int, error) {
-	var out []int
-	iter := s.rdb.HScan(ctx, s.rowsKey(id), 0, "", 1000).Iterator()
-	for i := 0; iter.Next(ctx); i++ {
-		if i%2 == 1 { // HSCAN yields field, value, field, value...
-			continue
-		}
-		b, err := strconv.Atoi(iter.Val())
-		if err != nil {
-			return nil, fmt.Errorf("batch %s: bad rows field %q", id, iter.Val())
-		}
-		out = append(out, b)
+	fields, err := s.rdb.HKeys(ctx, s.rowsKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list rows of batch %s: %w", id, err)
 	}
-	if err := iter.Err(); err != nil {
-		return nil, fmt.Errorf("scan rows of batch %s: %w", id, err)
+	out := make([]int, len(fields))
+	for i, f := range fields {
+		if out[i], err = strconv.Atoi(f); err != nil {
+			return nil, fmt.Errorf("batch %s: bad rows field %q", id, f)
+		}
 	}
 	slices.Sort(out)
 	return out, nil
