@@ -108,8 +108,8 @@ type HandlerOptions struct {
 	// Observe, if set, is told the outcome and duration of every API call
 	// (for metrics).
 	Observe func(out Outcome, took time.Duration)
-	// Concurrency caps the contacts applied at once in this process, over
-	// all its tasks (one chunk runs many); default 16.
+	// Concurrency caps the calls in flight in this process, over all its
+	// tasks (one chunk runs many contacts); default 16.
 	Concurrency int
 	// Tasks queues a contact of a chunk on its own (its retry, or a
 	// contact another execution holds) and archives a chunk's dead
@@ -298,15 +298,16 @@ func (h *Handler) processContact(ctx context.Context, batch, contact string) (er
 }
 
 // processChunk applies the contacts of a chunk, as many at once as the
-// process has room for (calls in flight stay within Concurrency). A contact that is not done when its
-// execution ends gets a task of its own: a transient failure is retried
-// there, with backoff, and so is a contact another execution holds; a
-// dead letter goes to asynq's archive as one. The chunk itself ends once
-// its contacts are settled or handed over; it is retried as a whole only
-// when the ledger could not be written or the process is shutting down
-// (its settled contacts are skipped then). When the batch stops running,
-// the contacts not started yet are parked with the others (paused) or
-// dropped (cancelled, gone).
+// process has room for (calls in flight stay within Concurrency). A
+// contact that is not done when its execution ends gets a task of its
+// own: a transient failure is retried there, with backoff, and so is a
+// contact another execution holds; a dead letter goes to asynq's archive
+// as one. The chunk itself ends once its contacts are settled or handed
+// over; it is retried as a whole when a write to Redis failed or a
+// contact panicked, and deferred when the process is shutting down (its
+// settled contacts are skipped then). When the batch stops running, the
+// contacts not started yet are parked with the others (paused) or dropped
+// (cancelled, gone).
 func (h *Handler) processChunk(ctx context.Context, batch string, contacts []string) error {
 	if h.opts.Tasks == nil {
 		return fmt.Errorf("chunk of batch %s: this worker cannot queue contacts on their own (no Tasks): %w", batch, asynq.SkipRetry)
@@ -568,10 +569,7 @@ func (e *execution) call(ctx context.Context, do func(context.Context) Outcome) 
 		limited++
 		e.st.RateLimited++
 		e.h.limiter.Slow(ctx)
-		wait := min(out.RetryAfter, e.h.opts.MaxRetryAfter)
-		if wait <= 0 {
-			wait = min(time.Duration(limited)*250*time.Millisecond, 5*time.Second)
-		}
+		wait := rateLimitedWait(out, limited, e.h.opts.MaxRetryAfter)
 		if wait > inSlotWait || limited >= maxRateLimited {
 			// The row waits in the queue, not in a worker slot.
 			return out, e.release(-1, false, &DeferError{RetryIn: max(wait, time.Second), Why: "the API answered 429"})
@@ -580,6 +578,16 @@ func (e *execution) call(ctx context.Context, do func(context.Context) Outcome) 
 			return out, e.interrupted(ctx, err)
 		}
 	}
+}
+
+// rateLimitedWait is how long to wait after the limited-th 429 in a row:
+// the Retry-After asked for, within max, else a wait that grows with
+// limited, up to 5s.
+func rateLimitedWait(out Outcome, limited int, max time.Duration) time.Duration {
+	if wait := min(out.RetryAfter, max); wait > 0 {
+		return wait
+	}
+	return min(time.Duration(limited)*250*time.Millisecond, 5*time.Second)
 }
 
 // interrupted ends an execution stopped between calls: by the process

@@ -101,10 +101,7 @@ func readOne(ctx context.Context, c *Client, limiter Limiter, opts ReadOptions, 
 		case RateLimited:
 			limited++
 			limiter.Slow(ctx)
-			wait = min(out.RetryAfter, opts.MaxRetryAfter)
-			if wait <= 0 {
-				wait = min(time.Duration(limited)*250*time.Millisecond, 5*time.Second)
-			}
+			wait = rateLimitedWait(out, limited, opts.MaxRetryAfter)
 		case Transient:
 			if ctx.Err() != nil {
 				return Agents{}, context.Cause(ctx)
