@@ -5,66 +5,18 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bulkassign/bulkassign/internal/notifytest"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/notify"
 	"github.com/hibiken/asynq"
 )
 
 const secret = "notify-secret-for-tests"
-
-// notice is one POST a notify receiver got.
-type notice struct {
-	event, delivery, signature string
-	body                       []byte
-}
-
-// receiver is a notify endpoint that takes every notice.
-type receiver struct {
-	url string
-	mu  sync.Mutex
-	got []notice
-}
-
-func newReceiver(t *testing.T) *receiver {
-	t.Helper()
-	r := &receiver{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.got = append(r.got, notice{event: req.Header.Get(notify.EventHeader), delivery: req.Header.Get(notify.DeliveryHeader),
-			signature: req.Header.Get(notify.SignatureHeader), body: body})
-	}))
-	t.Cleanup(srv.Close)
-	r.url = srv.URL
-	return r
-}
-
-// wait returns the notices once there are n, failing after 30 s.
-func (r *receiver) wait(t *testing.T, n int) []notice {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		r.mu.Lock()
-		got := slices.Clone(r.got)
-		r.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d notices within 30s, want %d", len(got), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // withNotices gives the setup's runner a Notifier, and starts a worker
 // that delivers its notices, signed with secret.
@@ -103,14 +55,14 @@ func TestTickNotifies(t *testing.T) {
 	s := newSetup(t)
 	ctx := context.Background()
 	n := s.withNotices(t)
-	r := newReceiver(t)
-	s.p.Notify, s.p.NotifyFormat = r.url+"/hooks/T0/s3cret-path", notify.FormatJSON
+	r := notifytest.New(t, 0)
+	s.p.Notify, s.p.NotifyFormat = r.URL+"/hooks/T0/s3cret-path", notify.FormatJSON
 
 	first, err := s.runner.RunTick(ctx, s.p, tick0, "task-1", true)
 	if err != nil || first.BatchID == "" {
 		t.Fatalf("first tick: %+v, %v", first, err)
 	}
-	if want := r.url + "/… (json)"; first.Notify != want || notifyWarning(first.Warnings) != "" {
+	if want := r.URL + "/… (json)"; first.Notify != want || notifyWarning(first.Warnings) != "" {
 		t.Errorf("first tick: notify %q, warnings %q; want %q and none about notify", first.Notify, first.Warnings, want)
 	}
 	b, err := s.store.Get(ctx, first.BatchID)
@@ -150,13 +102,14 @@ func TestTickNotifies(t *testing.T) {
 		t.Fatalf("Fire of the cancelled batch: %v, %v", ok, err)
 	}
 
-	got := r.wait(t, 3)
-	byEvent := map[string][]notice{}
+	got := r.Wait(t, 3)
+	byEvent := map[string][]notifytest.Delivery{}
 	for _, x := range got {
-		if x.signature != notify.Sign([]byte(secret), x.body) {
-			t.Errorf("%s notice: signature %q does not match its body", x.event, x.signature)
+		event, signature := x.Header.Get(notify.EventHeader), x.Header.Get(notify.SignatureHeader)
+		if signature != notify.Sign([]byte(secret), x.Body) {
+			t.Errorf("%s notice: signature %q does not match its body", event, signature)
 		}
-		byEvent[x.event] = append(byEvent[x.event], x)
+		byEvent[event] = append(byEvent[event], x)
 	}
 	if len(got) != 3 || len(byEvent[notify.EventSkipped]) != 2 || len(byEvent[notify.EventCancelled]) != 1 {
 		t.Fatalf("notices %v, want two tick-skipped and one cancelled", byEvent)
@@ -164,8 +117,8 @@ func TestTickNotifies(t *testing.T) {
 	var skips []notify.SkipNotice
 	for _, x := range byEvent[notify.EventSkipped] {
 		var sn notify.SkipNotice
-		if err := json.Unmarshal(x.body, &sn); err != nil {
-			t.Fatalf("tick-skipped body: %v: %s", err, x.body)
+		if err := json.Unmarshal(x.Body, &sn); err != nil {
+			t.Fatalf("tick-skipped body: %v: %s", err, x.Body)
 		}
 		skips = append(skips, sn)
 	}

@@ -7,63 +7,17 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bulkassign/bulkassign/internal/notifytest"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/notify"
 	"github.com/bulkassign/bulkassign/report"
 	"github.com/bulkassign/bulkassign/server"
 )
-
-// notice is one POST a notify receiver got.
-type notice struct {
-	header http.Header
-	body   []byte
-}
-
-// receiver is a notify endpoint that takes every notice.
-type receiver struct {
-	url string
-	mu  sync.Mutex
-	got []notice
-}
-
-func newReceiver(t *testing.T) *receiver {
-	t.Helper()
-	r := &receiver{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.got = append(r.got, notice{header: req.Header.Clone(), body: body})
-	}))
-	t.Cleanup(srv.Close)
-	r.url = srv.URL
-	return r
-}
-
-// wait returns the notices once there are n, failing after 30 s.
-func (r *receiver) wait(t *testing.T, n int) []notice {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		r.mu.Lock()
-		got := slices.Clone(r.got)
-		r.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d notices within 30s, want %d", len(got), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // TestUploadNotify: an upload with notify gets its batch's end posted
 // there once, signed, with the counts of its report; the answer shows the
@@ -71,26 +25,26 @@ func (r *receiver) wait(t *testing.T, n int) []notice {
 func TestUploadNotify(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOptions{worker: true})
-	r := newReceiver(t)
-	res, body := b.form(t, "/api/v1/batches", "sample.csv", sample, "notify", r.url+"/hooks/T0/s3cret-path", "notifyFormat", "json")
+	r := notifytest.New(t, 0)
+	res, body := b.form(t, "/api/v1/batches", "sample.csv", sample, "notify", r.URL+"/hooks/T0/s3cret-path", "notifyFormat", "json")
 	wantStatus(t, res, body, http.StatusCreated)
 	up := decode[server.UploadResult](t, body)
-	if up.Notify != r.url+"/… (json)" || up.NotifyError != "" || bytes.Contains(body, []byte("s3cret-path")) {
-		t.Errorf("upload answer: notify %q, error %q; want %q, and the URL's path nowhere: %s", up.Notify, up.NotifyError, r.url+"/… (json)", body)
+	if up.Notify != r.URL+"/… (json)" || up.NotifyError != "" || bytes.Contains(body, []byte("s3cret-path")) {
+		t.Errorf("upload answer: notify %q, error %q; want %q, and the URL's path nowhere: %s", up.Notify, up.NotifyError, r.URL+"/… (json)", body)
 	}
 	done := b.waitDone(t, up.BatchID)
 
-	got := r.wait(t, 1)
+	got := r.Wait(t, 1)
 	if len(got) != 1 {
 		t.Fatalf("%d notices, want 1", len(got))
 	}
-	h := got[0].header
-	if h.Get(notify.EventHeader) != notify.EventCompleted || h.Get(notify.SignatureHeader) != notify.Sign([]byte(notifySecret), got[0].body) {
+	h := got[0].Header
+	if h.Get(notify.EventHeader) != notify.EventCompleted || h.Get(notify.SignatureHeader) != notify.Sign([]byte(notifySecret), got[0].Body) {
 		t.Errorf("notice headers %v: want event completed and the body's signature", h)
 	}
 	var sum report.Summary
-	if err := json.Unmarshal(got[0].body, &sum); err != nil {
-		t.Fatalf("notice body: %v: %s", err, got[0].body)
+	if err := json.Unmarshal(got[0].Body, &sum); err != nil {
+		t.Fatalf("notice body: %v: %s", err, got[0].Body)
 	}
 	if sum.BatchID != up.BatchID || sum.Status != jobs.BatchDone || sum.Succeeded != done.Succeeded || sum.Failed != done.Failed || sum.Invalid != done.Invalid || sum.Rows != 8 {
 		t.Errorf("notice summary %+v, want the finished batch's counts %+v", sum, done)

@@ -6,16 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bulkassign/bulkassign/internal/notifytest"
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/notify"
 	"github.com/bulkassign/bulkassign/report"
@@ -23,89 +21,39 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// receiver is a --notify endpoint that refuses its first requests.
-type receiver struct {
-	url  string
-	mu   sync.Mutex
-	fail int // requests still to refuse
-	got  []delivery
-}
-
-// delivery is one request the receiver got, and what it answered.
-type delivery struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// newReceiver serves a receiver that answers 500 to its first fail
-// requests and 200 after.
-func newReceiver(t *testing.T, fail int) *receiver {
-	t.Helper()
-	r := &receiver{fail: fail}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		d := delivery{status: http.StatusOK, header: req.Header.Clone(), body: body}
-		if req.Method != http.MethodPost {
-			d.status = http.StatusMethodNotAllowed
-		} else if r.fail > 0 {
-			r.fail--
-			d.status = http.StatusInternalServerError
-		}
-		r.got = append(r.got, d)
-		w.WriteHeader(d.status)
-	}))
-	t.Cleanup(srv.Close)
-	r.url = srv.URL
-	return r
-}
-
-func (r *receiver) deliveries() []delivery {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.got)
-}
-
-// accepted is the deliveries the receiver answered 2xx.
-func (r *receiver) accepted() []delivery {
-	return slices.DeleteFunc(r.deliveries(), func(d delivery) bool { return d.status != http.StatusOK })
-}
-
 // checkNotices checks that the receiver got exactly refused+1 requests,
 // the last one accepted, all of them the same signed event, and returns
 // the summary it carried.
-func checkNotices(t *testing.T, r *receiver, refused int, secret, event string) report.Summary {
+func checkNotices(t *testing.T, r *notifytest.Receiver, refused int, secret, event string) report.Summary {
 	t.Helper()
-	all := r.deliveries()
-	if len(all) != refused+1 || len(r.accepted()) != 1 || all[len(all)-1].status != http.StatusOK {
+	all := r.Deliveries()
+	if len(all) != refused+1 || len(r.Accepted()) != 1 || all[len(all)-1].Status != http.StatusOK {
 		statuses := make([]int, len(all))
 		for i, d := range all {
-			statuses[i] = d.status
+			statuses[i] = d.Status
 		}
 		t.Fatalf("receiver answered %v: want %d refusals, then exactly one delivery", statuses, refused)
 	}
 	last := all[len(all)-1]
 	for i, d := range all {
-		if string(d.body) != string(last.body) || d.header.Get(notify.DeliveryHeader) != last.header.Get(notify.DeliveryHeader) {
+		if string(d.Body) != string(last.Body) || d.Header.Get(notify.DeliveryHeader) != last.Header.Get(notify.DeliveryHeader) {
 			t.Errorf("request %d differs from the delivered one: every retry sends the same event", i+1)
 		}
 	}
-	if got := last.header.Get(notify.EventHeader); got != event {
+	if got := last.Header.Get(notify.EventHeader); got != event {
 		t.Errorf("%s: %q, want %q", notify.EventHeader, got, event)
 	}
 	if secret != "" {
 		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write(last.body)
+		mac.Write(last.Body)
 		want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
-		if got := last.header.Get(notify.SignatureHeader); !hmac.Equal([]byte(got), []byte(want)) {
+		if got := last.Header.Get(notify.SignatureHeader); !hmac.Equal([]byte(got), []byte(want)) {
 			t.Errorf("%s: %q, want %q", notify.SignatureHeader, got, want)
 		}
 	}
 	var s report.Summary
-	if err := json.Unmarshal(last.body, &s); err != nil {
-		t.Fatalf("notice body: %v\n%s", err, last.body)
+	if err := json.Unmarshal(last.Body, &s); err != nil {
+		t.Fatalf("notice body: %v\n%s", err, last.Body)
 	}
 	return s
 }
@@ -141,10 +89,10 @@ func sameCounts(t *testing.T, got, want report.Summary) {
 func TestNotifyRun(t *testing.T) {
 	const secret = "notify-SECRET-7c1d"
 	t.Setenv(notify.SecretEnv, secret)
-	rcv := newReceiver(t, 2)
+	rcv := notifytest.New(t, 2)
 	target := newRedisTarget(t)
 	out := t.TempDir()
-	hook := rcv.url + "/hooks/PATH-SECRET?token=QUERY-SECRET"
+	hook := rcv.URL + "/hooks/PATH-SECRET?token=QUERY-SECRET"
 	args := append([]string{"run", uuidFile(t, 40), "--simulate", "--sim-transient", "0.2", "--out", out, "--notify", hook}, fastFlags()...)
 	res := runCLI(t, nil, append(args, target.flags()...)...)
 	if res.code != exitOK {
@@ -198,9 +146,9 @@ func TestNotifyCancelledByWorkers(t *testing.T) {
 	const secret = "notify-secret-cancel"
 	t.Setenv(notify.SecretEnv, secret)
 	d := newDist(t, simulator.Options{})
-	byCLI, byNobody := newReceiver(t, 1), newReceiver(t, 1)
-	idCLI := d.importFile(t, writeAssignments(t, d.dir, "a.csv", oneEach("a", 30)), "--id-format", "any", "--notify", byCLI.url+"/hook")
-	idNobody := d.importFile(t, writeAssignments(t, d.dir, "b.csv", oneEach("b", 20)), "--id-format", "any", "--notify", byNobody.url+"/hook")
+	byCLI, byNobody := notifytest.New(t, 1), notifytest.New(t, 1)
+	idCLI := d.importFile(t, writeAssignments(t, d.dir, "a.csv", oneEach("a", 30)), "--id-format", "any", "--notify", byCLI.URL+"/hook")
+	idNobody := d.importFile(t, writeAssignments(t, d.dir, "b.csv", oneEach("b", 20)), "--id-format", "any", "--notify", byNobody.URL+"/hook")
 	if r := d.cli(t, "cancel", idCLI); r.code != exitOK || r.stderr != "" {
 		t.Fatalf("cancel: exit %d: %s\n%s", r.code, r.errText(), r.stderr)
 	}
@@ -216,10 +164,10 @@ func TestNotifyCancelledByWorkers(t *testing.T) {
 	flags := []string{"--retry-base", "10ms", "--retry-max", "50ms"}
 	stop1, stop2 := d.startWorker(t, flags...), d.startWorker(t, flags...)
 	waitUntil(t, time.Minute, "both notices are delivered", func() bool {
-		return len(byCLI.accepted()) > 0 && len(byNobody.accepted()) > 0
+		return len(byCLI.Accepted()) > 0 && len(byNobody.Accepted()) > 0
 	})
 	logs := stop1() + stop2()
-	for id, rcv := range map[string]*receiver{idCLI: byCLI, idNobody: byNobody} {
+	for id, rcv := range map[string]*notifytest.Receiver{idCLI: byCLI, idNobody: byNobody} {
 		got := checkNotices(t, rcv, 1, secret, notify.EventCancelled)
 		if r := d.cli(t, "report", "--out", d.dir, id); r.code == exitFatal {
 			t.Fatalf("report: %s", r.errText())
@@ -239,28 +187,28 @@ func TestNotifyCancelledByWorkers(t *testing.T) {
 // Slack message, unsigned without a secret.
 func TestNotifyPausedSlack(t *testing.T) {
 	t.Setenv(notify.SecretEnv, "")
-	rcv := newReceiver(t, 0)
+	rcv := notifytest.New(t, 0)
 	_, api := startSim(t, simulator.Options{APIKey: "right"})
 	args := append([]string{"run", uuidFile(t, 5), "--api-url", api, "--api-key", "wrong", "--out", t.TempDir(),
-		"--notify", rcv.url, "--notify-format", "slack"}, fastFlags()...)
+		"--notify", rcv.URL, "--notify-format", "slack"}, fastFlags()...)
 	res := runCLI(t, nil, args...)
 	if res.code != exitFatal {
 		t.Fatalf("run with a refused key: exit %d, want 1: %s", res.code, res.errText())
 	}
-	all := rcv.accepted()
+	all := rcv.Accepted()
 	if len(all) != 1 {
 		t.Fatalf("receiver accepted %d notices, want 1\n%s", len(all), res.stderr)
 	}
 	var msg struct{ Text string }
-	if err := json.Unmarshal(all[0].body, &msg); err != nil || !strings.Contains(msg.Text, "refused the API key") {
-		t.Errorf("slack message %s (%v): want a text saying the key was refused", all[0].body, err)
+	if err := json.Unmarshal(all[0].Body, &msg); err != nil || !strings.Contains(msg.Text, "refused the API key") {
+		t.Errorf("slack message %s (%v): want a text saying the key was refused", all[0].Body, err)
 	}
-	if all[0].header.Get(notify.EventHeader) != notify.EventPaused || all[0].header.Get(notify.SignatureHeader) != "" {
-		t.Errorf("headers %v: want event paused, no signature without a secret", all[0].header)
+	if all[0].Header.Get(notify.EventHeader) != notify.EventPaused || all[0].Header.Get(notify.SignatureHeader) != "" {
+		t.Errorf("headers %v: want event paused, no signature without a secret", all[0].Header)
 	}
 
 	// A json notice is never sent unsigned: run refuses to start.
-	res = runCLI(t, nil, "run", "--simulate", "--notify", rcv.url)
+	res = runCLI(t, nil, "run", "--simulate", "--notify", rcv.URL)
 	if res.code != exitFatal || !strings.Contains(res.errText(), notify.SecretEnv) {
 		t.Errorf("run --notify without a secret: exit %d %q, want 1 naming %s", res.code, res.errText(), notify.SecretEnv)
 	}
