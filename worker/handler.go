@@ -291,6 +291,7 @@ func (h *Handler) processContact(ctx context.Context, batch, contact string) (er
 	held, release := h.watch.hold(ctx, x)
 	defer release()
 	e = &execution{h: h, x: x, held: held}
+	defer e.free()
 	if err := e.run(ctx); !errors.Is(err, errEnded) {
 		return err
 	}
@@ -493,6 +494,34 @@ type execution struct {
 	st jobs.Stats
 	// ended: the execution gave its contact up in the ledger.
 	ended bool
+	// slot: the execution holds a call slot of the process (Handler.calls).
+	slot bool
+}
+
+// take waits for a call slot of the process, unless the execution holds
+// one; false when the batch stopped running (or ctx ended) first.
+func (e *execution) take() bool {
+	if e.slot {
+		return true
+	}
+	select {
+	case e.h.calls <- struct{}{}:
+		e.slot = true
+		return true
+	case <-e.held.Done():
+		return false
+	}
+}
+
+// free gives the call slot back. An execution keeps it from its call
+// until the call's outcome is in the ledger, so that the calls made and
+// not yet recorded never exceed Concurrency: a crash repeats at most that
+// many.
+func (e *execution) free() {
+	if e.slot {
+		<-e.h.calls
+		e.slot = false
+	}
 }
 
 // run makes the calls of the contact's ops that are not settled, in file
@@ -517,7 +546,9 @@ func (e *execution) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if stop, err := e.conclude(ctx, i, out, k == len(pending)-1, false); stop || err != nil {
+		stop, err := e.conclude(ctx, i, out, k == len(pending)-1, false)
+		e.free()
+		if stop || err != nil {
 			return err
 		}
 	}
@@ -541,18 +572,15 @@ func (e *execution) call(ctx context.Context, do func(context.Context) Outcome) 
 		// A call slot of the process, then a rate slot: the wait for
 		// either ends when the batch is paused or cancelled, and so does a
 		// rate slot reserved before that.
-		select {
-		case e.h.calls <- struct{}{}:
-		case <-e.held.Done():
+		if !e.take() {
 			return Outcome{}, e.interrupted(ctx, context.Cause(e.held))
 		}
 		if err := e.h.limiter.Wait(e.held); err != nil || e.held.Err() != nil {
-			<-e.h.calls
+			e.free()
 			return Outcome{}, e.interrupted(ctx, err)
 		}
 		start := time.Now()
 		out := do(ctx)
-		<-e.h.calls
 		if e.h.opts.Observe != nil {
 			e.h.opts.Observe(out, time.Since(start))
 		}
@@ -568,6 +596,7 @@ func (e *execution) call(ctx context.Context, do func(context.Context) Outcome) 
 		}
 		limited++
 		e.st.RateLimited++
+		e.free() // a 429 applied nothing: no slot while it waits
 		e.h.limiter.Slow(ctx)
 		wait := rateLimitedWait(out, limited, e.h.opts.MaxRetryAfter)
 		if wait > inSlotWait || limited >= maxRateLimited {
