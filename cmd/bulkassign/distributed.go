@@ -295,7 +295,7 @@ invalid, 1 for an unknown batch or another fatal error.`,
 			if asJSON {
 				summarize = printSummaryJSON
 			}
-			return a.finish(q, cfg, b, werr, summarize)
+			return a.finish(q, cfg, b, werr, summarize, "")
 		},
 	}
 	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) {

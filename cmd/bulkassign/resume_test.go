@@ -249,6 +249,20 @@ func TestRunMemoryCannotResume(t *testing.T) {
 	}
 }
 
+// TestRunMemoryRefusedKey: after a refused key, a run whose queue did not
+// outlive it says to fix the key and run the file again, not to resume.
+func TestRunMemoryRefusedKey(t *testing.T) {
+	t.Parallel()
+	_, api := startSim(t, simulator.Options{APIKey: "right"})
+	file := writeAssignments(t, t.TempDir(), "in.csv", oneEach("key", 3))
+	args := append([]string{"run", "--api-url", api, "--api-key", "wrong", "--id-format", "any", "--embedded", "memory", "--out", t.TempDir()}, fastFlags()...)
+	r := runCLI(t, nil, append(args, file)...)
+	msg := r.errText()
+	if r.code != exitFatal || !strings.Contains(msg, "fix the key and run the file again") || strings.Contains(msg, "resume") {
+		t.Errorf("exit %d (%s), want 1 saying to fix the key and run the file again", r.code, msg)
+	}
+}
+
 // TestSameFileTwice: a file queued already is refused by import and by
 // run --redis, naming the earlier batch, and nothing is queued; --again
 // queues it. run --redis of a file imported but not applied yet resumes

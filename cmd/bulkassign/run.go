@@ -229,7 +229,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	if prev.ID != "" && !resume {
 		// The batch ended before the last run could write its report.
 		fmt.Fprintf(a.stderr, "batch %s of this file had ended (%s) when the last run stopped; writing its report\n", prev.ID, prev.Status)
-		return a.finish(q, cfg, prev, nil, a.reported(q, state, fp, prev, ro.summarize))
+		return a.finish(q, cfg, prev, nil, a.reported(q, state, fp, prev, ro.summarize), "")
 	}
 	if state != nil {
 		if err := state.started(); err != nil {
@@ -282,11 +282,11 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 	if werr != nil && !errors.Is(werr, errBatchLost) && resumable {
 		werr = fmt.Errorf("%w; the same command resumes it", werr)
 	}
-	err = a.finish(q, cfg, b, werr, a.reported(q, state, fp, b, ro.summarize))
-	if werr == nil && resumable && b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized {
-		err = fmt.Errorf("%w; once the key is right, the same command resumes it", err)
+	next := "nothing of this queue outlives the command: fix the key and run the file again"
+	if resumable {
+		next = "once the key is right, the same command resumes it"
 	}
-	return err
+	return a.finish(q, cfg, b, werr, a.reported(q, state, fp, b, ro.summarize), next)
 }
 
 // earlier looks for the file's last batch. It returns the batch to
@@ -412,7 +412,9 @@ func (a *app) reported(q *queue, state *runState, fp string, b jobs.Batch, summa
 
 // finish writes the report of a batch that ended, or stopped, prints its
 // summary on stdout with summarize, and returns the command's outcome.
-func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error, summarize func(io.Writer, report.Summary, string) error) error {
+// keyNext, if set, is what the operator does after the CRM refused the
+// key; else the batch's pause reason says it.
+func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error, summarize func(io.Writer, report.Summary, string) error, keyNext string) error {
 	if errors.Is(werr, errBatchLost) {
 		return werr // nothing left in Redis to report
 	}
@@ -431,6 +433,8 @@ func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error, summ
 	switch {
 	case werr != nil:
 		return werr
+	case b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized && keyNext != "":
+		return fmt.Errorf("batch %s stopped: the CRM refused the API key: check --api-key / BULKASSIGN_API_KEY; %s", b.ID, keyNext)
 	case b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized:
 		return fmt.Errorf("batch %s stopped: %s", b.ID, b.PauseReason)
 	case s.Failed+s.Invalid > 0:
