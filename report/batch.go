@@ -3,6 +3,7 @@ package report
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	"github.com/bulkassign/bulkassign/jobs"
 )
@@ -10,6 +11,26 @@ import (
 // NotProcessed is the reason code of a row that had no result when the
 // report was written: the batch was stopped before it was sent.
 const NotProcessed = "not_processed"
+
+// summaryOf is the summary of batch b as its record has it.
+func summaryOf(b jobs.Batch) Summary {
+	s := Summary{
+		BatchID: b.ID, Name: b.Name, Source: b.Source, Status: b.Status,
+		Rows: b.Rows, Succeeded: b.Succeeded, Failed: b.Failed, Invalid: b.Invalid,
+		APICalls: b.APICalls, Retries: b.Retries, RateLimited: b.RateLimited,
+		StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, Errors: maps.Clone(b.Errors),
+	}
+	if s.Errors == nil {
+		s.Errors = map[string]int64{}
+	}
+	if !b.Origin.IsZero() {
+		s.Origin = &b.Origin
+	}
+	if !s.FinishedAt.IsZero() {
+		s.DurationSeconds = s.FinishedAt.Sub(s.StartedAt).Seconds()
+	}
+	return s
+}
 
 // WriteBatch writes the report of a batch from its ledger into dir. Rows
 // still without a result (an interrupted or cancelled batch) are reported
@@ -22,18 +43,7 @@ func WriteBatch(ctx context.Context, store *jobs.Store, id, dir string) (Summary
 	if err != nil {
 		return Summary{}, err
 	}
-	s := Summary{
-		BatchID: b.ID, Name: b.Name, Source: b.Source, Status: b.Status,
-		Rows: b.Rows, Succeeded: b.Succeeded, Failed: b.Failed, Invalid: b.Invalid,
-		APICalls: b.APICalls, Retries: b.Retries, RateLimited: b.RateLimited,
-		StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, Errors: b.Errors,
-	}
-	if !b.Origin.IsZero() {
-		s.Origin = &b.Origin
-	}
-	if !s.FinishedAt.IsZero() {
-		s.DurationSeconds = s.FinishedAt.Sub(s.StartedAt).Seconds()
-	}
+	s := summaryOf(b)
 	rb, err := newRollback(ctx, store, id, dir)
 	if err != nil {
 		return s, err

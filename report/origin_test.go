@@ -4,10 +4,11 @@ import (
 	"testing"
 
 	"github.com/bulkassign/bulkassign/jobs"
+	"github.com/bulkassign/bulkassign/report"
 )
 
 // TestWriteBatchOrigin: summary.json says who started the batch, how, and
-// with which settings; a batch without an origin has no "origin" key.
+// with which settings, and so does a notice's summary; a batch without an origin has no "origin" key.
 func TestWriteBatchOrigin(t *testing.T) {
 	t.Parallel()
 	rows := []jobs.Row{vrow(2, "c1", "m1", false)}
@@ -22,6 +23,9 @@ func TestWriteBatchOrigin(t *testing.T) {
 	_, s, raw := b.report(t)
 	if s.Origin == nil || s.Origin.String() != o.String() {
 		t.Errorf("summary origin %v, want %v", s.Origin, o)
+	}
+	if n, err := report.Summarize(b.ctx, b.store, b.id); err != nil || n.Origin == nil || n.Origin.String() != o.String() {
+		t.Errorf("the notice's summary has origin %v (%v), want %v", n.Origin, err, o)
 	}
 	got, _ := raw["origin"].(map[string]any)
 	settings, _ := got["settings"].(map[string]any)

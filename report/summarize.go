@@ -2,7 +2,6 @@ package report
 
 import (
 	"context"
-	"maps"
 
 	"github.com/bulkassign/bulkassign/jobs"
 )
@@ -17,18 +16,7 @@ func Summarize(ctx context.Context, store *jobs.Store, id string) (Summary, erro
 	if err != nil {
 		return Summary{}, err
 	}
-	s := Summary{
-		BatchID: b.ID, Name: b.Name, Source: b.Source, Status: b.Status,
-		Rows: b.Rows, Succeeded: b.Succeeded, Failed: b.Failed, Invalid: b.Invalid,
-		APICalls: b.APICalls, Retries: b.Retries, RateLimited: b.RateLimited,
-		StartedAt: b.StartedAt, FinishedAt: b.FinishedAt, Errors: maps.Clone(b.Errors),
-	}
-	if s.Errors == nil {
-		s.Errors = map[string]int64{}
-	}
-	if !s.FinishedAt.IsZero() {
-		s.DurationSeconds = s.FinishedAt.Sub(s.StartedAt).Seconds()
-	}
+	s := summaryOf(b)
 	if unsent := b.Rows - b.Done(); unsent > 0 {
 		s.Failed += unsent
 		s.Errors[NotProcessed] += unsent
