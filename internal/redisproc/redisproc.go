@@ -76,6 +76,11 @@ func Start(dir string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, ErrNotInstalled
 	}
+	// redis-server changes into --dir before it opens its files, so a
+	// relative dir (run --state ./state) would be looked up twice over.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, fmt.Errorf("start redis-server: %w", err)
+	}
 	var lastErr error
 	for range 3 {
 		port, err := freePort()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -108,5 +109,22 @@ func TestParentKilled(t *testing.T) {
 	n, err := again.DBSize(ctx).Result()
 	if err != nil || n != 100 {
 		t.Fatalf("after the kill the server has %d keys (%v), want the 100 written before", n, err)
+	}
+}
+
+// TestStartRelativeDir: a server started in a relative folder (run
+// --state ./state) starts, and keeps its files there.
+func TestStartRelativeDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("state", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start("state", Options{AppendOnly: true, FsyncEverySec: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if _, err := os.Stat(filepath.Join("state", "redis.log")); err != nil {
+		t.Errorf("no redis.log in the relative folder: %v", err)
 	}
 }
