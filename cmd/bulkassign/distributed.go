@@ -345,7 +345,13 @@ func (a *app) batchesCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "batches",
 		Short: "list batches with status, progress, rate and age",
-		Args:  cobra.NoArgs,
+		Long: `Lists every batch: status, progress, rate, age and who started it. A
+running batch no worker has touched yet (no row done, no call made) shows
+as queued. After the table come the schedule ticks that queued no batch,
+skipped or failed, with the reason: up to 3 of each schedule's last 10
+(bulkassign schedule --runs N lists every tick). --json prints the
+batches alone, one array, each with the status the serve API gives it.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			asJSON, err := out.isJSON()
