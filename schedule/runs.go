@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/bulkassign/bulkassign/jobs"
@@ -44,6 +46,21 @@ const (
 
 // MaxRuns is how many records of each schedule are kept.
 const MaxRuns = 100
+
+// Stalled reports whether the tick found its schedule stalled: skipped
+// because the previous run's batch is paused, or was paused because the
+// CRM refused the API key. Every tick is skipped so until someone resumes
+// or cancels that batch.
+func (r Run) Stalled() bool {
+	return r.Outcome == RunSkipped && (r.Code == SkipPaused || r.Code == SkipRefused)
+}
+
+// namesKey is the sorted set of the names of the schedules that left
+// records in namespace, each scored by the time (Unix ms) of its newest
+// record: it finds the records without the schedule file.
+func namesKey(namespace string) string {
+	return namespace + ":schedules"
+}
 
 // runsKey is the list of a schedule's records, newest first; it shares
 // the schedule's hash tag.
@@ -90,7 +107,13 @@ func (r *Runner) RunTick(ctx context.Context, p jobs.PlanPayload, tick time.Time
 	return out, err
 }
 
-// record adds rec to its schedule's records in namespace.
+// record adds rec to its schedule's records in namespace, and the
+// schedule to the names that have records. Names whose newest record is
+// older than the records are kept (tickKeyTTL) leave the set then.
+//
+// The names key has no hash tag of a schedule: in a Redis Cluster it is on
+// another slot than the records, so it is written by a command of its
+// own, after them (a reader that finds a name finds its records).
 func record(ctx context.Context, rdb redis.UniversalClient, namespace string, rec Run) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -99,13 +122,37 @@ func record(ctx context.Context, rdb redis.UniversalClient, namespace string, re
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	key := runsKey(namespace, rec.Schedule)
-	_, err = rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	if _, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.LPush(ctx, key, b)
 		p.LTrim(ctx, key, 0, MaxRuns-1)
 		p.PExpire(ctx, key, tickKeyTTL)
 		return nil
+	}); err != nil {
+		return err
+	}
+	names := namesKey(namespace)
+	_, err = rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, names, redis.Z{Score: float64(rec.At.UnixMilli()), Member: rec.Schedule})
+		p.ZRemRangeByScore(ctx, names, "-inf", strconv.FormatInt(rec.At.Add(-tickKeyTTL).UnixMilli(), 10))
+		p.PExpire(ctx, names, tickKeyTTL)
+		return nil
 	})
-	return err
+	if err != nil {
+		return fmt.Errorf("list schedule %s among those with records: %w", rec.Schedule, err)
+	}
+	return nil
+}
+
+// Recorded returns the names of the schedules in namespace that have
+// records (Runs), sorted: those of schedules no running scheduler has,
+// too, and without the schedule file.
+func Recorded(ctx context.Context, rdb redis.UniversalClient, namespace string) ([]string, error) {
+	names, err := rdb.ZRange(ctx, namesKey(namespace), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the names of the schedules with records: %w", err)
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // Runs returns the newest n records (at most MaxRuns) of the schedule

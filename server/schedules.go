@@ -11,18 +11,23 @@ import (
 
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/notify"
+	"github.com/bulkassign/bulkassign/schedule"
 	"github.com/hibiken/asynq"
 )
 
 // ScheduleEntry is a schedule as the schedules page shows it: what a
 // running `bulkassign schedule` registered, with the newest batch one of
-// its ticks queued.
+// its ticks queued and the records of its recent ticks. A schedule no
+// running scheduler has is listed by its records alone.
 type ScheduleEntry struct {
-	Name     string `json:"name"`
-	Cron     string `json:"cron"`
-	Contacts string `json:"contacts"`
-	Rules    string `json:"rules"`
-	Timezone string `json:"timezone,omitempty"`
+	Name string `json:"name"`
+	// Registered says a running scheduler has the entry; a schedule known
+	// by its tick records alone has no cron, files or next tick.
+	Registered bool   `json:"registered"`
+	Cron       string `json:"cron"`
+	Contacts   string `json:"contacts"`
+	Rules      string `json:"rules"`
+	Timezone   string `json:"timezone,omitempty"`
 	// Notify is where the ticks' batches announce their end, and where a
 	// tick held up by a paused batch is announced, its URL redacted, with
 	// the format: "https://hooks.example.com/… (slack)".
@@ -34,11 +39,19 @@ type ScheduleEntry struct {
 	// LastBatch is the newest batch of the schedule among the recent
 	// batches, null if none.
 	LastBatch *Batch `json:"lastBatch"`
+	// Runs are the records of its newest ticks (at most scheduleRuns),
+	// newest first: queued, skipped or failed, and why.
+	Runs []schedule.Run `json:"runs"`
 }
+
+// scheduleRuns is how many tick records the schedules page shows of each
+// schedule.
+const scheduleRuns = 10
 
 // schedules lists the schedule entries of the queue's namespace that
 // running schedulers registered (asynq's scheduler heartbeats them to
-// Redis; a scheduler stopped for long is not listed).
+// Redis; a scheduler stopped for long is not listed), and the schedules
+// that left tick records, each with its newest records.
 func (s *Server) schedules(ctx context.Context) ([]ScheduleEntry, error) {
 	entries, err := s.deps.Inspector.SchedulerEntries()
 	if err != nil {
@@ -59,13 +72,29 @@ func (s *Server) schedules(ctx context.Context) ([]ScheduleEntry, error) {
 		if p.Timezone != "" {
 			cron = strings.TrimPrefix(cron, "CRON_TZ="+p.Timezone+" ")
 		}
-		se := ScheduleEntry{Name: p.Name, Cron: cron, Contacts: p.Contacts, Rules: p.Rules, Timezone: p.Timezone,
+		se := ScheduleEntry{Name: p.Name, Registered: true, Cron: cron, Contacts: p.Contacts, Rules: p.Rules, Timezone: p.Timezone,
 			Next: timePtr(e.Next), Prev: timePtr(e.Prev)}
 		if p.Notify != "" {
 			se.Notify = notify.Redact(p.Notify) + " (" + cmp.Or(p.NotifyFormat, notify.FormatJSON) + ")"
 		}
 		out = append(out, se)
 	}
+	recorded, err := schedule.Recorded(ctx, s.deps.Redis, s.deps.Queue)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range recorded {
+		if !seen[name] {
+			out = append(out, ScheduleEntry{Name: name})
+		}
+	}
+	for i := range out {
+		if out[i].Runs, err = schedule.Runs(ctx, s.deps.Redis, s.deps.Queue, out[i].Name, scheduleRuns); err != nil {
+			return nil, err
+		}
+	}
+	// A name whose records expired since it was listed has nothing to show.
+	out = slices.DeleteFunc(out, func(e ScheduleEntry) bool { return !e.Registered && len(e.Runs) == 0 })
 	slices.SortFunc(out, func(a, b ScheduleEntry) int { return strings.Compare(a.Name, b.Name) })
 	if len(out) == 0 {
 		return out, nil

@@ -23,6 +23,8 @@ import (
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/metrics"
 	"github.com/bulkassign/bulkassign/report"
+	"github.com/bulkassign/bulkassign/schedule"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -343,7 +345,13 @@ func (a *app) batchesCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "batches",
 		Short: "list batches with status, progress, rate and age",
-		Args:  cobra.NoArgs,
+		Long: `Lists every batch: status, progress, rate, age and who started it. A
+running batch no worker has touched yet (no row done, no call made) shows
+as queued. After the table come the schedule ticks that queued no batch,
+skipped or failed, with the reason: up to 3 of each schedule's last 10
+(bulkassign schedule --runs N lists every tick). --json prints the
+batches alone, one array, each with the status the serve API gives it.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			asJSON, err := out.isJSON()
@@ -373,7 +381,14 @@ func (a *app) batchesCommand() *cobra.Command {
 			if asJSON {
 				return writeBatchesJSON(a.stdout, batches, time.Now())
 			}
-			return writeBatchesTable(a.stdout, batches, time.Now())
+			ticks, err := unqueuedTicks(ctx, q.rdb, cfg.Namespace)
+			if err != nil {
+				return err
+			}
+			if err := writeBatchesTable(a.stdout, batches, time.Now()); err != nil {
+				return err
+			}
+			return writeUnqueuedTicks(a.stdout, ticks)
 		},
 	}
 	flagGroup(cmd.Flags(), groupOutput, func(fs *pflag.FlagSet) { out = registerOutputFlags(fs) })
@@ -386,13 +401,71 @@ func writeBatchesTable(w io.Writer, batches []jobs.Batch, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tDONE\tSUCCEEDED\tFAILED\tINVALID\tROWS/S\tAGE\tSTARTED BY")
 	for _, b := range batches {
-		status := b.Status
-		if b.PauseReason != "" && b.Status == jobs.BatchPaused {
-			status += " (" + b.PauseCode + ")"
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d (%.0f%%)\t%d\t%d\t%d\t%.1f\t%s\t%s\n",
-			b.ID, cell(b.Name), status, b.Done(), b.Rows, b.Percent(),
+			b.ID, cell(b.Name), tableStatus(b), b.Done(), b.Rows, b.Percent(),
 			b.Succeeded, b.Failed, b.Invalid, b.RowsPerSecond(now), now.Sub(b.CreatedAt).Round(time.Second), cell(b.Origin.String()))
+	}
+	return tw.Flush()
+}
+
+// tableStatus is a batch's status as the batches table shows it: a
+// paused batch with its pause code when it has one (an operator's pause
+// has none); a running batch no worker has touched yet, no row done and
+// no call made, as queued.
+func tableStatus(b jobs.Batch) string {
+	switch {
+	case b.Status == jobs.BatchPaused && b.PauseCode != "":
+		return b.Status + " (" + b.PauseCode + ")"
+	case b.Status == jobs.BatchRunning && b.Done() == 0 && b.APICalls == 0:
+		return "queued"
+	}
+	return b.Status
+}
+
+// The schedule ticks `batches` shows after its table: of each schedule's
+// newest ticksRead records, the skipped and failed ones, at most
+// ticksShown.
+const (
+	ticksRead  = 10
+	ticksShown = 3
+)
+
+// unqueuedTicks reads the recent ticks that queued no batch (skipped or
+// failed) of every schedule with records in namespace: schedules by name,
+// each's ticks newest first.
+func unqueuedTicks(ctx context.Context, rdb redis.UniversalClient, namespace string) ([]schedule.Run, error) {
+	names, err := schedule.Recorded(ctx, rdb, namespace)
+	if err != nil {
+		return nil, err
+	}
+	var out []schedule.Run
+	for _, name := range names {
+		runs, err := schedule.Runs(ctx, rdb, namespace, name, ticksRead)
+		if err != nil {
+			return nil, err
+		}
+		runs = slices.DeleteFunc(runs, func(r schedule.Run) bool { return r.Outcome == schedule.RunQueued })
+		out = append(out, runs[:min(len(runs), ticksShown)]...)
+	}
+	return out, nil
+}
+
+// writeUnqueuedTicks writes ticks, from unqueuedTicks, as a second table;
+// nothing when there are none.
+func writeUnqueuedTicks(w io.Writer, ticks []schedule.Run) error {
+	if len(ticks) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nSchedule ticks that queued no batch (up to %d of each schedule's last %d; every tick: bulkassign schedule --runs %d):\n",
+		ticksShown, ticksRead, 2*ticksRead)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCHEDULE\tTICK\tOUTCOME\tREASON")
+	for _, r := range ticks {
+		outcome := r.Outcome
+		if r.Code != "" {
+			outcome += " (" + r.Code + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Schedule, r.Tick.UTC().Format(time.RFC3339), outcome, cell(r.Reason))
 	}
 	return tw.Flush()
 }

@@ -41,10 +41,12 @@ report --wait ID; bulkassign batches lists them).
 Runs of one schedule never overlap: a tick while the previous run's batch
 is not finished queues nothing, and a tick runs once however many
 scheduler processes fire it. Every tick leaves a record of what it did
-(queued, skipped or failed, and why): --runs N lists them. A paused
-previous batch, or one the CRM refused the key for, stalls the schedule
-until it is resumed or cancelled: each tick it skips is recorded and
-logged as an error.
+(queued, skipped or failed, and why): --runs N lists them, without
+--config those of every schedule that has records, and bulkassign
+batches shows the recent skipped and failed ones. A paused previous
+batch, or one the CRM refused the key for, stalls the schedule until it
+is resumed or cancelled: each tick it skips is recorded and logged as an
+error.
 
 Each tick checks the pools against the CRM's team members (an unknown or
 inactive member fails the tick, nothing moves) and, with live: true,
@@ -79,6 +81,26 @@ the tick queued nothing.`,
 			if len(args) > 0 {
 				return fmt.Errorf("schedule: unexpected arguments %q: the schedule file is --config", args)
 			}
+			if file == "" && runs > 0 && once == "" {
+				// The records name their schedules: no file is needed.
+				if err := cfg.Validate(); err != nil {
+					return err
+				}
+				q, err := openQueue(ctx, cfg, false)
+				if err != nil {
+					return err
+				}
+				defer q.close()
+				names, err := schedule.Recorded(ctx, q.rdb, cfg.Namespace)
+				if err != nil {
+					return err
+				}
+				if len(names) == 0 {
+					fmt.Fprintf(a.stderr, "no schedule has left a tick record in namespace %s\n", cfg.Namespace)
+					return nil
+				}
+				return a.scheduleRuns(ctx, q, cfg, names, runs)
+			}
 			if file == "" {
 				return errors.New("schedule: want --config FILE (see bulkassign schedule --help for its format)")
 			}
@@ -102,7 +124,7 @@ the tick queued nothing.`,
 					return err
 				}
 				defer q.close()
-				return a.scheduleRuns(ctx, q, cfg, sc, runs)
+				return a.scheduleRuns(ctx, q, cfg, sc.Names(), runs)
 			}
 			var entry schedule.Entry
 			if once != "" {
@@ -156,7 +178,7 @@ the tick queued nothing.`,
 	flagGroup(cmd.Flags(), "Schedule", func(fs *pflag.FlagSet) {
 		fs.StringVar(&file, "config", "", "schedule `FILE` (YAML): schedules: [{name, cron, contacts, rules, timezone}]")
 		fs.StringVar(&once, "once", "", "run one tick of the schedule `NAME` now, in this process, and print its batch id")
-		fs.IntVar(&runs, "runs", 0, "list the newest `N` ticks of each schedule (queued, skipped or failed, and why) and exit")
+		fs.IntVar(&runs, "runs", 0, "list the newest `N` ticks of each schedule of --config, or without it of every schedule with records (queued, skipped or failed, and why), and exit")
 		fs.DurationVar(&heartbeat, "heartbeat", 0, "how often the scheduler shows its entries to the monitor (default 10s)")
 		cfg.RegisterInput(fs)
 	})
@@ -200,24 +222,25 @@ func (a *app) scheduleOnce(ctx context.Context, q *queue, cfg config.Config, log
 	return nil
 }
 
-// scheduleRuns prints the newest n records of each of sc's schedules.
-func (a *app) scheduleRuns(ctx context.Context, q *queue, cfg config.Config, sc *schedule.Config, n int) error {
+// scheduleRuns prints the newest n records of each of the schedules
+// names.
+func (a *app) scheduleRuns(ctx context.Context, q *queue, cfg config.Config, names []string, n int) error {
 	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCHEDULE\tTICK\tOUTCOME\tBATCH\tROWS\tREASON")
-	for _, e := range sc.Entries {
-		runs, err := schedule.Runs(ctx, q.rdb, cfg.Namespace, e.Name, n)
+	for _, name := range names {
+		runs, err := schedule.Runs(ctx, q.rdb, cfg.Namespace, name, n)
 		if err != nil {
 			return err
 		}
 		if len(runs) == 0 {
-			fmt.Fprintf(tw, "%s\t-\tno tick yet\t\t\t\n", e.Name)
+			fmt.Fprintf(tw, "%s\t-\tno tick yet\t\t\t\n", name)
 		}
 		for _, r := range runs {
 			rows := ""
 			if r.Outcome == schedule.RunQueued {
 				rows = strconv.Itoa(r.Rows)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Schedule, r.Tick.UTC().Format(time.RFC3339), r.Outcome, r.BatchID, rows, r.Reason)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Schedule, r.Tick.UTC().Format(time.RFC3339), r.Outcome, r.BatchID, rows, cell(r.Reason))
 		}
 	}
 	return tw.Flush()
