@@ -48,6 +48,8 @@ type CRM struct {
 
 // Verification statuses.
 const (
+	// VerifyNone: the batch has not been verified; POST to start.
+	VerifyNone    = "none"
 	VerifyRunning = "running"
 	VerifyDone    = "done"
 	VerifyFailed  = "failed"
@@ -57,8 +59,9 @@ const (
 // /api/v1/batches/{id}/verify answer it.
 type Verification struct {
 	BatchID string `json:"batchId"`
-	// Status is running, done (every contact read, or all but Unknown) or
-	// failed (Error says why; nothing was written).
+	// Status is none (never verified: Error says how to start), running,
+	// done (every contact read, or all but Unknown) or failed (Error says
+	// why; nothing was written).
 	Status string `json:"status"`
 	// By is the name of the token that pressed Verify.
 	By         string     `json:"by"`
@@ -351,7 +354,9 @@ func (s *Server) getVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, _ := st[1].(string)
 	if rec == "" {
-		writeError(w, http.StatusNotFound, "batch "+b.ID+" has not been verified yet: POST /api/v1/batches/"+b.ID+"/verify (the page's Verify button) reads its contacts back from the CRM")
+		// Not a 404: the page asks for every finished batch it shows.
+		writeJSON(w, http.StatusOK, Verification{BatchID: b.ID, Status: VerifyNone, Drift: []DriftRow{},
+			Error: "batch " + b.ID + " has not been verified yet: POST /api/v1/batches/" + b.ID + "/verify (the page's Verify button) reads its contacts back from the CRM"})
 		return
 	}
 	var v Verification

@@ -374,7 +374,7 @@
     fail($("verify-error"), v.status === "failed" ? "Verify failed: " + v.error : "");
     let text = "";
     if (running) {
-      text = "Verifying: " + v.read + " of " + v.contacts + " contacts read, " + v.drifted + " drifted so far.";
+      text = v.contacts ? "Verifying: " + v.read + " of " + v.contacts + " contacts read, " + v.drifted + " drifted so far." : "Verifying: reading the batch's contacts…";
     } else if (v.status === "done") {
       text = v.drifted === 0 && v.unknown === 0
         ? "No drift: " + v.matching + " contacts match."
@@ -409,7 +409,7 @@
       if (id !== current) return;
       if (showVerification(v)) verifyTimer = setTimeout(pollVerify, 1000);
     } catch (e) {
-      if (id === current && e.status !== 404) fail($("verify-error"), e.message); // 404: not verified yet
+      if (id === current) fail($("verify-error"), e.message);
     }
   }
 
