@@ -182,6 +182,25 @@ async function main() {
     const f2 = parseCSV(await download(page, "dl-failed", "failed.csv"));
     check(s2.length + f2.length === 11 && f2.some((r) => r.httpStatus === "404"), "failed.csv has the 404 row and the invalid rows");
     await wantCRM(s2, f2, "browser test");
+
+    // --- verify it against the CRM, then change a contact behind its back ----
+    const contacts = new Set(s2.map((r) => r.aiContactId));
+    await page.getByRole("button", { name: "Verify" }).click();
+    await page.locator("#verify-status", { hasText: "No drift: " + contacts.size + " contacts match" }).waitFor({ timeout: 60000 });
+    check(true, `Verify: no drift, ${contacts.size} contacts match`);
+    const changed = s2[0].aiContactId;
+    const put = await fetch(CRM + "/_control/contacts/" + changed + "/agents", {
+      method: "PUT", headers: { "x-api-key": API_KEY }, body: JSON.stringify(["a0000000-0000-8000-8000-000000000005"]),
+    });
+    check(put.ok, "the simulator's control endpoint changes contact " + changed);
+    await page.getByRole("button", { name: "Verify" }).click();
+    await page.locator("#verify-status", { hasText: "1 of " + contacts.size + " contacts drifted" }).waitFor({ timeout: 60000 });
+    check(await page.locator("#drift-rows tr").count() === 1 && (await page.locator("#drift-rows tr").textContent()).includes(changed),
+      "Verify after the change: the drift table lists exactly that contact");
+    await shot(page, "serve-verify.png");
+    const drift = parseCSV(await download(page, "dl-drift", "drift.csv"));
+    check(drift.length === 1 && drift[0].aiContactId === changed && drift[0].actual === "a0000000-0000-8000-8000-000000000005",
+      "drift.csv has that contact, with its agent now");
     await page.getByRole("button", { name: "Retry failed rows" }).click();
     await page.locator("#batch-note", { hasText: /queued again|No row ran out of attempts/ }).waitFor();
     check(true, "retry failed rows answers");

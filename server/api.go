@@ -556,7 +556,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	file := r.PathValue("file")
 	ctype, known := reportFiles[file]
 	if !known {
-		writeError(w, http.StatusNotFound, "no such report file: want succeeded.csv, failed.csv, summary.json, rollback.csv or rollback-unrestorable.csv")
+		writeError(w, http.StatusNotFound, "no such report file: want succeeded.csv, failed.csv, summary.json, rollback.csv, rollback-unrestorable.csv or (once verified) drift.csv")
 		return
 	}
 	b, ok := s.batch(w, r)
@@ -579,15 +579,21 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	s.sendFile(w, b.ID, file, ctype, f)
+}
+
+// sendFile sends the report file of batch id as a download named
+// <id>-<file>.
+func (s *Server) sendFile(w http.ResponseWriter, id, file, ctype string, f *os.File) {
 	h := w.Header()
 	h.Set("Content-Type", ctype)
 	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": b.ID + "-" + file}))
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": id + "-" + file}))
 	if st, err := f.Stat(); err == nil {
 		h.Set("Content-Length", strconv.FormatInt(st.Size(), 10))
 	}
 	if _, err := io.Copy(w, f); err != nil {
-		s.deps.Logger.Warn("download interrupted", slog.String("batch", b.ID), slog.String("file", file), slog.Any("error", err))
+		s.deps.Logger.Warn("download interrupted", slog.String("batch", id), slog.String("file", file), slog.Any("error", err))
 	}
 }
 

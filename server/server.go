@@ -33,7 +33,7 @@ import (
 )
 
 // Deps are what the server works with. The CRM API key is not among them:
-// the server makes no call to the CRM itself, except through Directory.
+// the server calls the CRM only through Directory and CRM.
 type Deps struct {
 	// Store holds the batch records and ledgers.
 	Store *jobs.Store
@@ -61,6 +61,9 @@ type Deps struct {
 	// name members by email (importer.Options.Directory); without it such
 	// an upload is refused with a message.
 	Directory func(ctx context.Context) ([]importer.Member, error)
+	// CRM, if set, is how the Verify button of a finished batch reads its
+	// contacts back; without it Verify is refused with a message.
+	CRM *CRM
 }
 
 // Options configure the server; the zero value means defaults, except
@@ -160,6 +163,7 @@ type Server struct {
 	reports  *reportCache
 	failures failureCache
 	notifier *notify.Notifier
+	verifies *verifier
 	stop     context.CancelFunc
 	sampled  chan struct{}
 }
@@ -242,6 +246,7 @@ func New(deps Deps, opts Options) (*Server, error) {
 		throt:    newThrottle(opts.LoginEvery, opts.LoginBurst, opts.Now),
 		reports:  newReportCache(opts.ReportDir),
 		notifier: notify.New(deps.Store, deps.Client, notify.Options{Queue: deps.Queue, Logger: deps.Logger}),
+		verifies: newVerifier(),
 	}
 	if err := deps.Metrics.Register(newBatchCollector(deps.Store, opts.Recent)); err != nil {
 		return nil, err
@@ -280,11 +285,13 @@ func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
 	}
 }
 
-// Close stops the progress sampler and releases the monitor's Redis
+// Close stops the progress sampler and the verifications running (each
+// is then recorded as failed) and releases the monitor's Redis
 // connections.
 func (s *Server) Close() error {
 	s.stop()
 	<-s.sampled
+	s.verifies.close()
 	return s.monitor.Close()
 }
 
@@ -315,6 +322,9 @@ func (s *Server) routes() {
 	auth("GET /api/v1/batches/{id}", s.get)
 	auth("GET /api/v1/batches/{id}/failures", s.listFailures)
 	auth("GET /api/v1/batches/{id}/progress", s.progress)
+	auth("POST /api/v1/batches/{id}/verify", s.startVerify)
+	auth("GET /api/v1/batches/{id}/verify", s.getVerify)
+	auth("GET /api/v1/batches/{id}/drift.csv", s.downloadDrift)
 	auth("POST /api/v1/preview", s.preview)
 	auth("GET /api/v1/mappings", s.listMappings)
 	auth("PUT /api/v1/mappings/{name}", s.putMapping)
@@ -493,5 +503,5 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, http.StatusOK, "index.html", map[string]any{"Recent": recent, "MaxUpload": bytesText(s.opts.MaxUpload),
-		"Who": principal(r.Context()), "Statuses": statuses, "Members": s.deps.Directory != nil})
+		"Who": principal(r.Context()), "Statuses": statuses, "Members": s.deps.Directory != nil, "Verify": s.deps.CRM != nil})
 }

@@ -63,6 +63,8 @@ type bundle struct {
 	insp    *asynq.Inspector
 	ns      string
 	metrics *metrics.Metrics
+	// crm is the server's Deps.CRM (Verify), nil without.
+	crm *server.CRM
 
 	// uploadAs is the bearer token of upload (default token), or "" with
 	// uploadHeader set (a session cookie).
@@ -83,6 +85,9 @@ type setupOptions struct {
 	sim simulator.Options
 	// directory gives the server the simulator's member list.
 	directory bool
+	// crm, if set, gives the server a CRM for Verify, made from the
+	// simulator's URL and the workers' client.
+	crm func(simURL string, workers *worker.Client) *server.CRM
 }
 
 func setup(t *testing.T, so setupOptions) *bundle {
@@ -104,7 +109,7 @@ func setup(t *testing.T, so setupOptions) *bundle {
 	b := &bundle{rdb: rdb, store: store, insp: insp, ns: ns, metrics: metrics.New()}
 
 	var directory func(context.Context) ([]importer.Member, error)
-	if so.worker || so.directory {
+	if so.worker || so.directory || so.crm != nil {
 		simOpts := so.sim
 		simOpts.APIKey = apiKey
 		if simOpts.Members == nil {
@@ -116,6 +121,9 @@ func setup(t *testing.T, so setupOptions) *bundle {
 		c, err := worker.NewClient(worker.ClientOptions{BaseURL: sim.URL, APIKey: apiKey, Timeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if so.crm != nil {
+			b.crm = so.crm(sim.URL, c)
 		}
 		if so.directory {
 			directory = func(ctx context.Context) ([]importer.Member, error) {
@@ -171,7 +179,7 @@ func serve(t *testing.T, b *bundle, opts server.Options) string {
 	opts.TempDir = t.TempDir()
 	h, err := server.New(server.Deps{
 		Store: b.store, Redis: b.rdb, Importer: importer.New(b.store, b.client, b.ns), Client: b.client, Inspector: b.insp,
-		RedisOpt: b.opt, Queue: b.ns, Metrics: b.metrics, Logger: b.log, Directory: b.dir,
+		RedisOpt: b.opt, Queue: b.ns, Metrics: b.metrics, Logger: b.log, Directory: b.dir, CRM: b.crm,
 	}, opts)
 	if err != nil {
 		t.Fatal(err)

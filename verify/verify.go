@@ -5,8 +5,8 @@
 // A contact's expected agents come from its rows in file order: a replace
 // makes the expectation exact (the contact has exactly these agents), and
 // a contact with adds only must contain the agents added (others may have
-// been there before). The CLI's `verify` and, later, serve's Verify
-// button both call Batch or Check.
+// been there before). The CLI's `verify` and serve's Verify button both
+// call Batch or Check.
 package verify
 
 import (

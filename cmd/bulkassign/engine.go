@@ -154,6 +154,8 @@ type workerProc struct {
 	mux     *asynq.ServeMux
 	handler *worker.Handler
 	client  *worker.Client
+	// limiter paces the calls (and serve's verify reads) of this process.
+	limiter worker.Limiter
 	sweeper *worker.Sweeper
 	// notifier fires the notices of ends nobody fired.
 	notifier *notify.Notifier
@@ -229,7 +231,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 		Stall:  cfg.Stall,
 		Logger: log,
 	})
-	return &workerProc{srv: srv, mux: mux, handler: h, client: client, sweeper: sweeper, notifier: notifier}, nil
+	return &workerProc{srv: srv, mux: mux, handler: h, client: client, limiter: limiter, sweeper: sweeper, notifier: notifier}, nil
 }
 
 // retention maps --retention to the store's option, where 0 means the

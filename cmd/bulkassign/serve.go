@@ -12,6 +12,7 @@ import (
 	"github.com/bulkassign/bulkassign/config"
 	"github.com/bulkassign/bulkassign/metrics"
 	"github.com/bulkassign/bulkassign/server"
+	"github.com/bulkassign/bulkassign/worker"
 	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -32,7 +33,8 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "HTTP API and web page: upload, follow and download batches; queue monitor, metrics",
 		Long: `Serves, behind access tokens (--token, and/or one per person with --tokens FILE):
   /                 the web page: upload, map columns, check, queue, follow a
-                    batch (failed rows, charts), download its reports
+                    batch (failed rows, charts), download its reports,
+                    verify a finished one against the CRM (drift.csv)
   /schedules        the schedule entries: cron, next run, last batch
   /api/v1/batches   the JSON API (Authorization: Bearer TOKEN)
   /monitor/         asynq's monitor
@@ -55,8 +57,10 @@ cookie is Secure. Reports of finished batches are written once to
 With --workers N the server also applies batches itself; otherwise run
 ` + "`bulkassign worker`" + ` processes against the same Redis. The CRM API key is
 used by --workers and, when set, to fetch the team member list that
-resolves member emails of uploads; it never reaches a browser or an API
-answer.`,
+resolves member emails of uploads and for the Verify button of a finished
+batch, which reads its contacts back from the CRM (as ` + "`bulkassign verify ID`" + `)
+with the calls' key probe, shared --rate and --concurrency, and writes
+--out/<batch id>/drift.csv; it never reaches a browser or an API answer.`,
 		Example: `  BULKASSIGN_SERVER_TOKEN=$(openssl rand -hex 16) bulkassign serve --redis redis://localhost:6379/0
 
   # one token a person; the file keeps only their SHA-256
@@ -119,9 +123,9 @@ answer.`,
 			defer q.close()
 
 			m := metrics.New()
+			var w *workerProc
 			if workers > 0 {
-				w, err := newWorker(q, cfg, log, m, 0)
-				if err != nil {
+				if w, err = newWorker(q, cfg, log, m, 0); err != nil {
 					return err
 				}
 				if err := w.start(ctx); err != nil {
@@ -137,6 +141,9 @@ answer.`,
 			}
 			if cfg.APIKey != "" {
 				deps.Directory = memberDirectory(cfg, false)
+				if deps.CRM, err = serveCRM(q, cfg, log, m, w); err != nil {
+					return err
+				}
 			}
 			sopts := server.Options{Token: token, Tokens: creds, PublicURL: publicURL, TrustProxy: trustProxy,
 				MaxUpload: maxUpload, IDFormat: cfg.IDFormat, ReportDir: cfg.Out, Retention: retention(cfg.Retention),
@@ -201,4 +208,23 @@ answer.`,
 		return pflag.NormalizedName(name)
 	})
 	return cmd
+}
+
+// serveCRM is how serve's Verify button reads the CRM: with --workers, the
+// client (its key probe) and limiter of the in-process workers, w; else a
+// client and the shared limiter of the key as a worker makes them, so the
+// reads share --rate with every worker.
+func serveCRM(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics, w *workerProc) (*server.CRM, error) {
+	read := worker.ReadOptions{Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts, Backoff: cfg.RetryBase, MaxRetryAfter: cfg.MaxRetryAfter}
+	if w != nil {
+		return &server.CRM{Client: w.client, Limiter: w.limiter, Read: read}, nil
+	}
+	client, err := worker.NewClient(cfg.ClientOptions())
+	if err != nil {
+		return nil, err
+	}
+	limiter := m.Limiter(worker.NewSharedLimiter(q.rdb, worker.SharedLimiterOptions{
+		Namespace: cfg.Namespace, APIURL: cfg.APIURL, APIKey: cfg.APIKey, Rate: cfg.Rate, Burst: cfg.Burst, Logger: log,
+	}))
+	return &server.CRM{Client: client, Limiter: limiter, Read: read}, nil
 }

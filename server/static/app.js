@@ -1,6 +1,6 @@
 // bulkassign serve: the page's behaviour. Plain JavaScript, no build step,
 // no third-party code: upload → (map columns) → check → queue → follow the
-// batch, its failed rows and its charts.
+// batch, its failed rows and its charts → verify it against the CRM.
 "use strict";
 
 (function () {
@@ -342,9 +342,90 @@
     $("resume").disabled = b.status !== "paused";
     $("cancel").disabled = finished || b.status === "importing";
     $("retry").disabled = b.failed === 0 || b.status === "cancelled" || b.status === "importing";
+    show($("verify-box"), finished);
+    if (!finished) verifyFor = null;
+    else if (verifyFor !== b.batchId) { verifyFor = b.batchId; clearVerification(); pollVerify(); }
     show($("batch"), true);
     return finished;
   }
+
+  // --- verify: read the CRM back -------------------------------------------
+  const verifyOff = $("verify").dataset.off === "true"; // no CRM API key
+  let verifyFor = null; // the batch whose verification is on screen
+  let verifyTimer = null;
+
+  function clearVerification() {
+    clearTimeout(verifyTimer);
+    $("verify").disabled = verifyOff;
+    $("verify").textContent = "Verify";
+    $("verify-status").textContent = "";
+    fail($("verify-error"), "");
+    $("drift-rows").replaceChildren();
+    show($("drift-box"), false);
+    $("drift-note").textContent = "";
+    show($("dl-drift-item"), false);
+  }
+
+  // showVerification draws a verification; true while it runs.
+  function showVerification(v) {
+    const running = v.status === "running";
+    $("verify").disabled = verifyOff || running;
+    $("verify").textContent = running ? "Verifying…" : "Verify";
+    fail($("verify-error"), v.status === "failed" ? "Verify failed: " + v.error : "");
+    let text = "";
+    if (running) {
+      text = v.contacts ? "Verifying: " + v.read + " of " + v.contacts + " contacts read, " + v.drifted + " drifted so far." : "Verifying: reading the batch's contacts…";
+    } else if (v.status === "done") {
+      text = v.drifted === 0 && v.unknown === 0
+        ? "No drift: " + v.matching + " contacts match."
+        : v.drifted + " of " + v.contacts + " contacts drifted" + (v.notFound ? " (" + v.notFound + " no longer in the CRM)" : "") + ", " + v.matching + " match.";
+      if (v.unknown) text += " " + v.unknown + " could not be read (see the error column): verify again.";
+      text += " Verified " + new Date(v.finishedAt).toLocaleString() + (v.by ? " by " + v.by : "") + ".";
+    }
+    $("verify-status").textContent = text;
+    const body = $("drift-rows");
+    body.replaceChildren();
+    const list = (ids, none) => (ids.length ? ids.join("; ") : none);
+    for (const d of v.drift) {
+      const tr = document.createElement("tr");
+      cells(tr, [d.aiContactId, list(d.expected, "(none)") + (d.match === "contains" ? " (at least)" : ""), list(d.actual, d.error ? "" : "(none)"),
+        list(d.missing, ""), list(d.unexpected, ""), d.error || ""]);
+      body.append(tr);
+    }
+    show($("drift-box"), v.drift.length > 0);
+    const listed = v.drifted + v.unknown;
+    $("drift-note").textContent = v.drift.length < listed ? "The first " + v.drift.length + " of " + listed + " contacts; drift.csv has them all." : "";
+    show($("dl-drift-item"), !!v.driftFile);
+    if (v.driftFile) $("dl-drift").href = v.driftFile;
+    return running;
+  }
+
+  async function pollVerify() {
+    clearTimeout(verifyTimer);
+    const id = current;
+    if (!id) return;
+    try {
+      const v = await call("GET", api + "/" + encodeURIComponent(id) + "/verify");
+      if (id !== current) return;
+      if (showVerification(v)) verifyTimer = setTimeout(pollVerify, 1000);
+    } catch (e) {
+      if (id === current) fail($("verify-error"), e.message);
+    }
+  }
+
+  $("verify").addEventListener("click", async () => {
+    const id = current;
+    $("verify").disabled = true;
+    fail($("verify-error"), "");
+    try {
+      const v = await call("POST", api + "/" + encodeURIComponent(id) + "/verify");
+      if (id !== current) return;
+      if (showVerification(v)) verifyTimer = setTimeout(pollVerify, 1000);
+    } catch (e) {
+      fail($("verify-error"), "Not verified: " + e.message);
+      $("verify").disabled = verifyOff;
+    }
+  });
 
   // --- errors at a glance ------------------------------------------------
   const svgNS = "http://www.w3.org/2000/svg";
@@ -540,6 +621,8 @@
     lastAnnounced = "";
     reasonFilter = "";
     insightAt = 0;
+    verifyFor = null;
+    clearVerification();
     if (current) { poll(); refreshRecent(); $("batch").scrollIntoView(); } else { show($("batch"), false); }
   }
   window.addEventListener("hashchange", route);
