@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -334,5 +335,44 @@ func TestSameFileTwice(t *testing.T) {
 	}
 	if vias["import"] != 2 || vias["run"] != 1 {
 		t.Errorf("batches started by %v, want 2 imports and 1 run", vias)
+	}
+}
+
+// TestRunStateDoesNotGrow: a file run again after its batch ended and was
+// reported starts from an empty queue, so its state folder (and the
+// redis-server's start, which reads it back) does not grow with every run.
+func TestRunStateDoesNotGrow(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("the resumable embedded queue needs redis-server")
+	}
+	t.Parallel()
+	_, api := startSim(t, simulator.Options{})
+	dir := t.TempDir()
+	file := writeAssignments(t, dir, "in.csv", oneEach("grow", 300))
+	state := filepath.Join(dir, "state")
+	var sizes []int64
+	for range 3 {
+		args := append([]string{"run", "--api-url", api, "--api-key", "k", "--id-format", "any", "--state", state, "--out", t.TempDir()}, fastFlags()...)
+		if r := runCLI(t, nil, append(args, file)...); r.code != exitOK || strings.Contains(r.stderr, "resuming") {
+			t.Fatalf("exit %d (%s)\n%s", r.code, r.errText(), r.stderr)
+		}
+		var n int64
+		err := filepath.WalkDir(state, func(_ string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			fi, err := d.Info()
+			if err == nil {
+				n += fi.Size()
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, n)
+	}
+	if sizes[2] > sizes[0]*3/2 {
+		t.Errorf("the state folder grew from %d to %d bytes over 3 runs of the same file: earlier runs are kept", sizes[0], sizes[2])
 	}
 }

@@ -85,8 +85,29 @@ func openState(root, fp string, retention time.Duration) (*runState, error) {
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
+	s := &runState{dir: dir, lock: f}
+	if err := s.reset(); err != nil {
+		f.Close()
+		return nil, err
+	}
 	pruneState(root, dir, retention)
-	return &runState{dir: dir, lock: f}, nil
+	return s, nil
+}
+
+// reset empties the queue of a folder whose batch ended and was reported:
+// nothing in it is needed any more, and a redis-server started on it
+// would first read back every earlier run of the file.
+func (s *runState) reset() error {
+	if _, err := os.Stat(filepath.Join(s.dir, stateFinished)); err != nil {
+		return nil // a batch to resume, or none yet
+	}
+	if err := os.RemoveAll(s.queueDir()); err != nil {
+		return fmt.Errorf("run's state: empty %s: %w", s.queueDir(), err)
+	}
+	if err := os.Mkdir(s.queueDir(), 0o700); err != nil {
+		return fmt.Errorf("run's state: %w", err)
+	}
+	return nil
 }
 
 // lockState takes the lock of a state folder; busy says another process
