@@ -90,6 +90,9 @@ func NewRunner(rdb redis.UniversalClient, store *jobs.Store, imp *importer.Impor
 //	NS:schedule:{<name>}:running  "<tick> <owner> <batch id>": the run that
 //	                              holds the schedule ("" batch while it plans)
 //	NS:schedule-task:<task id>    "<tick>": the tick a queued task stands for
+//	NS:schedule:{<name>}:runs     the records of the newest MaxRuns ticks (runs.go)
+//	NS:schedules                  the names of the schedules with records, by
+//	                              the time of each one's newest (runs.go)
 //
 // A tick is Unix seconds; an owner is the asynq task id, or once-… for
 // `schedule --once`. claimScript takes both keys of a schedule: the

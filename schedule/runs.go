@@ -132,7 +132,8 @@ func record(ctx context.Context, rdb redis.UniversalClient, namespace string, re
 	}
 	names := namesKey(namespace)
 	_, err = rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, names, redis.Z{Score: float64(rec.At.UnixMilli()), Member: rec.Schedule})
+		// GT: a late record from a slow clock never moves a name back.
+		p.ZAddGT(ctx, names, redis.Z{Score: float64(rec.At.UnixMilli()), Member: rec.Schedule})
 		p.ZRemRangeByScore(ctx, names, "-inf", strconv.FormatInt(rec.At.Add(-tickKeyTTL).UnixMilli(), 10))
 		p.PExpire(ctx, names, tickKeyTTL)
 		return nil

@@ -79,9 +79,10 @@ func (s *Server) schedules(ctx context.Context) ([]ScheduleEntry, error) {
 		}
 		out = append(out, se)
 	}
+	// The tick records are an extra: the entries are shown without them.
 	recorded, err := schedule.Recorded(ctx, s.deps.Redis, s.deps.Queue)
 	if err != nil {
-		return nil, err
+		s.deps.Logger.Warn("schedules: the tick records are not shown", slog.Any("error", err))
 	}
 	for _, name := range recorded {
 		if !seen[name] {
@@ -89,8 +90,13 @@ func (s *Server) schedules(ctx context.Context) ([]ScheduleEntry, error) {
 		}
 	}
 	for i := range out {
-		if out[i].Runs, err = schedule.Runs(ctx, s.deps.Redis, s.deps.Queue, out[i].Name, scheduleRuns); err != nil {
-			return nil, err
+		runs, err := schedule.Runs(ctx, s.deps.Redis, s.deps.Queue, out[i].Name, scheduleRuns)
+		if err != nil {
+			s.deps.Logger.Warn("schedules: the tick records are not shown", slog.String("schedule", out[i].Name), slog.Any("error", err))
+		}
+		out[i].Runs = runs
+		if out[i].Runs == nil {
+			out[i].Runs = []schedule.Run{}
 		}
 	}
 	// A name whose records expired since it was listed has nothing to show.

@@ -744,10 +744,15 @@ func (e *execution) release(attemptOp int, park bool, ret error) error {
 	return ret
 }
 
+// ResumeHint ends the pause reason of a batch whose key the CRM refused:
+// what to do once the key is right. A command that knows better (run on
+// a queue that ends with it) replaces it.
+const ResumeHint = ", then resume the batch"
+
 // unauthorized pauses the batch after the CRM refused the key and parks
 // the contact; only a resume (or another batch) tries the key again.
 func (e *execution) unauthorized(ctx context.Context, out Outcome) error {
-	reason := fmt.Sprintf("the CRM refused the API key (HTTP %d): check --api-key / BULKASSIGN_API_KEY, then resume the batch", out.HTTPStatus)
+	reason := fmt.Sprintf("the CRM refused the API key (HTTP %d): check --api-key / BULKASSIGN_API_KEY", out.HTTPStatus) + ResumeHint
 	e.h.refusedIn.Store(e.x.Batch, e.x.Epoch)
 	changed, err := e.h.store.SetStatus(context.WithoutCancel(ctx), e.x.Batch, jobs.BatchPaused, jobs.PauseUnauthorized, reason)
 	var te *jobs.TransitionError

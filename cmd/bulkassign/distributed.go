@@ -381,9 +381,10 @@ batches alone, one array, each with the status the serve API gives it.`,
 			if asJSON {
 				return writeBatchesJSON(a.stdout, batches, time.Now())
 			}
+			// The ticks are an extra: the batches are shown without them.
 			ticks, err := unqueuedTicks(ctx, q.rdb, cfg.Namespace)
 			if err != nil {
-				return err
+				fmt.Fprintf(a.stderr, "warning: the schedule ticks are not shown: %v\n", err)
 			}
 			if err := writeBatchesTable(a.stdout, batches, time.Now()); err != nil {
 				return err
@@ -410,13 +411,14 @@ func writeBatchesTable(w io.Writer, batches []jobs.Batch, now time.Time) error {
 
 // tableStatus is a batch's status as the batches table shows it: a
 // paused batch with its pause code when it has one (an operator's pause
-// has none); a running batch no worker has touched yet, no row done and
-// no call made, as queued.
+// has none); a running batch no worker has touched yet, no row applied
+// or failed (invalid rows are final from the import on) and no call made,
+// as queued.
 func tableStatus(b jobs.Batch) string {
 	switch {
 	case b.Status == jobs.BatchPaused && b.PauseCode != "":
 		return b.Status + " (" + b.PauseCode + ")"
-	case b.Status == jobs.BatchRunning && b.Done() == 0 && b.APICalls == 0:
+	case b.Status == jobs.BatchRunning && b.Succeeded+b.Failed == 0 && b.APICalls == 0:
 		return "queued"
 	}
 	return b.Status

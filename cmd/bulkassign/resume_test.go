@@ -259,7 +259,7 @@ func TestRunMemoryRefusedKey(t *testing.T) {
 	args := append([]string{"run", "--api-url", api, "--api-key", "wrong", "--id-format", "any", "--embedded", "memory", "--out", t.TempDir()}, fastFlags()...)
 	r := runCLI(t, nil, append(args, file)...)
 	msg := r.errText()
-	if r.code != exitFatal || !strings.Contains(msg, "fix the key and run the file again") || strings.Contains(msg, "resume") {
+	if r.code != exitFatal || !strings.Contains(msg, "fix the key and run the file again") || !strings.Contains(msg, "(HTTP 401)") || strings.Contains(msg, "resume") {
 		t.Errorf("exit %d (%s), want 1 saying to fix the key and run the file again", r.code, msg)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/bulkassign/bulkassign/config"
@@ -18,6 +19,7 @@ import (
 	"github.com/bulkassign/bulkassign/jobs"
 	"github.com/bulkassign/bulkassign/notify"
 	"github.com/bulkassign/bulkassign/report"
+	"github.com/bulkassign/bulkassign/worker"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -434,7 +436,7 @@ func (a *app) finish(q *queue, cfg config.Config, b jobs.Batch, werr error, summ
 	case werr != nil:
 		return werr
 	case b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized && keyNext != "":
-		return fmt.Errorf("batch %s stopped: the CRM refused the API key: check --api-key / BULKASSIGN_API_KEY; %s", b.ID, keyNext)
+		return fmt.Errorf("batch %s stopped: %s; %s", b.ID, strings.TrimSuffix(b.PauseReason, worker.ResumeHint), keyNext)
 	case b.Status == jobs.BatchPaused && b.PauseCode == jobs.PauseUnauthorized:
 		return fmt.Errorf("batch %s stopped: %s", b.ID, b.PauseReason)
 	case s.Failed+s.Invalid > 0:

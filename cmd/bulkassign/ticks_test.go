@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -119,5 +120,22 @@ func TestBatchesOperatorPause(t *testing.T) {
 	r = s.cli(t, "batches")
 	if f := batchesLine(t, r.stdout, id); len(f) < 5 || f[3] != "paused" || !strings.HasPrefix(f[4], "0/") {
 		t.Errorf("batches: a paused batch shows %q, want paused, 0 done\n%s", f, r.stdout)
+	}
+}
+
+// TestBatchesQueuedWithInvalidRows: a batch no worker has touched says
+// queued even when some of its rows were invalid (final at the import).
+func TestBatchesQueuedWithInvalidRows(t *testing.T) {
+	t.Parallel()
+	d := newDist(t, simulator.Options{})
+	file := filepath.Join(t.TempDir(), "in.csv")
+	data := "aiContactId,teamMemberId\n" + simulator.ContactID(1) + "," + simulator.MemberID(1) + "\nnot an id," + simulator.MemberID(1) + "\n"
+	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := d.importFile(t, file, "--name", "untouched")
+	r := d.cli(t, "batches")
+	if f := batchesLine(t, r.stdout, id); len(f) < 4 || f[1] != "untouched" || f[2] != "queued" || f[3] != "1/2" {
+		t.Errorf("batches: an untouched batch with an invalid row shows %q, want queued, 1/2 done\n%s", f, r.stdout)
 	}
 }

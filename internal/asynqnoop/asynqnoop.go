@@ -7,6 +7,7 @@ package asynqnoop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -41,8 +42,8 @@ func perSecond(n int, d time.Duration) float64 {
 }
 
 // Run enqueues n no-op tasks on queue and processes them with an asynq
-// server of the given concurrency, then deletes the queue. The queue
-// should be one nobody else uses.
+// server of the given concurrency, then deletes the queue, whatever
+// happened. The queue should be one nobody else uses.
 func Run(ctx context.Context, r asynq.RedisConnOpt, queue string, n, concurrency int) (Result, error) {
 	if n < 1 || concurrency < 1 {
 		return Result{}, fmt.Errorf("n %d, concurrency %d: want at least 1 each", n, concurrency)
@@ -52,7 +53,7 @@ func Run(ctx context.Context, r asynq.RedisConnOpt, queue string, n, concurrency
 	start := time.Now()
 	for i := range n {
 		if _, err := client.EnqueueContext(ctx, asynq.NewTask(taskType, nil), asynq.Queue(queue)); err != nil {
-			return Result{}, fmt.Errorf("enqueue task %d: %w", i+1, err)
+			return Result{}, errors.Join(fmt.Errorf("enqueue task %d: %w", i+1, err), deleteQueue(r, queue))
 		}
 	}
 	res := Result{Tasks: n, Enqueue: time.Since(start)}
@@ -69,20 +70,27 @@ func Run(ctx context.Context, r asynq.RedisConnOpt, queue string, n, concurrency
 	srv := asynq.NewServer(r, asynq.Config{Concurrency: concurrency, Queues: map[string]int{queue: 1}, LogLevel: asynq.WarnLevel})
 	start = time.Now()
 	if err := srv.Start(mux); err != nil {
-		return Result{}, fmt.Errorf("start the asynq server: %w", err)
+		return Result{}, errors.Join(fmt.Errorf("start the asynq server: %w", err), deleteQueue(r, queue))
 	}
-	defer srv.Shutdown()
+	var err error
 	select {
 	case <-all:
 		res.Process = time.Since(start)
 	case <-ctx.Done():
-		return Result{}, fmt.Errorf("%d of %d tasks processed: %w", processed.Load(), n, ctx.Err())
+		err = fmt.Errorf("%d of %d tasks processed: %w", processed.Load(), n, ctx.Err())
 	}
+	// The last task is still in the active list until the server has
+	// stopped, and a queue with an active task cannot be deleted.
+	srv.Shutdown()
+	return res, errors.Join(err, deleteQueue(r, queue))
+}
+
+// deleteQueue removes queue with whatever tasks it still holds.
+func deleteQueue(r asynq.RedisConnOpt, queue string) error {
 	insp := asynq.NewInspector(r)
 	defer insp.Close()
-	// The completed tasks are gone already; the queue's own keys remain.
-	if err := insp.DeleteQueue(queue, true); err != nil {
-		return res, fmt.Errorf("delete queue %s: %w", queue, err)
+	if err := insp.DeleteQueue(queue, true); err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+		return fmt.Errorf("delete queue %s: %w", queue, err)
 	}
-	return res, nil
+	return nil
 }

@@ -10,7 +10,8 @@ start_cluster() {
 		mkdir -p "$dir/$i"
 		for _ in 1 2 3 4 5; do
 			p=$(free_port)
-			redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no --cluster-enabled yes \
+			# The bus port's default, port + 10000, may be taken: pick one.
+			redis-server --port "$p" --cluster-port "$(free_port)" --bind 127.0.0.1 --save "" --appendonly no --cluster-enabled yes \
 				--cluster-config-file "$dir/$i/nodes.conf" --dir "$dir/$i" --logfile "$dir/$i/log" &
 			local pid=$!
 			pids+=("$pid")
