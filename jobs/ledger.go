@@ -480,3 +480,42 @@ return 1
 `
 
 var unparkScript = script(unparkLua)
+
+// noteTasksLua adds task ids to the tasks set of a batch that exists.
+// ARGV: task ids...
+const noteTasksLua = `
+if redis.call('EXISTS', meta) == 0 then
+  return 0
+end
+redis.call('SADD', KEYS[12], unpack(ARGV))
+touch(KEYS[12])
+return 1
+`
+
+var noteTasksScript = script(noteTasksLua)
+
+// NoteTasks records the ids of tasks of batch id queued outside its
+// import's numbered chunks (a contact's own task, a chunk queued again),
+// before they are queued, so that Delete finds every task of the batch. A
+// batch that is gone records nothing.
+func (s *Store) NoteTasks(ctx context.Context, id string, tasks ...string) error {
+	for part := range slices.Chunk(tasks, 1000) { // Lua's unpack has a limit
+		args := make([]any, len(part))
+		for i, t := range part {
+			args[i] = t
+		}
+		if err := noteTasksScript.Run(ctx, s.rdb, s.keys(id), args...).Err(); err != nil {
+			return fmt.Errorf("note %d tasks of batch %s: %w", len(tasks), id, err)
+		}
+	}
+	return nil
+}
+
+// NotedTasks returns the task ids NoteTasks recorded for batch id.
+func (s *Store) NotedTasks(ctx context.Context, id string) ([]string, error) {
+	ids, err := s.rdb.SMembers(ctx, s.tasksKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the tasks of batch %s: %w", id, err)
+	}
+	return ids, nil
+}

@@ -195,13 +195,14 @@ func (s *Store) resultsKey(id string) string { return s.key(id, "results") }
 func (s *Store) deadKey(id string) string    { return s.key(id, "dead") }
 func (s *Store) planKey(id string) string    { return s.key(id, "plan") }
 func (s *Store) parkedKey(id string) string  { return s.key(id, "parked") }
+func (s *Store) tasksKey(id string) string   { return s.key(id, "tasks") }
 
 // keys are all of a batch's keys, in the order prelude.lua names them.
 func (s *Store) keys(id string) []string {
 	return []string{
 		s.metaKey(id), s.resultsKey(id), s.key(id, "errors"), s.key(id, "attempts"), s.rowsKey(id),
 		s.deadKey(id), s.previousKey(id), s.planKey(id), s.key(id, "claims"), s.parkedKey(id),
-		s.membersKey(id),
+		s.membersKey(id), s.tasksKey(id),
 	}
 }
 

@@ -89,12 +89,24 @@ func (t Tasks) EnqueueChunk(ctx context.Context, batch string, n int, contacts [
 // once all the same: whichever execution comes second finds its rows
 // settled, or its contact held and hands it to the contact's own task.
 func (t Tasks) Enqueue(ctx context.Context, batch string, contacts []string) error {
-	var chunks [][]string
-	for c := range slices.Chunk(contacts, t.chunkRows()) {
-		chunks = append(chunks, c)
+	type chunk struct {
+		id       string
+		contacts []string
 	}
-	return each(ctx, chunks, func(ctx context.Context, cs []string) error {
-		task, err := NewChunkTask(batch, cs, batch+":again:"+newToken(), asynq.Queue(t.queue()))
+	var (
+		chunks []chunk
+		ids    []string
+	)
+	for c := range slices.Chunk(contacts, t.chunkRows()) {
+		chunks = append(chunks, chunk{id: batch + ":again:" + newToken(), contacts: c})
+		ids = append(ids, chunks[len(chunks)-1].id)
+	}
+	if err := t.Store.NoteTasks(ctx, batch, ids...); err != nil {
+		return err
+	}
+	return each(ctx, chunks, func(ctx context.Context, c chunk) error {
+		cs := c.contacts
+		task, err := NewChunkTask(batch, cs, c.id, asynq.Queue(t.queue()))
 		if err != nil {
 			return err
 		}
@@ -113,6 +125,9 @@ func (t Tasks) Later(ctx context.Context, batch, contact string, d time.Duration
 	if err != nil {
 		return err
 	}
+	if err := t.Store.NoteTasks(ctx, batch, TaskID(batch, contact)); err != nil {
+		return err
+	}
 	if _, err := t.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("queue contact %s of batch %s: %w", contact, batch, err)
 	}
@@ -125,6 +140,9 @@ func (t Tasks) Later(ctx context.Context, batch, contact string, d time.Duration
 func (t Tasks) Bury(ctx context.Context, batch, contact string) error {
 	task, err := NewAssignTask(AssignPayload{Batch: batch, Contact: contact}, asynq.Queue(t.queue()), asynq.ProcessIn(24*time.Hour))
 	if err != nil {
+		return err
+	}
+	if err := t.Store.NoteTasks(ctx, batch, TaskID(batch, contact)); err != nil {
 		return err
 	}
 	_, err = t.Client.EnqueueContext(ctx, task)
@@ -297,13 +315,14 @@ func (t Tasks) Delete(ctx context.Context, id string) (int, error) {
 		}
 		return nil
 	}
+	// The import's chunks, by the numbers the plan keeps; then every task
+	// queued since (a contact's own, a chunk queued again), as noted.
 	for page, err := range t.Store.Contacts(ctx, id, false) {
 		if err != nil {
 			return int(n.Load()), err
 		}
-		ids := make([]string, len(page))
-		for i, c := range page {
-			ids[i] = TaskID(id, c.ID)
+		var ids []string
+		for _, c := range page {
 			if !chunks[c.Chunk] {
 				chunks[c.Chunk] = true
 				ids = append(ids, ChunkTaskID(id, c.Chunk))
@@ -312,6 +331,13 @@ func (t Tasks) Delete(ctx context.Context, id string) (int, error) {
 		if err := each(ctx, ids, drop); err != nil {
 			return int(n.Load()), err
 		}
+	}
+	noted, err := t.Store.NotedTasks(ctx, id)
+	if err != nil {
+		return int(n.Load()), err
+	}
+	if err := each(ctx, noted, drop); err != nil {
+		return int(n.Load()), err
 	}
 	return int(n.Load()), t.Store.Delete(ctx, id)
 }

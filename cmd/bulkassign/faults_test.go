@@ -127,7 +127,8 @@ func TestDistributedLostTasksAreQueuedAgain(t *testing.T) {
 }
 
 // TestDistributedDelete: `delete` removes a batch in any state with its
-// queued tasks; workers find nothing of it.
+// queued tasks, those queued since its import included (a chunk queued
+// again, a contact's own retry); workers find nothing of it.
 func TestDistributedDelete(t *testing.T) {
 	t.Parallel()
 	d := newDist(t, simulator.Options{})
@@ -141,7 +142,16 @@ func TestDistributedDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := asynq.NewClientFromRedisClient(d.rdb) // closed with d.rdb
-	if err := (jobs.Tasks{Store: d.store, Client: client, Queue: d.target.ns}).EnqueueChunk(t.Context(), "dead-import", 0, []string{"x1"}); err != nil {
+	tasks := jobs.Tasks{Store: d.store, Client: client, Queue: d.target.ns}
+	if err := tasks.EnqueueChunk(t.Context(), "dead-import", 0, []string{"x1"}); err != nil {
+		t.Fatal(err)
+	}
+	// Queued since the import: what resume, dlq retry and the sweep queue,
+	// and a contact's retry on its own.
+	if err := tasks.Enqueue(t.Context(), gone, []string{"g-00001", "g-00002"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tasks.Later(t.Context(), gone, "g-00003", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{gone, "dead-import"} {
@@ -154,7 +164,7 @@ func TestDistributedDelete(t *testing.T) {
 		t.Errorf("keys after delete: %v", keys)
 	}
 	qi, err := d.insp.GetQueueInfo(d.target.ns)
-	if err != nil || qi.Pending != 1 {
+	if err != nil || qi.Pending != 1 || qi.Scheduled != 0 {
 		t.Errorf("queue after delete: %+v (%v), want the one task (a chunk of 5 contacts) of the kept batch", qi, err)
 	}
 	if r := d.cli(t, "batches"); !strings.Contains(r.stdout, kept) || strings.Contains(r.stdout, gone) || strings.Contains(r.stdout, "dead-import") {
