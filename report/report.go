@@ -41,18 +41,20 @@ const (
 
 // Summary is the content of summary.json.
 type Summary struct {
-	BatchID         string           `json:"batchId"`
-	Name            string           `json:"name,omitempty"`
-	Source          string           `json:"source"`
-	Status          string           `json:"status"`
-	Rows            int64            `json:"rows"`
-	Succeeded       int64            `json:"succeeded"`
-	Failed          int64            `json:"failed"`
-	Invalid         int64            `json:"invalid"`
-	APICalls        int64            `json:"apiCalls"`
-	Retries         int64            `json:"retries"`
-	RateLimited     int64            `json:"rateLimited"`
-	StartedAt       time.Time        `json:"startedAt"`
+	BatchID     string    `json:"batchId"`
+	Name        string    `json:"name,omitempty"`
+	Source      string    `json:"source"`
+	Status      string    `json:"status"`
+	Rows        int64     `json:"rows"`
+	Succeeded   int64     `json:"succeeded"`
+	Failed      int64     `json:"failed"`
+	Invalid     int64     `json:"invalid"`
+	APICalls    int64     `json:"apiCalls"`
+	Retries     int64     `json:"retries"`
+	RateLimited int64     `json:"rateLimited"`
+	StartedAt   time.Time `json:"startedAt"`
+	// FinishedAt is null in JSON while the batch has not ended (a paused
+	// or interrupted batch's report).
 	FinishedAt      time.Time        `json:"finishedAt"`
 	DurationSeconds float64          `json:"durationSeconds"`
 	Errors          map[string]int64 `json:"errors"` // reason code -> rows
@@ -62,6 +64,20 @@ type Summary struct {
 	// RollbackUnrestorable, only for a batch that recorded previous agents,
 	// counts the contacts in rollback-unrestorable.csv.
 	RollbackUnrestorable *int64 `json:"rollbackUnrestorable,omitempty"`
+}
+
+// MarshalJSON writes s with finishedAt null while the batch has not
+// ended, rather than year 1.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary // without this method
+	out := struct {
+		plain
+		FinishedAt *time.Time `json:"finishedAt"`
+	}{plain: plain(s)}
+	if !s.FinishedAt.IsZero() {
+		out.FinishedAt = &s.FinishedAt
+	}
+	return json.Marshal(out)
 }
 
 // Entry is one row with its outcome.

@@ -163,6 +163,28 @@ func TestWriteSummaryFields(t *testing.T) {
 	}
 }
 
+// TestSummaryOfUnendedBatch: a batch that has not ended (paused,
+// interrupted) has finishedAt null, not year 1, and reads back as zero.
+func TestSummaryOfUnendedBatch(t *testing.T) {
+	t.Parallel()
+	s := report.Summary{BatchID: "b", Status: "paused", StartedAt: time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)}
+	raw, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := m["finishedAt"]; !ok || string(v) != "null" {
+		t.Errorf("finishedAt = %s (present %v), want null", v, ok)
+	}
+	var back report.Summary
+	if err := json.Unmarshal(raw, &back); err != nil || !back.FinishedAt.IsZero() || back.Status != "paused" {
+		t.Errorf("read back %+v (%v)", back, err)
+	}
+}
+
 func TestWriteFailingIteratorLeavesNothing(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

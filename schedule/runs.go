@@ -157,7 +157,7 @@ func Recorded(ctx context.Context, rdb redis.UniversalClient, namespace string) 
 }
 
 // Runs returns the newest n records (at most MaxRuns) of the schedule
-// name in namespace, newest first.
+// name in namespace, newest tick first.
 func Runs(ctx context.Context, rdb redis.UniversalClient, namespace, name string, n int) ([]Run, error) {
 	n = min(max(n, 1), MaxRuns)
 	vs, err := rdb.LRange(ctx, runsKey(namespace, name), 0, int64(n-1)).Result()
@@ -172,5 +172,8 @@ func Runs(ctx context.Context, rdb redis.UniversalClient, namespace, name string
 		}
 		runs = append(runs, rec)
 	}
+	// Records go in as ticks run, and a tick retried or planned late runs
+	// after later ones: read them by tick.
+	slices.SortStableFunc(runs, func(a, b Run) int { return b.Tick.Compare(a.Tick) })
 	return runs, nil
 }

@@ -52,3 +52,28 @@ func TestRecordedListsTheSchedulesWithRecords(t *testing.T) {
 		})
 	}
 }
+
+// TestRunsByTick: a tick recorded late (retried, or planned slowly) is
+// listed by its tick time, not where its record went in.
+func TestRunsByTick(t *testing.T) {
+	t.Parallel()
+	s := newSetupOn(t, redistest.Single)
+	ctx := context.Background()
+	for _, m := range []int{0, 2, 1, 3} { // the tick of minute 1 recorded after minute 2's
+		rec := Run{Schedule: "s", Tick: tick0.Add(time.Duration(m) * time.Minute), At: time.Now(), Outcome: RunSkipped, Code: SkipNothing}
+		if err := record(ctx, s.rdb, s.ns, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs, err := Runs(ctx, s.rdb, s.ns, "s", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, r := range runs {
+		got = append(got, int(r.Tick.Sub(tick0)/time.Minute))
+	}
+	if !slices.Equal(got, []int{3, 2, 1, 0}) {
+		t.Errorf("ticks listed at minutes %v, want [3 2 1 0]", got)
+	}
+}

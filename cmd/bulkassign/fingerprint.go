@@ -86,7 +86,8 @@ func cliOrigin(via string, cfg *config.Config) jobs.Origin {
 
 // workerSettings are the settings cfg's workers make their calls with.
 func workerSettings(cfg *config.Config) *jobs.Settings {
-	return &jobs.Settings{Rate: cfg.Rate, Burst: cfg.Burst, Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts}
+	// --burst 0 is its default, 1, as the limiter takes it.
+	return &jobs.Settings{Rate: cfg.Rate, Burst: max(cfg.Burst, 1), Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts}
 }
 
 // localUser is user@host of this process.

@@ -170,6 +170,7 @@ Rules file:
 			}
 			open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(rows.Bytes())), nil }
 			return a.run(ctx, cfg, open, opts, runOptions{format: string(importer.FormatCSV), every: progress,
+				runFlags: runFlags{via: "plan --apply", simulated: simulate},
 				summarize: func(w io.Writer, s report.Summary, dir string) error {
 					if err := a.writePlanFiles(dir, p, rows.Bytes()); err != nil {
 						return err
@@ -354,6 +355,7 @@ func (a *app) queuePlan(ctx context.Context, q *queue, cfg config.Config, p *pla
 	if err != nil {
 		return err
 	}
+	a.remember(ctx, q, "", sum.BatchID, cliOrigin("plan --apply", nil))
 	printImport(a.stderr, sum)
 	if err := a.writePlanFiles(report.Dir(cfg.Out, sum.BatchID), p, rows); err != nil {
 		return err

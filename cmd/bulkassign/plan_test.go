@@ -391,8 +391,8 @@ func TestPlanApplyQueued(t *testing.T) {
 	if !report.ValidBatchID(id) {
 		t.Fatalf("last stdout line %q is not a batch id", id)
 	}
-	if b := d.batch(t, id); b.Rows != int64(len(p.Assignments)) || b.Name != "rebalance" {
-		t.Errorf("batch: %d rows, name %q; want %d, rebalance", b.Rows, b.Name, len(p.Assignments))
+	if b := d.batch(t, id); b.Rows != int64(len(p.Assignments)) || b.Name != "rebalance" || b.Origin.Via != "plan --apply" || b.Origin.By == "" {
+		t.Errorf("batch: %d rows, name %q, origin %+v; want %d, rebalance, via plan --apply by this user", b.Rows, b.Name, b.Origin, len(p.Assignments))
 	}
 	d.startWorker(t, fastFlags()[:4]...)
 	r, dir := d.reportWait(t, id)
@@ -417,9 +417,12 @@ func TestPlanApplyQueued(t *testing.T) {
 }
 
 // TestPlanApplySimulate is the demo: plan and apply the examples against
-// the built-in simulator, no CRM, key or Redis needed.
+// the built-in simulator, no CRM, key or Redis needed. As for run
+// --simulate, nothing outlives the command: it says it cannot resume and
+// keeps no state. The batch says it came from plan --apply, with the
+// settings its calls were made with.
 func TestPlanApplySimulate(t *testing.T) {
-	t.Parallel()
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
 	out := t.TempDir()
 	args := append([]string{"plan", "--apply", "--simulate", "--sim-members", "7", "--contacts", exampleContacts, "--rules", exampleRules,
 		"--out", out}, fastFlags()...)
@@ -427,9 +430,18 @@ func TestPlanApplySimulate(t *testing.T) {
 	if res.code != exitOK {
 		t.Fatalf("exit %d (%v)\n%s", res.code, res.err, res.stderr)
 	}
+	if !strings.Contains(res.stderr, "it cannot resume if it stops (--simulate") {
+		t.Errorf("plan --apply --simulate does not say it cannot resume:\n%s", res.stderr)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(os.Getenv("XDG_STATE_HOME"), "bulkassign")); len(entries) != 0 {
+		t.Errorf("plan --apply --simulate left state behind: %v", entries)
+	}
 	s := readSummary(t, reportDir(t, out))
 	p := computePlan(t, exampleContacts, exampleRules)
 	if s.Rows != int64(len(p.Assignments)) || s.Succeeded != s.Rows {
 		t.Errorf("summary: %d rows, %d succeeded; want %d, all", s.Rows, s.Succeeded, len(p.Assignments))
+	}
+	if s.Origin == nil || s.Origin.Via != "plan --apply" || s.Origin.Settings == nil || s.Origin.Settings.Burst != 1 {
+		t.Errorf("summary origin %+v, want via plan --apply with the settings used (burst 1, the default)", s.Origin)
 	}
 }

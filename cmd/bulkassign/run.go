@@ -149,7 +149,7 @@ type runFlags struct {
 	// fresh starts a new batch even when the file's last one is
 	// unfinished (it is cancelled); again sends a file already applied.
 	fresh, again bool
-	// via names the command in the batch's origin; default "plan --apply".
+	// via names the command in the batch's origin.
 	via string
 	// simulated: the CRM is the simulator of this process, whose state
 	// dies with it: there is nothing to resume.
@@ -166,9 +166,6 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 // the file's unfinished batch; open gives the input.
 func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCloser, error), opts importer.Options, ro runOptions) error {
 	rf := ro.runFlags
-	if rf.via == "" {
-		rf.via = "plan --apply"
-	}
 	if ro.summarize == nil {
 		ro.summarize = printSummary
 	}
