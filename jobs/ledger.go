@@ -511,11 +511,34 @@ func (s *Store) NoteTasks(ctx context.Context, id string, tasks ...string) error
 	return nil
 }
 
-// NotedTasks returns the task ids NoteTasks recorded for batch id.
-func (s *Store) NotedTasks(ctx context.Context, id string) ([]string, error) {
-	ids, err := s.rdb.SMembers(ctx, s.tasksKey(id)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read the tasks of batch %s: %w", id, err)
+// NotedTasks yields, a page at a time, the task ids NoteTasks recorded
+// for batch id and ForgetTask did not drop (SSCAN: a big set never blocks
+// Redis, nor fills memory).
+func (s *Store) NotedTasks(ctx context.Context, id string) func(func([]string, error) bool) {
+	return func(yield func([]string, error) bool) {
+		var cursor uint64
+		for {
+			page, next, err := s.rdb.SScan(ctx, s.tasksKey(id), cursor, "", 1000).Result()
+			if err != nil {
+				yield(nil, fmt.Errorf("read the tasks of batch %s: %w", id, err))
+				return
+			}
+			if len(page) > 0 && !yield(page, nil) {
+				return
+			}
+			if cursor = next; cursor == 0 {
+				return
+			}
+		}
 	}
-	return ids, nil
+}
+
+// ForgetTask drops a task of batch id that ended for good from the ones
+// NoteTasks recorded, so that the set holds only tasks that may still be
+// queued (and dead letters, which stay in asynq's archive).
+func (s *Store) ForgetTask(ctx context.Context, id, task string) error {
+	if err := s.rdb.SRem(ctx, s.tasksKey(id), task).Err(); err != nil {
+		return fmt.Errorf("forget task %s of batch %s: %w", task, id, err)
+	}
+	return nil
 }

@@ -53,9 +53,9 @@ type Summary struct {
 	Retries     int64     `json:"retries"`
 	RateLimited int64     `json:"rateLimited"`
 	StartedAt   time.Time `json:"startedAt"`
-	// FinishedAt is null in JSON while the batch has not ended (a paused
-	// or interrupted batch's report).
-	FinishedAt      time.Time        `json:"finishedAt"`
+	// FinishedAt is left out while the batch has not ended (a paused or
+	// interrupted batch's report), rather than written as year 1.
+	FinishedAt      time.Time        `json:"finishedAt,omitzero"`
 	DurationSeconds float64          `json:"durationSeconds"`
 	Errors          map[string]int64 `json:"errors"` // reason code -> rows
 	// Origin says who started the batch and how, and its settings; absent
@@ -64,20 +64,6 @@ type Summary struct {
 	// RollbackUnrestorable, only for a batch that recorded previous agents,
 	// counts the contacts in rollback-unrestorable.csv.
 	RollbackUnrestorable *int64 `json:"rollbackUnrestorable,omitempty"`
-}
-
-// MarshalJSON writes s with finishedAt null while the batch has not
-// ended, rather than year 1.
-func (s Summary) MarshalJSON() ([]byte, error) {
-	type plain Summary // without this method
-	out := struct {
-		plain
-		FinishedAt *time.Time `json:"finishedAt"`
-	}{plain: plain(s)}
-	if !s.FinishedAt.IsZero() {
-		out.FinishedAt = &s.FinishedAt
-	}
-	return json.Marshal(out)
 }
 
 // Entry is one row with its outcome.

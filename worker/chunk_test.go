@@ -76,6 +76,18 @@ func TestChunkHandsTransientContactsToTheirOwnTasks(t *testing.T) {
 			t.Errorf("line %d after the chunk: %+v, own task %v, want succeeded with no task of its own", r.Line, res[r.Line], err)
 		}
 	}
+	noted := func() (n int) {
+		for page, err := range e.store.NotedTasks(e.ctx, "b") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(page)
+		}
+		return n
+	}
+	if n := noted(); n != len(flaky) {
+		t.Errorf("the batch notes %d tasks of its own, want the %d flaky contacts' (delete finds them there)", n, len(flaky))
+	}
 	e.run(t)
 	b := e.waitDone(t, "b")
 	e.checkExact(t, b, rows)
@@ -83,6 +95,15 @@ func TestChunkHandsTransientContactsToTheirOwnTasks(t *testing.T) {
 		if want := map[bool]int{true: 2, false: 1}[flaky[line]]; r.Attempts != want {
 			t.Errorf("line %d: %d attempts, want %d", line, r.Attempts, want)
 		}
+	}
+	// Done, the contacts' tasks are forgotten: the set holds only tasks
+	// that may still be queued.
+	deadline := time.Now().Add(10 * time.Second)
+	for noted() != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := noted(); n != 0 {
+		t.Errorf("the batch still notes %d finished tasks", n)
 	}
 }
 

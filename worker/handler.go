@@ -203,6 +203,18 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
+	err = h.process(ctx, p)
+	if id, ok := asynq.GetTaskID(ctx); ok && err == nil {
+		// Done for good: delete need not look for this task any more.
+		if ferr := h.store.ForgetTask(context.WithoutCancel(ctx), p.Batch, id); ferr != nil {
+			h.opts.Logger.Warn("the batch's list of its tasks keeps a finished one", slog.String("batch", p.Batch), slog.Any("error", ferr))
+		}
+	}
+	return err
+}
+
+// process applies the contacts of a task's payload.
+func (h *Handler) process(ctx context.Context, p jobs.AssignPayload) error {
 	if p.Chunk() {
 		return h.processChunk(ctx, p.Batch, p.Contacts)
 	}
@@ -212,7 +224,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return context.Cause(ctx)
 	}
 	defer func() { <-h.active }()
-	err = h.processContact(ctx, p.Batch, p.Contact)
+	err := h.processContact(ctx, p.Batch, p.Contact)
 	switch {
 	case errors.Is(err, errGone):
 		h.opts.Logger.Warn("dropping task of a batch that no longer exists", slog.String("batch", p.Batch), slog.String("contact", p.Contact))

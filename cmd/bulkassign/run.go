@@ -277,7 +277,7 @@ func (a *app) run(ctx context.Context, cfg config.Config, open func() (io.ReadCl
 		a.awaitNotice(ctx, q, w.notifier, b.ID, ro.noticeWait)
 	}
 	w.stop()
-	resumable := q.durable || cfg.RedisGiven()
+	resumable := (q.durable || cfg.RedisGiven()) && !rf.simulated
 	if werr != nil && !errors.Is(werr, errBatchLost) && resumable {
 		werr = fmt.Errorf("%w; the same command resumes it", werr)
 	}
