@@ -256,3 +256,30 @@ func TestLiveNoneKnown(t *testing.T) {
 		t.Errorf("tick against a CRM without the contacts: %v", err)
 	}
 }
+
+// TestTickDrained: a tick planning when its worker drains stops before
+// it reads the CRM any further, queues nothing, leaves no record (it is
+// retried) and frees the schedule, so that the same tick, run again by a
+// worker that is up, queues its batch.
+func TestTickDrained(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	ctx := context.Background()
+	s.p.Live = true
+	s.runner.Drain()
+	out, err := s.runner.RunTick(ctx, s.p, tick0, "task-1", false)
+	if !errors.Is(err, ErrDraining) || permanent(err) || out.BatchID != "" {
+		t.Fatalf("tick while draining: %+v, %v; want ErrDraining, to be retried, and no batch", out, err)
+	}
+	if ids := s.batchIDs(t); len(ids) != 0 {
+		t.Errorf("batches after a drained tick: %v", ids)
+	}
+	if runs, err := Runs(ctx, s.rdb, s.ns, s.p.Name, 10); err != nil || len(runs) != 0 {
+		t.Errorf("records after a drained tick: %+v (%v); want none, it is retried", runs, err)
+	}
+	up := NewRunner(s.runner.rdb, s.runner.store, s.runner.imp, s.runner.crm, s.runner.opts)
+	out, err = up.RunTick(ctx, s.p, tick0, "task-1", false)
+	if err != nil || out.BatchID == "" {
+		t.Errorf("the tick again on a worker that is up: %+v, %v; want its batch", out, err)
+	}
+}

@@ -57,7 +57,21 @@ type Runner struct {
 	imp   *importer.Importer
 	crm   *CRM
 	opts  RunnerOptions
+	// draining ends when Drain is called: a tick planning then stops.
+	draining context.Context
+	drain    context.CancelCauseFunc
 }
+
+// ErrDraining ends a tick that was planning when its worker began to shut
+// down: the tick is retried later, by this worker once it is back or by
+// another.
+var ErrDraining = errors.New("the worker is shutting down: the tick runs again later")
+
+// Drain stops the ticks planning now (reading the CRM's owners may take
+// long under a low rate), so that a worker's shutdown does not wait for
+// them; a tick queueing its batch finishes that. Call it before the asynq
+// server's Shutdown.
+func (r *Runner) Drain() { r.drain(ErrDraining) }
 
 // NewRunner returns a Runner that keeps its locks and records in rdb,
 // reads batch statuses from store, checks every tick's pools against (and
@@ -81,7 +95,8 @@ func NewRunner(rdb redis.UniversalClient, store *jobs.Store, imp *importer.Impor
 	if opts.TickWait <= 0 {
 		opts.TickWait = 5 * time.Second
 	}
-	return &Runner{rdb: rdb, store: store, imp: imp, crm: crm, opts: opts}
+	draining, drain := context.WithCancelCause(context.Background())
+	return &Runner{rdb: rdb, store: store, imp: imp, crm: crm, opts: opts, draining: draining, drain: drain}
 }
 
 // Redis keys, all under the namespace:
@@ -283,7 +298,16 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 				slog.String("schedule", p.Name), slog.Any("error", err))
 		}
 	}
-	plan, err := r.plan(ctx, p)
+	// Planning stops when the worker drains; what comes after (queueing
+	// the batch) is not cut short.
+	pctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(r.draining, func() { cancel(context.Cause(r.draining)) })
+	plan, err := r.plan(pctx, p)
+	stop()
+	if cause := context.Cause(pctx); err != nil && errors.Is(cause, ErrDraining) {
+		err = fmt.Errorf("schedule %s: %w", p.Name, cause)
+	}
+	cancel(nil)
 	if err != nil {
 		release()
 		return out, err

@@ -153,6 +153,7 @@ type workerProc struct {
 	srv     *asynq.Server
 	mux     *asynq.ServeMux
 	handler *worker.Handler
+	runner  *schedule.Runner
 	client  *worker.Client
 	// limiter paces the calls (and serve's verify reads) of this process.
 	limiter worker.Limiter
@@ -174,11 +175,13 @@ func (w *workerProc) start(ctx context.Context) error {
 	return nil
 }
 
-// stop stops the sweeper and the notifier and drains the asynq server.
+// stop stops the sweeper and the notifier, drains the contacts' and the
+// ticks' handlers, and shuts the asynq server down.
 func (w *workerProc) stop() {
 	w.cancel()
 	w.swept.Wait()
 	w.handler.Drain()
+	w.runner.Drain()
 	w.srv.Shutdown()
 }
 
@@ -222,7 +225,8 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 	// Scheduled plans run on the workers too; their handler is wired here
 	// because it needs the importer, which the worker package may not import.
 	crm := &schedule.CRM{Client: client, Limiter: limiter, Read: worker.ReadOptions{Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts, MaxRetryAfter: cfg.MaxRetryAfter}}
-	mux.Handle(jobs.TypePlan, schedule.NewRunner(q.rdb, q.store, q.importer(cfg), crm, schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log, Notifier: notifier}))
+	runner := schedule.NewRunner(q.rdb, q.store, q.importer(cfg), crm, schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log, Notifier: notifier})
+	mux.Handle(jobs.TypePlan, runner)
 	mux.Handle(notify.TypeNotify, newNotifySender(q, log))
 	if m != nil {
 		mux.Use(m.InFlight)
@@ -231,7 +235,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 		Stall:  cfg.Stall,
 		Logger: log,
 	})
-	return &workerProc{srv: srv, mux: mux, handler: h, client: client, limiter: limiter, sweeper: sweeper, notifier: notifier}, nil
+	return &workerProc{srv: srv, mux: mux, handler: h, runner: runner, client: client, limiter: limiter, sweeper: sweeper, notifier: notifier}, nil
 }
 
 // retention maps --retention to the store's option, where 0 means the
