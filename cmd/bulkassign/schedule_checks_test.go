@@ -50,16 +50,9 @@ func TestScheduleLiveTicksDoNotRepeat(t *testing.T) {
 func TestScheduleRuns(t *testing.T) {
 	t.Parallel()
 	s := newScheduleSetup(t, simulator.Options{}, 30, "0 2 * * *")
-	r := s.once(t)
-	if r.code != exitOK {
-		t.Fatalf("first tick: exit %d: %s\n%s", r.code, r.errText(), r.stderr)
-	}
-	id := strings.TrimSpace(r.stdout)
-	if r := s.cli(t, "pause", id); r.code != exitOK {
-		t.Fatalf("pause: %s", r.errText())
-	}
+	id := s.pausedTick(t)
 	nextSecond()
-	r = s.once(t)
+	r := s.once(t)
 	if r.code != exitFatal || !strings.Contains(r.errText(), "batch "+id+", is paused") || !strings.Contains(r.errText(), "bulkassign resume "+id) {
 		t.Errorf("tick while paused: exit %d: %s", r.code, r.errText())
 	}

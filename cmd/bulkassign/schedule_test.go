@@ -113,6 +113,21 @@ func (s *scheduleSetup) once(t *testing.T) cliResult {
 	return s.cli(t, "schedule", "--config", s.config, "--once", "rebalance", "--api-url", s.api, "--api-key", s.key)
 }
 
+// pausedTick runs a tick, which queues its batch, pauses that batch and
+// returns its id.
+func (s *scheduleSetup) pausedTick(t *testing.T) string {
+	t.Helper()
+	r := s.once(t)
+	if r.code != exitOK {
+		t.Fatalf("tick: exit %d: %s\n%s", r.code, r.errText(), r.stderr)
+	}
+	id := strings.TrimSpace(r.stdout)
+	if r := s.cli(t, "pause", id); r.code != exitOK {
+		t.Fatalf("pause: %s", r.errText())
+	}
+	return id
+}
+
 // nextSecond waits for the wall clock to enter a new second: ticks are
 // whole seconds, and two --once runs in one second are one tick.
 func nextSecond() {

@@ -109,15 +109,8 @@ func TestBatchesShowsUnqueuedTicks(t *testing.T) {
 func TestBatchesOperatorPause(t *testing.T) {
 	t.Parallel()
 	s := newScheduleSetup(t, simulator.Options{}, 10, "0 2 * * *")
-	r := s.once(t)
-	if r.code != exitOK {
-		t.Fatalf("tick: exit %d: %s\n%s", r.code, r.errText(), r.stderr)
-	}
-	id := strings.TrimSpace(r.stdout)
-	if r := s.cli(t, "pause", id); r.code != exitOK {
-		t.Fatalf("pause: %s", r.errText())
-	}
-	r = s.cli(t, "batches")
+	id := s.pausedTick(t)
+	r := s.cli(t, "batches")
 	if f := batchesLine(t, r.stdout, id); len(f) < 5 || f[3] != "paused" || !strings.HasPrefix(f[4], "0/") {
 		t.Errorf("batches: a paused batch shows %q, want paused, 0 done\n%s", f, r.stdout)
 	}
