@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -70,6 +71,11 @@ type Begun struct {
 	Completed bool
 	// Exec is set for Run.
 	Exec *Execution
+	// Err says the contact could not begin: the ledger's answer for it
+	// could not be read (its plan entry, or its members). Its claim is
+	// given up again; the other contacts of the same call are not held
+	// back.
+	Err error
 }
 
 // Begin decides whether an execution of the contact's task runs and, if
@@ -81,7 +87,7 @@ func (s *Store) Begin(ctx context.Context, batch, contact string, maxAttempts in
 	if err != nil {
 		return Begun{}, err
 	}
-	return bs[0], nil
+	return bs[0], bs[0].Err
 }
 
 // BeginMany is Begin for many contacts of a batch at once, in one call:
@@ -119,7 +125,14 @@ func (s *Store) BeginMany(ctx context.Context, batch string, contacts []string, 
 	for i, c := range contacts {
 		each, _ := v[1+i].([]any)
 		if out[i], err = s.begun(ctx, batch, c, tokens[i], each); err != nil {
-			return nil, err
+			// Claimed for an execution that will not run: give the claim
+			// up, so that the contact's next execution neither waits for
+			// it to expire nor counts it as a worker lost.
+			x := &Execution{Batch: batch, Contact: c, Token: tokens[i]}
+			if _, _, rerr := s.Release(ctx, x, -1, false, Stats{}); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			out[i] = Begun{Err: err}
 		}
 	}
 	return out, nil

@@ -278,3 +278,37 @@ func envAtCall(t *testing.T, concurrency, n int, at func()) *env {
 	e.sim = sim
 	return e
 }
+
+// TestChunkUnreadableContact: a contact whose plan entry cannot be read
+// fails alone, and its claim is given up at once. The contacts that began
+// in the same ledger call are not held: when the chunk runs again (it
+// failed), each of them is applied with one attempt, instead of waiting
+// for a claim nobody holds to expire and counting that as a worker lost.
+func TestChunkUnreadableContact(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	rows := oneEach(40, "m1")
+	ps := e.load(t, "b", rows)
+	bad := rows[len(rows)-1] // last: every other contact starts before it fails the chunk
+	// A member index the batch does not have: the script reads the entry,
+	// the worker cannot.
+	entry := fmt.Sprintf("0/#999:0:%d", bad.Line)
+	if err := e.rdb.HSet(e.ctx, e.ns+":batch:{b}:plan", bad.ContactID, entry).Err(); err != nil {
+		t.Fatal(err)
+	}
+	task := e.chunkTask(t, "b:chunk:0", ps)
+	for run := 1; run <= 2; run++ {
+		if err := e.handler.ProcessTask(e.ctx, task); err == nil {
+			t.Fatalf("run %d of a chunk with an unreadable contact: no error", run)
+		}
+		if n, err := e.rdb.HExists(e.ctx, e.ns+":batch:{b}:claims", bad.ContactID).Result(); err != nil || n {
+			t.Errorf("run %d: the unreadable contact is still claimed (%v)", run, err)
+		}
+	}
+	res := e.results(t, "b")
+	for _, r := range rows {
+		if r.ContactID != bad.ContactID && (res[r.Line].Status != jobs.StatusSucceeded || res[r.Line].Attempts != 1) {
+			t.Errorf("line %d (%s) after the chunk ran twice: %+v, want succeeded with 1 attempt", r.Line, r.ContactID, res[r.Line])
+		}
+	}
+}

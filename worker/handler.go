@@ -271,6 +271,9 @@ func (h *Handler) processContact(ctx context.Context, batch, contact string) (er
 		return context.Cause(ctx)
 	}
 	b, err := h.ledger.begins.call(batch, contact)
+	if err == nil {
+		err = b.Err
+	}
 	if err != nil {
 		return err
 	}
