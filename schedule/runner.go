@@ -301,6 +301,9 @@ func (r *Runner) Tick(ctx context.Context, p jobs.PlanPayload, tick time.Time, o
 	// Planning stops when the worker drains; what comes after (queueing
 	// the batch) is not cut short.
 	pctx, cancel := context.WithCancelCause(ctx)
+	if r.draining.Err() != nil {
+		cancel(context.Cause(r.draining)) // already: plan nothing
+	}
 	stop := context.AfterFunc(r.draining, func() { cancel(context.Cause(r.draining)) })
 	plan, err := r.plan(pctx, p)
 	stop()
