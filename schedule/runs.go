@@ -55,6 +55,15 @@ func (r Run) Stalled() bool {
 	return r.Outcome == RunSkipped && (r.Code == SkipPaused || r.Code == SkipRefused)
 }
 
+// Label is the run's outcome with its skip code, if any:
+// "skipped (previous-paused)".
+func (r Run) Label() string {
+	if r.Code == "" {
+		return r.Outcome
+	}
+	return r.Outcome + " (" + r.Code + ")"
+}
+
 // namesKey is the sorted set of the names of the schedules that left
 // records in namespace, each scored by the time (Unix ms) of its newest
 // record: it finds the records without the schedule file.

@@ -463,11 +463,7 @@ func writeUnqueuedTicks(w io.Writer, ticks []schedule.Run) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCHEDULE\tTICK\tOUTCOME\tREASON")
 	for _, r := range ticks {
-		outcome := r.Outcome
-		if r.Code != "" {
-			outcome += " (" + r.Code + ")"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Schedule, r.Tick.UTC().Format(time.RFC3339), outcome, cell(r.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Schedule, r.Tick.UTC().Format(time.RFC3339), r.Label(), cell(r.Reason))
 	}
 	return tw.Flush()
 }

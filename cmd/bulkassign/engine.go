@@ -194,9 +194,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 	if err != nil {
 		return nil, err
 	}
-	var limiter worker.Limiter = worker.NewSharedLimiter(q.rdb, worker.SharedLimiterOptions{
-		Namespace: cfg.Namespace, APIURL: cfg.APIURL, APIKey: cfg.APIKey, Rate: cfg.Rate, Burst: cfg.Burst, Logger: log,
-	})
+	var limiter worker.Limiter = sharedLimiter(q, cfg, log)
 	tasks := q.tasks()
 	notifier := q.notifier(cfg, log)
 	hopts := worker.HandlerOptions{
@@ -224,7 +222,7 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 	})
 	// Scheduled plans run on the workers too; their handler is wired here
 	// because it needs the importer, which the worker package may not import.
-	crm := &schedule.CRM{Client: client, Limiter: limiter, Read: worker.ReadOptions{Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts, MaxRetryAfter: cfg.MaxRetryAfter}}
+	crm := &schedule.CRM{Client: client, Limiter: limiter, Read: readOptions(cfg)}
 	runner := schedule.NewRunner(q.rdb, q.store, q.importer(cfg), crm, schedule.RunnerOptions{Namespace: cfg.Namespace, Logger: log, Notifier: notifier})
 	mux.Handle(jobs.TypePlan, runner)
 	mux.Handle(notify.TypeNotify, newNotifySender(q, log))
@@ -236,6 +234,21 @@ func newWorker(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics
 		Logger: log,
 	})
 	return &workerProc{srv: srv, mux: mux, handler: h, runner: runner, client: client, limiter: limiter, sweeper: sweeper, notifier: notifier}, nil
+}
+
+// sharedLimiter is the rate limiter of cfg's key and API URL, shared
+// through q's Redis with every process calling with them; log, if not
+// nil, gets its notes.
+func sharedLimiter(q *queue, cfg config.Config, log *slog.Logger) *worker.SharedLimiter {
+	return worker.NewSharedLimiter(q.rdb, worker.SharedLimiterOptions{
+		Namespace: cfg.Namespace, APIURL: cfg.APIURL, APIKey: cfg.APIKey, Rate: cfg.Rate, Burst: cfg.Burst, Logger: log,
+	})
+}
+
+// readOptions are the settings of reads back from the CRM (live owners,
+// verify): the calls' concurrency, attempts and Retry-After cap.
+func readOptions(cfg config.Config) worker.ReadOptions {
+	return worker.ReadOptions{Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts, MaxRetryAfter: cfg.MaxRetryAfter}
 }
 
 // retention maps --retention to the store's option, where 0 means the

@@ -250,13 +250,11 @@ func (a *app) planCRM(cfg config.Config, q *queue, simulate bool, every time.Dur
 	}
 	var limiter worker.Limiter = worker.NewLocalLimiter(cfg.Rate, cfg.Burst)
 	if q != nil {
-		limiter = worker.NewSharedLimiter(q.rdb, worker.SharedLimiterOptions{
-			Namespace: cfg.Namespace, APIURL: cfg.APIURL, APIKey: cfg.APIKey, Rate: cfg.Rate, Burst: cfg.Burst,
-		})
+		limiter = sharedLimiter(q, cfg, nil)
 	}
 	return &schedule.CRM{
 		Client: client, Limiter: limiter,
-		Read:     worker.ReadOptions{Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts, MaxRetryAfter: cfg.MaxRetryAfter},
+		Read:     readOptions(cfg),
 		Progress: newReadProgress(a.stderr, every),
 	}, nil
 }

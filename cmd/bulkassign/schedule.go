@@ -240,11 +240,7 @@ func (a *app) scheduleRuns(ctx context.Context, q *queue, cfg config.Config, nam
 			if r.Outcome == schedule.RunQueued {
 				rows = strconv.Itoa(r.Rows)
 			}
-			outcome := r.Outcome
-			if r.Code != "" {
-				outcome += " (" + r.Code + ")"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Schedule, r.Tick.UTC().Format(time.RFC3339), outcome, r.BatchID, rows, cell(r.Reason))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Schedule, r.Tick.UTC().Format(time.RFC3339), r.Label(), r.BatchID, rows, cell(r.Reason))
 		}
 	}
 	return tw.Flush()

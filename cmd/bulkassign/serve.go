@@ -215,7 +215,8 @@ with the calls' key probe, shared --rate and --concurrency, and writes
 // client and the shared limiter of the key as a worker makes them, so the
 // reads share --rate with every worker.
 func serveCRM(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics, w *workerProc) (*server.CRM, error) {
-	read := worker.ReadOptions{Concurrency: cfg.Concurrency, MaxAttempts: cfg.MaxAttempts, Backoff: cfg.RetryBase, MaxRetryAfter: cfg.MaxRetryAfter}
+	read := readOptions(cfg)
+	read.Backoff = cfg.RetryBase
 	if w != nil {
 		return &server.CRM{Client: w.client, Limiter: w.limiter, Read: read}, nil
 	}
@@ -223,8 +224,6 @@ func serveCRM(q *queue, cfg config.Config, log *slog.Logger, m *metrics.Metrics,
 	if err != nil {
 		return nil, err
 	}
-	limiter := m.Limiter(worker.NewSharedLimiter(q.rdb, worker.SharedLimiterOptions{
-		Namespace: cfg.Namespace, APIURL: cfg.APIURL, APIKey: cfg.APIKey, Rate: cfg.Rate, Burst: cfg.Burst, Logger: log,
-	}))
+	limiter := m.Limiter(sharedLimiter(q, cfg, log))
 	return &server.CRM{Client: client, Limiter: limiter, Read: read}, nil
 }

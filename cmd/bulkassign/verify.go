@@ -207,15 +207,12 @@ func (v *verifyRun) check(ctx context.Context, driftPath, fixPath string, asJSON
 		if err != nil {
 			return err
 		}
-		limiter = worker.NewSharedLimiter(v.q.rdb, worker.SharedLimiterOptions{
-			Namespace: v.cfg.Namespace, APIURL: v.cfg.APIURL, APIKey: v.cfg.APIKey, Rate: v.cfg.Rate, Burst: v.cfg.Burst, Logger: log,
-		})
+		limiter = sharedLimiter(v.q, v.cfg, log)
 	}
+	read := readOptions(v.cfg)
+	read.Backoff = v.cfg.RetryBase
 	sum, drifts, err := verify.Check(ctx, client, limiter, v.exps, verify.Options{
-		Read: worker.ReadOptions{
-			Concurrency: v.cfg.Concurrency, MaxAttempts: v.cfg.MaxAttempts,
-			Backoff: v.cfg.RetryBase, MaxRetryAfter: v.cfg.MaxRetryAfter,
-		},
+		Read:     read,
 		Progress: newVerifyProgress(v.a.stderr, v.every, len(v.exps)),
 	})
 	sum.Batch, sum.File = v.batch, v.file
